@@ -1,0 +1,62 @@
+//! The `krawl` binary.
+
+mod extract;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KRAWL_GIT_COMMIT"),
+    ")"
+);
+
+/// krawl: a self-deployed, read-only metadata agent for Apache Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "krawl", version = VERSION, about, long_about = None)]
+struct Cli {
+    /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG also works.
+    #[arg(
+        long,
+        global = true,
+        env = "KRAWL_LOG",
+        default_value = "warn,librdkafka=error"
+    )]
+    log_level: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Extract a cluster's metadata once and write NDJSON records.
+    Extract(extract::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(&cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Extract(args) => extract::run(args).await,
+        }
+    });
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

@@ -1,0 +1,939 @@
+//! Typed connection and extraction settings, validated before anything is
+//! contacted, and their mapping onto librdkafka properties.
+//!
+//! Errors name the TOML key (`kafka.sasl.mechanism`) and, where there is a
+//! fixed set, the accepted values.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use krawl_secrets::{SecretError, SecretRef, SecretString};
+use rdkafka::ClientConfig;
+use regex::Regex;
+use serde::Deserialize;
+
+/// The whole `krawl extract` config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractConfig {
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub extract: ExtractOptions,
+}
+
+impl ExtractConfig {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate()?;
+        self.extract.validate()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum SecurityProtocol {
+    #[default]
+    #[serde(rename = "PLAINTEXT")]
+    Plaintext,
+    #[serde(rename = "SSL")]
+    Ssl,
+    #[serde(rename = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub const ACCEPTED: &'static str = "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => Some(Self::Plaintext),
+            "SSL" => Some(Self::Ssl),
+            "SASL_PLAINTEXT" => Some(Self::SaslPlaintext),
+            "SASL_SSL" => Some(Self::SaslSsl),
+            _ => None,
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+    #[serde(rename = "OAUTHBEARER")]
+    OauthBearer,
+}
+
+impl SaslMechanism {
+    pub const ACCEPTED: &'static str = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::OauthBearer => "OAUTHBEARER",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "PLAIN" => Some(Self::Plain),
+            "SCRAM-SHA-256" => Some(Self::ScramSha256),
+            "SCRAM-SHA-512" => Some(Self::ScramSha512),
+            "OAUTHBEARER" => Some(Self::OauthBearer),
+            _ => None,
+        }
+    }
+}
+
+/// How to reach and authenticate to one Kafka cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port` of one or more brokers.
+    pub bootstrap_servers: Vec<String>,
+    #[serde(default)]
+    pub security_protocol: SecurityProtocol,
+    #[serde(default)]
+    pub sasl: Option<SaslConfig>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Timeout of each Kafka call and of the initial connection, in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Extra librdkafka properties, passed through after checks.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_client_id() -> String {
+    "krawl".to_string()
+}
+
+fn default_timeout_secs() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    pub mechanism: SaslMechanism,
+    /// For PLAIN and SCRAM.
+    pub username: Option<String>,
+    /// For PLAIN and SCRAM: a secret reference.
+    pub password: Option<SecretRef>,
+    /// For OAUTHBEARER: OIDC client-credentials settings.
+    pub oauthbearer: Option<OauthBearerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OauthBearerConfig {
+    pub token_endpoint_url: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    pub scope: Option<String>,
+    /// SASL extensions, e.g. `{ logicalCluster = "lkc-abc", identityPoolId = "pool-1" }`.
+    #[serde(default)]
+    pub extensions: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM CA bundle; the system roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mTLS.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key for mTLS, as a secret reference (e.g. `file:///etc/krawl/client.key`).
+    pub client_key: Option<SecretRef>,
+    /// Password of an encrypted client key.
+    pub client_key_password: Option<SecretRef>,
+    #[serde(default = "yes")]
+    pub verify_hostname: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What to extract.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtractOptions {
+    /// Regexes; a topic is extracted when it matches any (all when empty).
+    pub include_topics: Vec<String>,
+    pub exclude_topics: Vec<String>,
+    /// Internal topics (`__consumer_offsets`, ...) are skipped unless set.
+    pub include_internal_topics: bool,
+    pub include_groups: Vec<String>,
+    pub exclude_groups: Vec<String>,
+    /// Only groups in these states (e.g. `["Stable"]`); all when empty.
+    pub group_states: Vec<String>,
+    /// Set false to skip consumer groups entirely.
+    pub consumer_groups: bool,
+    /// Topics per DescribeConfigs request.
+    pub describe_configs_batch: usize,
+    /// Partitions per ListOffsets call.
+    pub list_offsets_batch: usize,
+    /// Groups per DescribeConsumerGroups call.
+    pub describe_groups_batch: usize,
+    /// Concurrent committed-offset fetches.
+    pub offset_fetch_concurrency: usize,
+    /// Attempts for a call that fails with a retriable error.
+    pub retries: u32,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        Self {
+            include_topics: Vec::new(),
+            exclude_topics: Vec::new(),
+            include_internal_topics: false,
+            include_groups: Vec::new(),
+            exclude_groups: Vec::new(),
+            group_states: Vec::new(),
+            consumer_groups: true,
+            describe_configs_batch: 500,
+            list_offsets_batch: 1000,
+            describe_groups_batch: 50,
+            offset_fetch_concurrency: 16,
+            retries: 3,
+        }
+    }
+}
+
+pub const GROUP_STATES: &str =
+    "Stable, Empty, PreparingRebalance, CompletingRebalance, Dead, Unknown";
+
+impl ExtractOptions {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.filters()?;
+        for (key, v) in [
+            (
+                "extract.describe_configs_batch",
+                self.describe_configs_batch,
+            ),
+            ("extract.list_offsets_batch", self.list_offsets_batch),
+            ("extract.describe_groups_batch", self.describe_groups_batch),
+            (
+                "extract.offset_fetch_concurrency",
+                self.offset_fetch_concurrency,
+            ),
+        ] {
+            if v == 0 || v > 10_000 {
+                return Err(ConfigError::invalid(key, format!("{v}"), "1 to 10000"));
+            }
+        }
+        for s in &self.group_states {
+            if !GROUP_STATES.split(", ").any(|g| g.eq_ignore_ascii_case(s)) {
+                return Err(ConfigError::invalid(
+                    "extract.group_states",
+                    s,
+                    GROUP_STATES,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiled include/exclude filters.
+    pub fn filters(&self) -> Result<Filters, ConfigError> {
+        Ok(Filters {
+            include_topics: compile("extract.include_topics", &self.include_topics)?,
+            exclude_topics: compile("extract.exclude_topics", &self.exclude_topics)?,
+            include_groups: compile("extract.include_groups", &self.include_groups)?,
+            exclude_groups: compile("extract.exclude_groups", &self.exclude_groups)?,
+            include_internal: self.include_internal_topics,
+            group_states: self.group_states.clone(),
+        })
+    }
+}
+
+fn compile(key: &str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
+    patterns
+        .iter()
+        .map(|p| {
+            Regex::new(p).map_err(|e| ConfigError::Invalid {
+                key: key.to_string(),
+                message: format!("`{p}` is not a valid regex: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// Include/exclude filters for topics and groups.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    include_topics: Vec<Regex>,
+    exclude_topics: Vec<Regex>,
+    include_groups: Vec<Regex>,
+    exclude_groups: Vec<Regex>,
+    include_internal: bool,
+    group_states: Vec<String>,
+}
+
+impl Filters {
+    pub fn topic(&self, name: &str, internal: bool) -> bool {
+        (self.include_internal || !internal)
+            && selected(name, &self.include_topics, &self.exclude_topics)
+    }
+
+    pub fn group(&self, id: &str) -> bool {
+        selected(id, &self.include_groups, &self.exclude_groups)
+    }
+
+    pub fn group_state(&self, state: &str) -> bool {
+        self.group_states.is_empty()
+            || self
+                .group_states
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(state))
+    }
+}
+
+fn selected(name: &str, include: &[Regex], exclude: &[Regex]) -> bool {
+    (include.is_empty() || include.iter().any(|r| r.is_match(name)))
+        && !exclude.iter().any(|r| r.is_match(name))
+}
+
+/// librdkafka properties krawl manages itself or that would let the client
+/// write, consume or load code. Refused in `kafka.properties`.
+const REFUSED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set kafka.bootstrap_servers instead"),
+    (
+        "metadata.broker.list",
+        "set kafka.bootstrap_servers instead",
+    ),
+    ("security.protocol", "set kafka.security_protocol instead"),
+    ("client.id", "set kafka.client_id instead"),
+    ("group.id", "krawl never joins a consumer group"),
+    ("group.instance.id", "krawl never joins a consumer group"),
+    ("group.protocol", "krawl never joins a consumer group"),
+    ("enable.auto.commit", "krawl never commits offsets"),
+    ("enable.auto.offset.store", "krawl never commits offsets"),
+    ("auto.offset.reset", "krawl never consumes messages"),
+    ("transactional.id", "krawl never produces"),
+    ("enable.idempotence", "krawl never produces"),
+    ("allow.auto.create.topics", "krawl never creates topics"),
+    ("plugin.library.paths", "krawl does not load plugins"),
+    (
+        "enable.metrics.push",
+        "krawl pushes no telemetry to the brokers",
+    ),
+    ("debug", "use RUST_LOG / --log-level instead"),
+];
+
+/// Prefixes of settings that carry credentials: they must come through the
+/// typed `kafka.sasl` / `kafka.tls` sections so that they are secret references.
+const REFUSED_PREFIXES: &[(&str, &str)] = &[
+    (
+        "sasl.",
+        "use the kafka.sasl section (passwords are secret references there)",
+    ),
+    ("ssl.key", "use kafka.tls.client_key (a secret reference)"),
+    (
+        "ssl.keystore",
+        "use kafka.tls.client_cert_file and kafka.tls.client_key",
+    ),
+    ("ssl.certificate", "use kafka.tls.client_cert_file"),
+    ("ssl.ca", "use kafka.tls.ca_file"),
+    (
+        "ssl.endpoint.identification",
+        "use kafka.tls.verify_hostname",
+    ),
+    (
+        "enable.ssl.certificate.verification",
+        "certificate verification cannot be turned off",
+    ),
+];
+
+impl KafkaConfig {
+    /// A config for `bootstrap` with defaults everywhere else.
+    pub fn new(bootstrap_servers: Vec<String>) -> Self {
+        Self {
+            bootstrap_servers,
+            security_protocol: SecurityProtocol::default(),
+            sasl: None,
+            tls: None,
+            client_id: default_client_id(),
+            timeout_secs: default_timeout_secs(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.bootstrap_servers.is_empty() {
+            return Err(ConfigError::Missing {
+                key: "kafka.bootstrap_servers".into(),
+                hint: "give at least one host:port, e.g. [\"broker-1:9092\"]".into(),
+            });
+        }
+        for s in &self.bootstrap_servers {
+            let ok = s
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "kafka.bootstrap_servers",
+                    s,
+                    "host:port, e.g. broker-1:9092",
+                ));
+            }
+        }
+        if self.timeout_secs == 0 || self.timeout_secs > 3600 {
+            return Err(ConfigError::invalid(
+                "kafka.timeout_secs",
+                self.timeout_secs.to_string(),
+                "1 to 3600 seconds",
+            ));
+        }
+        let proto = self.security_protocol;
+        match (&self.sasl, proto.uses_sasl()) {
+            (None, true) => {
+                return Err(ConfigError::Missing {
+                    key: "kafka.sasl".into(),
+                    hint: format!(
+                        "security_protocol {} needs a [kafka.sasl] section with mechanism = one of {}",
+                        proto.as_str(),
+                        SaslMechanism::ACCEPTED
+                    ),
+                })
+            }
+            (Some(_), false) => {
+                return Err(ConfigError::Invalid {
+                    key: "kafka.sasl".into(),
+                    message: format!(
+                        "a [kafka.sasl] section needs security_protocol SASL_PLAINTEXT or SASL_SSL, not {}",
+                        proto.as_str()
+                    ),
+                })
+            }
+            (Some(sasl), true) => sasl.validate()?,
+            (None, false) => {}
+        }
+        if let Some(tls) = &self.tls {
+            if !proto.uses_tls() {
+                return Err(ConfigError::Invalid {
+                    key: "kafka.tls".into(),
+                    message: format!(
+                        "a [kafka.tls] section needs security_protocol SSL or SASL_SSL, not {}",
+                        proto.as_str()
+                    ),
+                });
+            }
+            if tls.client_cert_file.is_some() != tls.client_key.is_some() {
+                return Err(ConfigError::Invalid {
+                    key: "kafka.tls.client_key".into(),
+                    message: "mTLS needs both client_cert_file and client_key".into(),
+                });
+            }
+            for (key, path) in [
+                ("kafka.tls.ca_file", &tls.ca_file),
+                ("kafka.tls.client_cert_file", &tls.client_cert_file),
+            ] {
+                if let Some(p) = path {
+                    if !p.is_file() {
+                        return Err(ConfigError::Invalid {
+                            key: key.into(),
+                            message: format!("{} is not a readable file", p.display()),
+                        });
+                    }
+                }
+            }
+        }
+        for key in self.properties.keys() {
+            if let Some((_, why)) = REFUSED_PROPERTIES.iter().find(|(k, _)| k == key) {
+                return Err(ConfigError::Refused {
+                    key: format!("kafka.properties.\"{key}\""),
+                    why: (*why).to_string(),
+                });
+            }
+            if let Some((_, why)) = REFUSED_PREFIXES.iter().find(|(p, _)| key.starts_with(p)) {
+                return Err(ConfigError::Refused {
+                    key: format!("kafka.properties.\"{key}\""),
+                    why: (*why).to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The SASL mechanism actually in use, if any.
+    pub fn sasl_mechanism(&self) -> Option<SaslMechanism> {
+        self.sasl
+            .as_ref()
+            .filter(|_| self.security_protocol.uses_sasl())
+            .map(|s| s.mechanism)
+    }
+
+    /// Resolve the secret references and build librdkafka settings. Call per
+    /// job; the secrets live in the returned config (and in the client made
+    /// from it) only. Never print the returned value.
+    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap_servers.join(","));
+        c.set("client.id", &self.client_id);
+        c.set(
+            "security.protocol",
+            self.security_protocol.as_str().to_ascii_lowercase(),
+        );
+        // Read-only: a Metadata request must never create a topic.
+        c.set("allow.auto.create.topics", "false");
+        // Read-only: no client telemetry pushed to the brokers (KIP-714).
+        c.set("enable.metrics.push", "false");
+        let ms = (self.timeout_secs * 1000).to_string();
+        c.set("socket.timeout.ms", &ms);
+        c.set("socket.connection.setup.timeout.ms", &ms);
+        // Let the first connection failure surface quickly to our classifier.
+        c.set("reconnect.backoff.max.ms", "2000");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        if let Some(sasl) = self
+            .sasl
+            .as_ref()
+            .filter(|_| self.security_protocol.uses_sasl())
+        {
+            c.set("sasl.mechanism", sasl.mechanism.as_str());
+            match sasl.mechanism {
+                SaslMechanism::OauthBearer => {
+                    if let Some(o) = &sasl.oauthbearer {
+                        c.set("sasl.oauthbearer.method", "oidc");
+                        c.set("sasl.oauthbearer.token.endpoint.url", &o.token_endpoint_url);
+                        c.set("sasl.oauthbearer.client.id", &o.client_id);
+                        let secret =
+                            resolve("kafka.sasl.oauthbearer.client_secret", &o.client_secret)?;
+                        c.set("sasl.oauthbearer.client.secret", secret.expose());
+                        if let Some(scope) = &o.scope {
+                            c.set("sasl.oauthbearer.scope", scope);
+                        }
+                        if !o.extensions.is_empty() {
+                            let ext: Vec<String> = o
+                                .extensions
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect();
+                            c.set("sasl.oauthbearer.extensions", ext.join(","));
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(u) = &sasl.username {
+                        c.set("sasl.username", u);
+                    }
+                    if let Some(p) = &sasl.password {
+                        let pw = resolve("kafka.sasl.password", p)?;
+                        c.set("sasl.password", pw.expose());
+                    }
+                }
+            }
+        }
+        if let Some(tls) = self
+            .tls
+            .as_ref()
+            .filter(|_| self.security_protocol.uses_tls())
+        {
+            if let Some(ca) = &tls.ca_file {
+                c.set("ssl.ca.location", ca.to_string_lossy());
+            }
+            if let Some(cert) = &tls.client_cert_file {
+                c.set("ssl.certificate.location", cert.to_string_lossy());
+            }
+            if let Some(key) = &tls.client_key {
+                let pem = resolve("kafka.tls.client_key", key)?;
+                c.set("ssl.key.pem", pem.expose());
+            }
+            if let Some(pw) = &tls.client_key_password {
+                let pw = resolve("kafka.tls.client_key_password", pw)?;
+                c.set("ssl.key.password", pw.expose());
+            }
+            c.set(
+                "ssl.endpoint.identification.algorithm",
+                if tls.verify_hostname { "https" } else { "none" },
+            );
+        } else if self.security_protocol.uses_tls() {
+            c.set("ssl.endpoint.identification.algorithm", "https");
+        }
+        Ok(c)
+    }
+}
+
+fn resolve(key: &str, r: &SecretRef) -> Result<SecretString, ConfigError> {
+    r.resolve().map_err(|source| ConfigError::Secret {
+        key: key.to_string(),
+        source,
+    })
+}
+
+impl SaslConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.mechanism {
+            SaslMechanism::OauthBearer => {
+                let Some(o) = &self.oauthbearer else {
+                    return Err(ConfigError::Missing {
+                        key: "kafka.sasl.oauthbearer".into(),
+                        hint: "OAUTHBEARER needs token_endpoint_url, client_id and client_secret"
+                            .into(),
+                    });
+                };
+                if !o.token_endpoint_url.starts_with("https://")
+                    && !o.token_endpoint_url.starts_with("http://")
+                {
+                    return Err(ConfigError::invalid(
+                        "kafka.sasl.oauthbearer.token_endpoint_url",
+                        &o.token_endpoint_url,
+                        "an http(s):// URL",
+                    ));
+                }
+                if self.username.is_some() || self.password.is_some() {
+                    return Err(ConfigError::Invalid {
+                        key: "kafka.sasl.username".into(),
+                        message: "OAUTHBEARER uses the oauthbearer section, not username/password"
+                            .into(),
+                    });
+                }
+            }
+            m => {
+                if self.username.as_deref().unwrap_or("").is_empty() {
+                    return Err(ConfigError::Missing {
+                        key: "kafka.sasl.username".into(),
+                        hint: format!("{} needs a username", m.as_str()),
+                    });
+                }
+                if self.password.is_none() {
+                    return Err(ConfigError::Missing {
+                        key: "kafka.sasl.password".into(),
+                        hint: format!(
+                            "{} needs a password: a secret reference such as env://KAFKA_PASSWORD or file:///run/secrets/kafka",
+                            m.as_str()
+                        ),
+                    });
+                }
+                if self.oauthbearer.is_some() {
+                    return Err(ConfigError::Invalid {
+                        key: "kafka.sasl.oauthbearer".into(),
+                        message: format!(
+                            "only used with mechanism OAUTHBEARER, not {}",
+                            m.as_str()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config: `{key}` is missing: {hint}")]
+    Missing { key: String, hint: String },
+    #[error("invalid config: `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("invalid config: `{key}` is not allowed: {why}")]
+    Refused { key: String, why: String },
+    #[error("cannot resolve `{key}`: {source}")]
+    Secret {
+        key: String,
+        #[source]
+        source: SecretError,
+    },
+}
+
+impl ConfigError {
+    pub fn invalid(key: &str, value: impl AsRef<str>, accepted: &str) -> Self {
+        Self::Invalid {
+            key: key.to_string(),
+            message: format!("`{}` is not valid; accepted: {accepted}", value.as_ref()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ExtractConfig, ConfigError> {
+        ExtractConfig::from_toml(s)
+    }
+
+    fn get(c: &ClientConfig, k: &str) -> Option<String> {
+        c.get(k).map(str::to_string)
+    }
+
+    #[test]
+    fn plaintext_defaults() {
+        let cfg = parse("[kafka]\nbootstrap_servers = [\"b1:9092\", \"b2:9092\"]\n").unwrap();
+        let c = cfg.kafka.client_config().unwrap();
+        assert_eq!(
+            get(&c, "bootstrap.servers").as_deref(),
+            Some("b1:9092,b2:9092")
+        );
+        assert_eq!(get(&c, "security.protocol").as_deref(), Some("plaintext"));
+        assert_eq!(
+            get(&c, "allow.auto.create.topics").as_deref(),
+            Some("false")
+        );
+        assert_eq!(get(&c, "sasl.mechanism"), None);
+        assert_eq!(cfg.kafka.timeout(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn scram_maps_to_librdkafka() {
+        std::env::set_var("KRAWL_CFG_TEST_PW", "s3cr3t");
+        for mech in ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] {
+            let cfg = parse(&format!(
+                r#"[kafka]
+bootstrap_servers = ["b1:9093"]
+security_protocol = "SASL_SSL"
+[kafka.sasl]
+mechanism = "{mech}"
+username = "svc"
+password = "env://KRAWL_CFG_TEST_PW"
+"#
+            ))
+            .unwrap();
+            let c = cfg.kafka.client_config().unwrap();
+            assert_eq!(get(&c, "security.protocol").as_deref(), Some("sasl_ssl"));
+            assert_eq!(get(&c, "sasl.mechanism").as_deref(), Some(mech));
+            assert_eq!(get(&c, "sasl.username").as_deref(), Some("svc"));
+            assert_eq!(get(&c, "sasl.password").as_deref(), Some("s3cr3t"));
+            assert_eq!(
+                get(&c, "ssl.endpoint.identification.algorithm").as_deref(),
+                Some("https")
+            );
+        }
+    }
+
+    #[test]
+    fn oauthbearer_oidc_maps_to_librdkafka() {
+        std::env::set_var("KRAWL_CFG_TEST_OIDC", "oidc-secret");
+        let cfg = parse(
+            r#"[kafka]
+bootstrap_servers = ["b1:9093"]
+security_protocol = "SASL_SSL"
+[kafka.sasl]
+mechanism = "OAUTHBEARER"
+[kafka.sasl.oauthbearer]
+token_endpoint_url = "https://idp.example/oauth2/token"
+client_id = "krawl"
+client_secret = "env://KRAWL_CFG_TEST_OIDC"
+scope = "kafka"
+extensions = { logicalCluster = "lkc-1", identityPoolId = "pool-2" }
+"#,
+        )
+        .unwrap();
+        let c = cfg.kafka.client_config().unwrap();
+        assert_eq!(get(&c, "sasl.mechanism").as_deref(), Some("OAUTHBEARER"));
+        assert_eq!(get(&c, "sasl.oauthbearer.method").as_deref(), Some("oidc"));
+        assert_eq!(
+            get(&c, "sasl.oauthbearer.token.endpoint.url").as_deref(),
+            Some("https://idp.example/oauth2/token")
+        );
+        assert_eq!(
+            get(&c, "sasl.oauthbearer.client.secret").as_deref(),
+            Some("oidc-secret")
+        );
+        assert_eq!(get(&c, "sasl.oauthbearer.scope").as_deref(), Some("kafka"));
+        assert_eq!(
+            get(&c, "sasl.oauthbearer.extensions").as_deref(),
+            Some("identityPoolId=pool-2,logicalCluster=lkc-1")
+        );
+    }
+
+    #[test]
+    fn mtls_maps_to_librdkafka() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let cert = dir.path().join("client.pem");
+        let key = dir.path().join("client.key");
+        std::fs::write(&ca, "ca").unwrap();
+        std::fs::write(&cert, "cert").unwrap();
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nabc\n").unwrap();
+        let cfg = parse(&format!(
+            r#"[kafka]
+bootstrap_servers = ["b1:9093"]
+security_protocol = "SSL"
+[kafka.tls]
+ca_file = "{}"
+client_cert_file = "{}"
+client_key = "file://{}"
+verify_hostname = false
+"#,
+            ca.display(),
+            cert.display(),
+            key.display()
+        ))
+        .unwrap();
+        let c = cfg.kafka.client_config().unwrap();
+        assert_eq!(get(&c, "ssl.ca.location"), Some(ca.display().to_string()));
+        assert_eq!(
+            get(&c, "ssl.certificate.location"),
+            Some(cert.display().to_string())
+        );
+        assert_eq!(
+            get(&c, "ssl.key.pem").as_deref(),
+            Some("-----BEGIN PRIVATE KEY-----\nabc")
+        );
+        assert_eq!(
+            get(&c, "ssl.endpoint.identification.algorithm").as_deref(),
+            Some("none")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_accepted_values() {
+        let e = parse("[kafka]\nbootstrap_servers = [\"b:1\"]\nsecurity_protocol = \"TLS\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("security_protocol") && e.contains("SASL_SSL"),
+            "{e}"
+        );
+
+        let e = parse("[kafka]\nbootstrap_servers = [\"b:1\"]\nsecurity_protocol = \"SASL_SSL\"\n[kafka.sasl]\nmechanism = \"GSSAPI\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mechanism") && e.contains("SCRAM-SHA-512"),
+            "{e}"
+        );
+
+        let e = parse("[kafka]\nbootstrap_servers = [\"b:1\"]\nsecurity_protocol = \"SASL_SSL\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`kafka.sasl` is missing"), "{e}");
+
+        let e = parse("[kafka]\nbootstrap_servers = [\"nohostport\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kafka.bootstrap_servers") && e.contains("host:port"),
+            "{e}"
+        );
+
+        let e = parse("[kafka]\nbootstrap_servers = [\"b:1\"]\nsecurity_protocol = \"SASL_PLAINTEXT\"\n[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kafka.sasl.password"), "{e}");
+
+        let e = parse("[kafka]\nbootstrap_servers = [\"b:1\"]\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+
+        let e =
+            parse("[kafka]\nbootstrap_servers = [\"b:1\"]\n[extract]\ninclude_topics = [\"(\"]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("extract.include_topics"), "{e}");
+
+        let e = parse(
+            "[kafka]\nbootstrap_servers = [\"b:1\"]\n[extract]\ngroup_states = [\"Happy\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("extract.group_states") && e.contains("Stable"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refuses_properties_that_write_consume_or_bypass_secrets() {
+        for key in [
+            "group.id",
+            "enable.auto.commit",
+            "transactional.id",
+            "allow.auto.create.topics",
+            "sasl.password",
+            "ssl.key.location",
+            "enable.ssl.certificate.verification",
+        ] {
+            let e = parse(&format!(
+                "[kafka]\nbootstrap_servers = [\"b:1\"]\n[kafka.properties]\n\"{key}\" = \"x\"\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(key) && e.contains("not allowed"), "{key}: {e}");
+        }
+        let cfg = parse(
+            "[kafka]\nbootstrap_servers = [\"b:1\"]\n[kafka.properties]\n\"socket.keepalive.enable\" = \"true\"\n",
+        )
+        .unwrap();
+        let c = cfg.kafka.client_config().unwrap();
+        assert_eq!(get(&c, "socket.keepalive.enable").as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn filters() {
+        let opts = ExtractOptions {
+            include_topics: vec!["^orders".into(), "^pay".into()],
+            exclude_topics: vec!["-dlq$".into()],
+            ..Default::default()
+        };
+        let f = opts.filters().unwrap();
+        assert!(f.topic("orders", false));
+        assert!(f.topic("payments", false));
+        assert!(!f.topic("orders-dlq", false));
+        assert!(!f.topic("audit", false));
+        assert!(!f.topic("orders_internal", true));
+        let f = ExtractOptions {
+            include_internal_topics: true,
+            ..Default::default()
+        }
+        .filters()
+        .unwrap();
+        assert!(f.topic("__consumer_offsets", true));
+    }
+
+    #[test]
+    fn secret_errors_name_key_and_reference() {
+        let cfg = parse(
+            "[kafka]\nbootstrap_servers = [\"b:1\"]\nsecurity_protocol = \"SASL_PLAINTEXT\"\n[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword = \"env://KRAWL_CFG_TEST_UNSET_X\"\n",
+        )
+        .unwrap();
+        let e = cfg.kafka.client_config().unwrap_err().to_string();
+        assert!(
+            e.contains("kafka.sasl.password") && e.contains("env://KRAWL_CFG_TEST_UNSET_X"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! One shared admin client per cluster connection.
+//!
+//! [`Connection::connect`] builds the librdkafka admin client from a
+//! validated [`KafkaConfig`] (resolving its secrets now, for this use), then
+//! proves the cluster answers a Metadata request within the timeout. When it
+//! does not, the errors librdkafka reported are classified ([`classify`]) so
+//! the message says whether DNS, TCP, TLS or SASL failed, and for which hosts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::AdminClient;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::metadata::Metadata;
+
+use crate::admin_ext::MainQueuePoller;
+use crate::config::{KafkaConfig, SaslMechanism, SecurityProtocol};
+use crate::context::KrawlContext;
+use crate::error::{classify, ExtractError, FailureClass};
+
+pub type Admin = AdminClient<KrawlContext>;
+
+/// A connected cluster: the admin client and what it was built from.
+/// Cheap to clone; the client closes when the last clone is dropped.
+#[derive(Clone)]
+pub struct Connection {
+    admin: Arc<Admin>,
+    _poller: Arc<MainQueuePoller>,
+    hosts: String,
+    timeout: Duration,
+    security_protocol: SecurityProtocol,
+    sasl_mechanism: Option<SaslMechanism>,
+}
+
+impl std::fmt::Debug for Connection {
+    // Deliberately omits the client config: it holds resolved secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("hosts", &self.hosts)
+            .field("security_protocol", &self.security_protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Build the client and wait until the cluster answers Metadata, or fail
+    /// with a classified error within `cfg.timeout_secs`.
+    pub async fn connect(cfg: &KafkaConfig) -> Result<Self, ExtractError> {
+        cfg.validate()?;
+        let mut client_config = cfg.client_config()?;
+        // ApiVersions answers reach us through the FEATURE debug log (see context.rs).
+        client_config.set("debug", "feature");
+        client_config.set_log_level(RDKafkaLogLevel::Debug);
+        let hosts = cfg.bootstrap_servers.join(", ");
+        let admin: Admin = client_config
+            .create_with_context(KrawlContext::default())
+            .map_err(|e| ExtractError::Connect {
+                hosts: hosts.clone(),
+                class: FailureClass::Config,
+                cause: format!("librdkafka refused the settings: {e}"),
+            })?;
+        drop(client_config);
+        let admin = Arc::new(admin);
+        let poller = MainQueuePoller::start(
+            &admin,
+            cfg.sasl_mechanism() == Some(SaslMechanism::OauthBearer),
+        )
+        .map_err(|e| ExtractError::Connect {
+            hosts: hosts.clone(),
+            class: FailureClass::Other,
+            cause: e.to_string(),
+        })?;
+        let conn = Self {
+            _poller: Arc::new(poller),
+            admin,
+            hosts,
+            timeout: cfg.timeout(),
+            security_protocol: cfg.security_protocol,
+            sasl_mechanism: cfg.sasl_mechanism(),
+        };
+        conn.probe().await?;
+        Ok(conn)
+    }
+
+    /// Poll Metadata in short slices so that a fatal error (bad password,
+    /// TLS failure, unknown host) ends the wait early instead of at the timeout.
+    async fn probe(&self) -> Result<(), ExtractError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let slice =
+                Duration::from_millis(1000).min(deadline.saturating_duration_since(Instant::now()));
+            let ok = self
+                .metadata_within(slice.max(Duration::from_millis(100)))
+                .await
+                .is_ok();
+            if ok {
+                return Ok(());
+            }
+            let errors = self.admin.inner().context().errors();
+            let all_down = errors
+                .iter()
+                .any(|e| e.code == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown));
+            let classified = classify(&errors);
+            if let Some((class, cause)) = &classified {
+                let fatal = matches!(
+                    class,
+                    FailureClass::Authentication | FailureClass::Tls | FailureClass::Dns
+                ) || all_down;
+                if fatal || Instant::now() >= deadline {
+                    return Err(ExtractError::Connect {
+                        hosts: self.hosts.clone(),
+                        class: *class,
+                        cause: cause.clone(),
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ExtractError::Connect {
+                    hosts: self.hosts.clone(),
+                    class: FailureClass::Timeout,
+                    cause: format!(
+                        "no Metadata answer within {} s (security_protocol {})",
+                        self.timeout.as_secs(),
+                        self.security_protocol.as_str()
+                    ),
+                });
+            }
+        }
+    }
+
+    async fn metadata_within(&self, timeout: Duration) -> Result<Metadata, String> {
+        let admin = Arc::clone(&self.admin);
+        tokio::task::spawn_blocking(move || {
+            admin
+                .inner()
+                .fetch_metadata(None, timeout)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Metadata for all topics.
+    pub async fn metadata(&self) -> Result<Metadata, ExtractError> {
+        self.metadata_within(self.timeout)
+            .await
+            .map_err(|message| ExtractError::Call {
+                api: "Metadata",
+                message: format!("{message} (brokers {})", self.hosts),
+            })
+    }
+
+    pub fn admin(&self) -> &Arc<Admin> {
+        &self.admin
+    }
+
+    pub fn context(&self) -> &KrawlContext {
+        self.admin.inner().context()
+    }
+
+    pub fn hosts(&self) -> &str {
+        &self.hosts
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn security_protocol(&self) -> SecurityProtocol {
+        self.security_protocol
+    }
+
+    pub fn sasl_mechanism(&self) -> Option<SaslMechanism> {
+        self.sasl_mechanism
+    }
+}

@@ -1,0 +1,866 @@
+//! The extraction: Metadata → offsets → consumer groups → topic configs,
+//! each record handed to the sink as soon as it is complete.
+//!
+//! Memory: the engine keeps the cluster's metadata (topic names, partition
+//! leaders and replicas), two offsets per selected partition and a count per
+//! topic read by a group. Record bodies (configs, members, committed offsets)
+//! exist only for the batch in flight and are then written to the sink.
+//!
+//! Phases, in order:
+//! 1. `metadata`: brokers, topics, partitions; the cluster record.
+//! 2. `offsets`: ListOffsets earliest and latest, `list_offsets_batch`
+//!    partitions per call (librdkafka splits each call by leader broker).
+//! 3. `consumer_groups`: ListConsumerGroups, DescribeConsumerGroups in
+//!    batches, committed offsets `offset_fetch_concurrency` groups at once;
+//!    lag from phase 2's latest offsets; one record per group.
+//! 4. `topics`: DescribeConfigs, `describe_configs_batch` topics per request;
+//!    one record per topic.
+//!
+//! A per-item failure (a topic, partition or group) becomes a warning record;
+//! only losing the cluster itself fails the extraction.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::stream::{self, StreamExt};
+use krawl_model::{
+    ApiVersionRange, Broker, ClusterRecord, CommittedOffset, ConsumerGroupRecord, Counts,
+    GroupMember, PartitionRecord, Phase, Record, SummaryRecord, TopicConfig, TopicPartition,
+    TopicRecord, WarningRecord,
+};
+
+use crate::admin_ext::{self, AdminExtError, OffsetSpec};
+use crate::api_keys::api_name;
+use crate::config::{ExtractOptions, Filters};
+use crate::connection::Connection;
+use crate::error::ExtractError;
+
+/// Where records go. Called from one task, in order.
+pub trait RecordSink: Send {
+    fn emit(&mut self, record: Record) -> impl Future<Output = Result<(), ExtractError>> + Send;
+}
+
+/// Progress callbacks for a terminal indicator or job heartbeats.
+pub trait Progress: Send + Sync {
+    /// A phase starts; `total` items when known.
+    fn phase(&self, _name: &str, _total: Option<u64>) {}
+    /// `n` more items of the current phase are done.
+    fn advance(&self, _n: u64) {}
+}
+
+/// Progress that reports nothing.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Counts of Kafka admin calls, by API.
+#[derive(Debug, Default)]
+struct ApiCalls(Mutex<BTreeMap<String, u64>>);
+
+impl ApiCalls {
+    fn add(&self, api: &str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(api.to_string())
+            .or_default() += 1;
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A topic as Metadata describes it.
+#[derive(Debug)]
+struct TopicMeta {
+    name: String,
+    internal: bool,
+    partitions: Vec<PartitionMeta>,
+}
+
+#[derive(Debug)]
+struct PartitionMeta {
+    id: i32,
+    leader: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+}
+
+/// Kafka's own internal topics, plus the `__` prefix Kafka and vendors use
+/// for system topics (`__cluster_metadata`, `__confluent.*`, `__amazon_msk_canary`).
+pub fn is_internal_topic(name: &str) -> bool {
+    name.starts_with("__")
+}
+
+/// Earliest and latest offset of one partition, when known.
+type OffsetPair = (Option<i64>, Option<i64>);
+
+/// Earliest and latest offset of each partition of the selected topics,
+/// indexed by partition id.
+#[derive(Debug, Default)]
+struct Offsets {
+    by_topic: HashMap<String, Vec<OffsetPair>>,
+}
+
+impl Offsets {
+    fn get(&self, topic: &str, partition: i32) -> Option<OffsetPair> {
+        let idx = usize::try_from(partition).ok()?;
+        self.by_topic.get(topic)?.get(idx).copied()
+    }
+}
+
+/// What a run has written so far: the sink and the counts for the summary.
+struct Out<'s, S> {
+    sink: &'s mut S,
+    counts: Counts,
+    warnings: BTreeMap<String, u64>,
+    phases: Vec<Phase>,
+}
+
+impl<S: RecordSink> Out<'_, S> {
+    async fn emit(&mut self, record: Record) -> Result<(), ExtractError> {
+        self.counts.records += 1;
+        match &record {
+            Record::Warning(w) => {
+                self.counts.warnings += 1;
+                *self.warnings.entry(w.code.clone()).or_default() += 1;
+                tracing::info!(code = %w.code, subject = ?w.subject, "{}", w.message);
+            }
+            Record::Topic(t) => {
+                self.counts.topics += 1;
+                self.counts.partitions += t.partitions.len();
+            }
+            Record::ConsumerGroup(_) => self.counts.consumer_groups += 1,
+            Record::Cluster(c) => self.counts.brokers = c.broker_count,
+            Record::Summary(_) => {}
+        }
+        self.sink.emit(record).await
+    }
+
+    async fn warn(
+        &mut self,
+        code: &str,
+        scope: &str,
+        subject: Option<String>,
+        message: String,
+    ) -> Result<(), ExtractError> {
+        self.emit(Record::Warning(WarningRecord {
+            code: code.to_string(),
+            scope: scope.to_string(),
+            subject,
+            message,
+        }))
+        .await
+    }
+
+    fn phase_done(&mut self, name: &str, t: Instant) {
+        self.phases.push(Phase {
+            name: name.to_string(),
+            millis: millis(t.elapsed()),
+        });
+    }
+}
+
+/// One extraction run over a connection.
+pub struct Extractor<'a> {
+    conn: &'a Connection,
+    opts: ExtractOptions,
+    filters: Filters,
+    calls: ApiCalls,
+    progress: &'a dyn Progress,
+}
+
+impl std::fmt::Debug for Extractor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extractor")
+            .field("conn", self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+type ConfigResult = Result<Vec<admin_ext::ConfigEntry>, AdminExtError>;
+
+impl<'a> Extractor<'a> {
+    pub fn new(
+        conn: &'a Connection,
+        opts: ExtractOptions,
+        progress: &'a dyn Progress,
+    ) -> Result<Self, ExtractError> {
+        opts.validate()?;
+        let filters = opts.filters()?;
+        Ok(Self {
+            conn,
+            opts,
+            filters,
+            calls: ApiCalls::default(),
+            progress,
+        })
+    }
+
+    /// Run the whole extraction, writing every record (the summary last) to `sink`.
+    pub async fn run<S: RecordSink>(self, sink: &mut S) -> Result<SummaryRecord, ExtractError> {
+        let started = SystemTime::now();
+        let t0 = Instant::now();
+        let mut out = Out {
+            sink,
+            counts: Counts::default(),
+            warnings: BTreeMap::new(),
+            phases: Vec::new(),
+        };
+
+        let t = Instant::now();
+        self.progress.phase("metadata", None);
+        let topics = self.metadata_phase(&mut out).await?;
+        out.phase_done("metadata", t);
+
+        let t = Instant::now();
+        let partitions: usize = topics.iter().map(|t| t.partitions.len()).sum();
+        self.progress.phase("offsets", Some(partitions as u64));
+        let offsets = self.offsets_phase(&topics, &mut out).await?;
+        out.phase_done("offsets", t);
+
+        let t = Instant::now();
+        let group_counts = if self.opts.consumer_groups {
+            self.groups_phase(&offsets, &mut out).await?
+        } else {
+            HashMap::new()
+        };
+        out.phase_done("consumer_groups", t);
+
+        let t = Instant::now();
+        self.progress.phase("topics", Some(topics.len() as u64));
+        self.topics_phase(&topics, &offsets, &group_counts, &mut out)
+            .await?;
+        out.phase_done("topics", t);
+
+        out.counts.records += 1; // the summary itself
+        let summary = SummaryRecord {
+            started_at: humantime::format_rfc3339_millis(started).to_string(),
+            finished_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            duration_ms: millis(t0.elapsed()),
+            counts: out.counts.clone(),
+            phases: out.phases.clone(),
+            api_calls: self.calls.snapshot(),
+            warnings: out.warnings.clone(),
+        };
+        out.sink.emit(Record::Summary(summary.clone())).await?;
+        Ok(summary)
+    }
+
+    /// Run `f` with retries on retriable errors, counting each attempt as a call.
+    async fn call<T, F, Fut>(&self, api: &'static str, mut f: F) -> Result<T, AdminExtError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AdminExtError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            self.calls.add(api);
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retriable() && attempt < self.opts.retries => {
+                    attempt += 1;
+                    let backoff = Duration::from_millis(200u64 << attempt.min(5));
+                    tracing::debug!(api, attempt, error = %e, "retrying");
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn metadata_phase<S: RecordSink>(
+        &self,
+        out: &mut Out<'_, S>,
+    ) -> Result<Vec<TopicMeta>, ExtractError> {
+        self.calls.add("Metadata");
+        let md = self.conn.metadata().await?;
+        let mut all = Vec::with_capacity(md.topics().len());
+        let mut partition_count = 0usize;
+        let mut topic_errors = Vec::new();
+        for t in md.topics() {
+            if let Some(err) = t.error() {
+                topic_errors.push((t.name().to_string(), format!("{err:?}")));
+                continue;
+            }
+            partition_count += t.partitions().len();
+            all.push(TopicMeta {
+                name: t.name().to_string(),
+                internal: is_internal_topic(t.name()),
+                partitions: t
+                    .partitions()
+                    .iter()
+                    .map(|p| PartitionMeta {
+                        id: p.id(),
+                        leader: p.leader(),
+                        replicas: p.replicas().to_vec(),
+                        isr: p.isr().to_vec(),
+                    })
+                    .collect(),
+            });
+        }
+        let md_brokers: Vec<Broker> = md
+            .brokers()
+            .iter()
+            .map(|b| Broker {
+                id: b.id(),
+                host: b.host().to_string(),
+                port: u16::try_from(b.port()).unwrap_or(0),
+                rack: None,
+            })
+            .collect();
+        let topic_count = all.len() + topic_errors.len();
+        drop(md);
+
+        let api = self.conn.context().api_versions();
+        let timeout = self.conn.timeout();
+        let admin = self.conn.admin();
+        // librdkafka's DescribeCluster (answered from Metadata v10+) also
+        // gives racks; cluster id and controller alone are the fallback.
+        let described = match self
+            .call("DescribeCluster", || {
+                admin_ext::describe_cluster(admin, timeout)
+            })
+            .await
+        {
+            Ok(d) => Some(d),
+            Err(e) => {
+                out.warn(
+                    "describe_cluster_failed",
+                    "cluster",
+                    None,
+                    format!("DescribeCluster failed ({e}); broker racks are unknown, cluster id and controller come from Metadata"),
+                )
+                .await?;
+                None
+            }
+        };
+        let (cluster_id, controller_id, mut brokers) = match described {
+            Some(d) => (
+                d.cluster_id,
+                d.controller.map(|c| c.id),
+                d.nodes.into_iter().map(broker).collect(),
+            ),
+            None => {
+                let (id, ctl) = admin_ext::cluster_id_and_controller(admin, timeout).await;
+                (id, ctl, md_brokers)
+            }
+        };
+        brokers.sort_by_key(|b| b.id);
+
+        let api_versions = api
+            .iter()
+            .map(|(k, (lo, hi))| ApiVersionRange {
+                api_key: *k,
+                name: api_name(*k).to_string(),
+                min_version: *lo,
+                max_version: *hi,
+            })
+            .collect();
+        let cluster = ClusterRecord {
+            cluster_id,
+            controller_id,
+            broker_count: brokers.len(),
+            brokers,
+            topic_count,
+            partition_count,
+            security_protocol: self.conn.security_protocol().as_str().to_string(),
+            sasl_mechanism: self.conn.sasl_mechanism().map(|m| m.as_str().to_string()),
+            api_versions,
+        };
+        out.emit(Record::Cluster(cluster)).await?;
+
+        for (name, err) in topic_errors {
+            if self.filters.topic(&name, is_internal_topic(&name)) {
+                out.warn(
+                    "topic_metadata_failed",
+                    "topic",
+                    Some(name),
+                    format!("Metadata returned {err} for this topic; if TopicAuthorizationFailed, grant DESCRIBE on it"),
+                )
+                .await?;
+            }
+        }
+        let message = if api.contains_key(&35) {
+            "size on disk not collected: the brokers support DescribeLogDirs but librdkafka, the Kafka client krawl uses, has no DescribeLogDirs API; size_bytes is null"
+        } else {
+            "size on disk not collected: the brokers do not support DescribeLogDirs (API 35); size_bytes is null"
+        };
+        out.warn("log_dirs_unavailable", "cluster", None, message.to_string())
+            .await?;
+
+        all.retain(|t| self.filters.topic(&t.name, t.internal));
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    async fn offsets_phase<S: RecordSink>(
+        &self,
+        topics: &[TopicMeta],
+        out: &mut Out<'_, S>,
+    ) -> Result<Offsets, ExtractError> {
+        let mut offsets = Offsets::default();
+        for t in topics {
+            let max = t.partitions.iter().map(|p| p.id).max().unwrap_or(-1);
+            let len = usize::try_from(max + 1).unwrap_or(0);
+            offsets
+                .by_topic
+                .insert(t.name.clone(), vec![(None, None); len]);
+        }
+        let all: Vec<(String, i32)> = topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.name.clone(), p.id)))
+            .collect();
+        let admin = self.conn.admin();
+        let timeout = self.conn.timeout();
+        let mut results = stream::iter(all.chunks(self.opts.list_offsets_batch).map(
+            |batch| async move {
+                let earliest = self
+                    .call("ListOffsets", || {
+                        admin_ext::list_offsets(admin, batch, OffsetSpec::Earliest, timeout)
+                    })
+                    .await;
+                let latest = self
+                    .call("ListOffsets", || {
+                        admin_ext::list_offsets(admin, batch, OffsetSpec::Latest, timeout)
+                    })
+                    .await;
+                (batch, [earliest, latest])
+            },
+        ))
+        .buffer_unordered(2);
+        while let Some((batch, results)) = results.next().await {
+            for (latest, res) in [false, true].into_iter().zip(results) {
+                let label = if latest { "latest" } else { "earliest" };
+                match res {
+                    Ok(list) => {
+                        for po in list {
+                            match po.result {
+                                Ok(off) => {
+                                    let slot = usize::try_from(po.partition).ok().and_then(|i| {
+                                        offsets.by_topic.get_mut(&po.topic)?.get_mut(i)
+                                    });
+                                    if let Some(slot) = slot {
+                                        if latest {
+                                            slot.1 = Some(off);
+                                        } else {
+                                            slot.0 = Some(off);
+                                        }
+                                    }
+                                }
+                                Err(e) => {
+                                    out.warn(
+                                        "list_offsets_failed",
+                                        "partition",
+                                        Some(format!("{}/{}", po.topic, po.partition)),
+                                        format!("ListOffsets ({label}) failed: {e}"),
+                                    )
+                                    .await?
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        for (topic, p) in batch {
+                            out.warn(
+                                "list_offsets_failed",
+                                "partition",
+                                Some(format!("{topic}/{p}")),
+                                format!("ListOffsets ({label}) failed for the whole batch: {e}"),
+                            )
+                            .await?;
+                        }
+                    }
+                }
+            }
+            self.progress.advance(batch.len() as u64);
+        }
+        Ok(offsets)
+    }
+
+    async fn groups_phase<S: RecordSink>(
+        &self,
+        offsets: &Offsets,
+        out: &mut Out<'_, S>,
+    ) -> Result<HashMap<String, usize>, ExtractError> {
+        let admin = self.conn.admin();
+        let timeout = self.conn.timeout();
+        let (listings, broker_errors) = match self
+            .call("ListGroups", || {
+                admin_ext::list_consumer_groups(admin, timeout)
+            })
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                out.warn(
+                    "list_groups_failed",
+                    "cluster",
+                    None,
+                    format!("ListGroups failed, no consumer groups extracted: {e}; if not authorized, grant DESCRIBE on the groups"),
+                )
+                .await?;
+                return Ok(HashMap::new());
+            }
+        };
+        for e in broker_errors {
+            out.warn(
+                "list_groups_partial",
+                "cluster",
+                None,
+                format!("a broker did not list its groups: {e}; some groups may be missing"),
+            )
+            .await?;
+        }
+        let mut ids: Vec<String> = listings
+            .into_iter()
+            .filter(|g| self.filters.group(&g.group_id) && self.filters.group_state(&g.state))
+            .map(|g| g.group_id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        self.progress
+            .phase("consumer_groups", Some(ids.len() as u64));
+
+        let mut topic_groups: HashMap<String, usize> = HashMap::new();
+        for batch in ids.chunks(self.opts.describe_groups_batch) {
+            let descriptions = match self
+                .call("DescribeGroups", || {
+                    admin_ext::describe_consumer_groups(admin, batch, timeout)
+                })
+                .await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    for g in batch {
+                        out.warn(
+                            "describe_group_failed",
+                            "consumer_group",
+                            Some(g.clone()),
+                            format!("DescribeGroups failed: {e}"),
+                        )
+                        .await?;
+                    }
+                    continue;
+                }
+            };
+            let mut fetched: Vec<_> = stream::iter(descriptions.into_iter().map(|d| async move {
+                if d.error.is_some() {
+                    return (d, None);
+                }
+                let committed = self
+                    .call("OffsetFetch", || {
+                        admin_ext::list_consumer_group_offsets(admin, &d.group_id, timeout)
+                    })
+                    .await;
+                (d, Some(committed))
+            }))
+            .buffer_unordered(self.opts.offset_fetch_concurrency)
+            .collect()
+            .await;
+            fetched.sort_by(|a, b| a.0.group_id.cmp(&b.0.group_id));
+            for (d, committed) in fetched {
+                self.progress.advance(1);
+                if let Some(e) = &d.error {
+                    out.warn(
+                        "describe_group_failed",
+                        "consumer_group",
+                        Some(d.group_id.clone()),
+                        format!("DescribeGroups failed for this group: {e}"),
+                    )
+                    .await?;
+                    continue;
+                }
+                if !self.filters.group_state(&d.state) {
+                    continue;
+                }
+                let committed = match committed {
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => {
+                        out.warn(
+                            "offset_fetch_failed",
+                            "consumer_group",
+                            Some(d.group_id.clone()),
+                            format!("committed offsets not fetched: {e}; the group record has no offsets"),
+                        )
+                        .await?;
+                        Vec::new()
+                    }
+                    None => Vec::new(),
+                };
+                let record = self.group_record(d, committed, offsets, out).await?;
+                for t in &record.topics {
+                    *topic_groups.entry(t.clone()).or_default() += 1;
+                }
+                out.emit(Record::ConsumerGroup(record)).await?;
+            }
+        }
+        Ok(topic_groups)
+    }
+
+    async fn group_record<S: RecordSink>(
+        &self,
+        d: admin_ext::GroupDescription,
+        committed: Vec<admin_ext::CommittedOffset>,
+        offsets: &Offsets,
+        out: &mut Out<'_, S>,
+    ) -> Result<ConsumerGroupRecord, ExtractError> {
+        // Latest offsets for committed partitions outside the selected topics.
+        let missing: Vec<(String, i32)> = committed
+            .iter()
+            .filter(|c| c.offset.is_some() && offsets.get(&c.topic, c.partition).is_none())
+            .map(|c| (c.topic.clone(), c.partition))
+            .collect();
+        let mut extra: HashMap<(String, i32), i64> = HashMap::new();
+        if !missing.is_empty() {
+            let admin = self.conn.admin();
+            let timeout = self.conn.timeout();
+            match self
+                .call("ListOffsets", || {
+                    admin_ext::list_offsets(admin, &missing, OffsetSpec::Latest, timeout)
+                })
+                .await
+            {
+                Ok(list) => {
+                    for po in list {
+                        if let Ok(o) = po.result {
+                            extra.insert((po.topic, po.partition), o);
+                        }
+                    }
+                }
+                Err(e) => {
+                    out.warn(
+                        "list_offsets_failed",
+                        "consumer_group",
+                        Some(d.group_id.clone()),
+                        format!("latest offsets for the lag of topics outside the filter not fetched: {e}"),
+                    )
+                    .await?
+                }
+            }
+        }
+        let mut topics = BTreeSet::new();
+        let mut offsets_out = Vec::new();
+        let mut total_lag = 0i64;
+        for c in committed {
+            if let Some(e) = &c.error {
+                out.warn(
+                    "offset_fetch_failed",
+                    "consumer_group",
+                    Some(d.group_id.clone()),
+                    format!(
+                        "committed offset of {}/{} not fetched: {e}",
+                        c.topic, c.partition
+                    ),
+                )
+                .await?;
+                continue;
+            }
+            let Some(committed_offset) = c.offset else {
+                continue;
+            };
+            topics.insert(c.topic.clone());
+            let latest = offsets
+                .get(&c.topic, c.partition)
+                .and_then(|(_, l)| l)
+                .or_else(|| extra.get(&(c.topic.clone(), c.partition)).copied());
+            let lag = latest.map(|l| (l - committed_offset).max(0));
+            total_lag += lag.unwrap_or(0);
+            offsets_out.push(CommittedOffset {
+                topic: c.topic,
+                partition: c.partition,
+                committed_offset,
+                latest_offset: latest,
+                lag,
+            });
+        }
+        offsets_out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        let mut members: Vec<GroupMember> = d
+            .members
+            .into_iter()
+            .map(|m| {
+                let mut assignments: Vec<TopicPartition> = m
+                    .assignment
+                    .into_iter()
+                    .map(|(topic, partition)| TopicPartition { topic, partition })
+                    .collect();
+                assignments.sort();
+                for a in &assignments {
+                    topics.insert(a.topic.clone());
+                }
+                GroupMember {
+                    member_id: m.member_id,
+                    client_id: m.client_id,
+                    host: m.host,
+                    assignments,
+                }
+            })
+            .collect();
+        members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        Ok(ConsumerGroupRecord {
+            group_id: d.group_id,
+            state: d.state,
+            protocol_type: if d.is_simple {
+                String::new()
+            } else {
+                "consumer".to_string()
+            },
+            partition_assignor: d.partition_assignor.filter(|s| !s.is_empty()),
+            simple: d.is_simple,
+            coordinator: d.coordinator.map(broker),
+            members,
+            offsets: offsets_out,
+            total_lag,
+            topics: topics.into_iter().collect(),
+        })
+    }
+
+    async fn topics_phase<S: RecordSink>(
+        &self,
+        topics: &[TopicMeta],
+        offsets: &Offsets,
+        group_counts: &HashMap<String, usize>,
+        out: &mut Out<'_, S>,
+    ) -> Result<(), ExtractError> {
+        let admin = self.conn.admin();
+        let timeout = self.conn.timeout();
+        // Two requests in flight (in order): one broker round trip overlaps
+        // writing the previous batch, and at most two batches are held.
+        let mut results = stream::iter(topics.chunks(self.opts.describe_configs_batch).map(
+            |batch| async move {
+                let names: Vec<String> = batch.iter().map(|t| t.name.clone()).collect();
+                let res = self
+                    .call("DescribeConfigs", || {
+                        admin_ext::describe_topic_configs(admin, &names, timeout)
+                    })
+                    .await;
+                (batch, res)
+            },
+        ))
+        .buffered(2);
+        while let Some((batch, res)) = results.next().await {
+            let mut by_name: HashMap<String, ConfigResult> = match res {
+                Ok(list) => list.into_iter().map(|tc| (tc.name, tc.result)).collect(),
+                Err(e) => batch
+                    .iter()
+                    .map(|t| (t.name.clone(), Err(e.clone())))
+                    .collect(),
+            };
+            for t in batch {
+                let configs = match by_name.remove(&t.name) {
+                    Some(Ok(entries)) => entries,
+                    Some(Err(e)) => {
+                        out.warn(
+                            "describe_configs_failed",
+                            "topic",
+                            Some(t.name.clone()),
+                            format!(
+                                "DescribeConfigs failed: {e}; the topic record has no configs{}",
+                                if e.is_authorization() {
+                                    " (grant DESCRIBE_CONFIGS on the topic)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        )
+                        .await?;
+                        Vec::new()
+                    }
+                    None => {
+                        out.warn(
+                            "describe_configs_failed",
+                            "topic",
+                            Some(t.name.clone()),
+                            "DescribeConfigs returned nothing for this topic; the topic record has no configs".to_string(),
+                        )
+                        .await?;
+                        Vec::new()
+                    }
+                };
+                let record = topic_record(t, configs, offsets, group_counts);
+                out.emit(Record::Topic(record)).await?;
+            }
+            self.progress.advance(batch.len() as u64);
+        }
+        Ok(())
+    }
+}
+
+fn broker(n: admin_ext::Node) -> Broker {
+    Broker {
+        id: n.id,
+        host: n.host,
+        port: n.port,
+        rack: n.rack,
+    }
+}
+
+fn topic_record(
+    t: &TopicMeta,
+    configs: Vec<admin_ext::ConfigEntry>,
+    offsets: &Offsets,
+    group_counts: &HashMap<String, usize>,
+) -> TopicRecord {
+    let mut configs: Vec<TopicConfig> = configs
+        .into_iter()
+        .map(|c| TopicConfig {
+            // A sensitive value is never emitted.
+            value: if c.sensitive { None } else { c.value },
+            name: c.name,
+            source: c.source,
+            read_only: c.read_only,
+            sensitive: c.sensitive,
+        })
+        .collect();
+    configs.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut partitions: Vec<PartitionRecord> = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let (earliest, latest) = offsets.get(&t.name, p.id).unwrap_or((None, None));
+            let leader = (p.leader >= 0).then_some(p.leader);
+            PartitionRecord {
+                partition: p.id,
+                leader,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+                offline: leader.is_none(),
+                under_replicated: p.isr.len() < p.replicas.len(),
+                earliest_offset: earliest,
+                latest_offset: latest,
+            }
+        })
+        .collect();
+    partitions.sort_by_key(|p| p.partition);
+    let record_count = partitions
+        .iter()
+        .map(|p| Some((p.latest_offset? - p.earliest_offset?).max(0)))
+        .sum::<Option<i64>>();
+    TopicRecord {
+        name: t.name.clone(),
+        internal: t.internal,
+        partition_count: partitions.len(),
+        replication_factor: t
+            .partitions
+            .iter()
+            .map(|p| p.replicas.len())
+            .max()
+            .unwrap_or(0),
+        configs,
+        partitions,
+        record_count,
+        size_bytes: None,
+        consumer_group_count: group_counts.get(&t.name).copied().unwrap_or(0),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

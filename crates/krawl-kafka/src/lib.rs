@@ -1,0 +1,22 @@
+//! krawl's read-only Kafka metadata extraction engine.
+//!
+//! - [`config`]: typed connection and extraction settings, validated, mapped
+//!   onto librdkafka properties.
+//! - [`connection`]: one admin client per cluster connection; classified
+//!   connect errors.
+//! - [`admin_ext`]: safe async wrappers over librdkafka admin calls the
+//!   `rdkafka` crate lacks. The only `unsafe` code in krawl lives there.
+//! - [`extract`]: the extraction itself, streaming records to a sink.
+
+pub mod admin_ext;
+pub mod api_keys;
+pub mod config;
+pub mod connection;
+pub mod context;
+pub mod error;
+pub mod extract;
+
+pub use config::{ExtractConfig, ExtractOptions, KafkaConfig};
+pub use connection::Connection;
+pub use error::{ExtractError, FailureClass};
+pub use extract::{Extractor, NoProgress, Progress, RecordSink};

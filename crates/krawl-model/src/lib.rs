@@ -1,0 +1,308 @@
+//! The metadata records krawl emits, shared by the extraction engine, the CLI
+//! and the control-plane protocol.
+//!
+//! Every record is one JSON object on its own line (NDJSON) with two envelope
+//! fields: `kind` (which record this is) and `schema_version`
+//! ([`SCHEMA_VERSION`]). The JSON Schema for the whole stream is generated from
+//! these types ([`json_schema`]) and committed as `schema/records.schema.json`;
+//! a test keeps the two in sync.
+//!
+//! Invariants:
+//! - A record never carries a secret: sensitive config values are emitted as
+//!   `null` with `sensitive: true`.
+//! - Fields are only ever added within a schema version; renaming or removing
+//!   one bumps [`SCHEMA_VERSION`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of the record format. Bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One line of the output stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Envelope {
+    /// Version of the record format ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+impl Envelope {
+    pub fn new(record: Record) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            record,
+        }
+    }
+}
+
+/// The record itself, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Cluster(ClusterRecord),
+    Topic(TopicRecord),
+    ConsumerGroup(ConsumerGroupRecord),
+    Warning(WarningRecord),
+    Summary(SummaryRecord),
+}
+
+impl Record {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Cluster(_) => "cluster",
+            Record::Topic(_) => "topic",
+            Record::ConsumerGroup(_) => "consumer_group",
+            Record::Warning(_) => "warning",
+            Record::Summary(_) => "summary",
+        }
+    }
+}
+
+/// A broker as the cluster advertises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Broker {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// A Kafka API and the version range a broker supports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApiVersionRange {
+    pub api_key: i16,
+    pub name: String,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+/// The cluster as a whole. Counts cover every topic in the cluster, before
+/// filters; the summary record counts what was extracted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterRecord {
+    pub cluster_id: Option<String>,
+    pub controller_id: Option<i32>,
+    pub brokers: Vec<Broker>,
+    pub broker_count: usize,
+    pub topic_count: usize,
+    pub partition_count: usize,
+    /// Security protocol of the connection: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    pub security_protocol: String,
+    /// SASL mechanism in use, when the protocol is SASL_*.
+    pub sasl_mechanism: Option<String>,
+    /// APIs the brokers krawl talked to support (the narrowest range across them).
+    pub api_versions: Vec<ApiVersionRange>,
+}
+
+/// Where a config value comes from (Kafka's DescribeConfigs `config_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigSource {
+    /// Set on the topic itself.
+    Topic,
+    DynamicBroker,
+    DynamicDefaultBroker,
+    StaticBroker,
+    Default,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TopicConfig {
+    pub name: String,
+    /// `null` when the value is sensitive (never emitted) or unset.
+    pub value: Option<String>,
+    pub source: ConfigSource,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PartitionRecord {
+    pub partition: i32,
+    /// Leader broker id; `null` when the partition has no leader.
+    pub leader: Option<i32>,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub offline: bool,
+    pub under_replicated: bool,
+    /// `null` when ListOffsets failed for this partition (see the warnings).
+    pub earliest_offset: Option<i64>,
+    pub latest_offset: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TopicRecord {
+    pub name: String,
+    pub internal: bool,
+    pub partition_count: usize,
+    pub replication_factor: usize,
+    /// Every config the broker reports for the topic, sorted by name.
+    /// Empty when DescribeConfigs failed for it (see the warnings).
+    pub configs: Vec<TopicConfig>,
+    pub partitions: Vec<PartitionRecord>,
+    /// Sum over partitions of latest − earliest offset; `null` if any is unknown.
+    pub record_count: Option<i64>,
+    /// Bytes on disk across replicas; `null` when the cluster cannot report it.
+    pub size_bytes: Option<i64>,
+    /// Number of consumer groups with committed offsets on or members assigned to this topic.
+    pub consumer_group_count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub client_id: String,
+    pub host: String,
+    pub assignments: Vec<TopicPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub committed_offset: i64,
+    /// Latest offset of the partition; `null` when unknown.
+    pub latest_offset: Option<i64>,
+    /// latest − committed, never negative; `null` when the latest offset is unknown.
+    pub lag: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConsumerGroupRecord {
+    pub group_id: String,
+    /// Stable, Empty, PreparingRebalance, CompletingRebalance, Dead or Unknown.
+    pub state: String,
+    /// "consumer" for Kafka consumer groups; empty for simple (assign-only) groups.
+    pub protocol_type: String,
+    pub partition_assignor: Option<String>,
+    pub simple: bool,
+    pub coordinator: Option<Broker>,
+    pub members: Vec<GroupMember>,
+    pub offsets: Vec<CommittedOffset>,
+    pub total_lag: i64,
+    /// Topics the group commits offsets on or is assigned, sorted.
+    pub topics: Vec<String>,
+}
+
+/// Something that could not be extracted. The extraction goes on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WarningRecord {
+    /// Stable machine-readable code, e.g. `describe_configs_failed`.
+    pub code: String,
+    /// What the warning is about: cluster, topic, partition, consumer_group.
+    pub scope: String,
+    /// The topic, group or partition name, when there is one.
+    pub subject: Option<String>,
+    /// Human-readable cause and what to do.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Counts {
+    pub brokers: usize,
+    pub topics: usize,
+    pub partitions: usize,
+    pub consumer_groups: usize,
+    pub warnings: usize,
+    /// Records in the stream, this summary included.
+    pub records: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Phase {
+    pub name: String,
+    pub millis: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SummaryRecord {
+    /// RFC 3339 UTC timestamps.
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub counts: Counts,
+    pub phases: Vec<Phase>,
+    /// Kafka admin calls made, by API name (e.g. `DescribeConfigs`), and how many.
+    pub api_calls: BTreeMap<String, u64>,
+    /// Warning counts by code.
+    pub warnings: BTreeMap<String, u64>,
+}
+
+/// The JSON Schema of one output line.
+pub fn json_schema() -> schemars::schema::RootSchema {
+    schemars::schema_for!(Envelope)
+}
+
+/// The JSON Schema as committed in `schema/records.schema.json`.
+pub fn json_schema_string() -> String {
+    let mut s = serde_json::to_string_pretty(&json_schema()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed_schema() -> String {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schema/records.schema.json"
+        );
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// The committed schema is what the types generate. Regenerate with
+    /// `KRAWL_BLESS=1 cargo test -p krawl-model`.
+    #[test]
+    fn committed_schema_is_current() {
+        let generated = json_schema_string();
+        if std::env::var_os("KRAWL_BLESS").is_some() {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../schema/records.schema.json"
+            );
+            std::fs::write(path, &generated).expect("write schema");
+        }
+        assert_eq!(
+            committed_schema(),
+            generated,
+            "schema/records.schema.json is stale: run KRAWL_BLESS=1 cargo test -p krawl-model"
+        );
+    }
+
+    #[test]
+    fn records_round_trip_and_validate() {
+        let schema: serde_json::Value =
+            serde_json::from_str(&json_schema_string()).expect("schema is JSON");
+        let validator = jsonschema::JSONSchema::compile(&schema).expect("schema compiles");
+        let rec = Envelope::new(Record::Warning(WarningRecord {
+            code: "describe_configs_failed".into(),
+            scope: "topic".into(),
+            subject: Some("orders".into()),
+            message: "not authorized".into(),
+        }));
+        let json = serde_json::to_value(&rec).expect("serialize");
+        assert_eq!(json["kind"], "warning");
+        assert_eq!(json["schema_version"], SCHEMA_VERSION);
+        assert!(validator.is_valid(&json));
+        let back: Envelope = serde_json::from_value(json.clone()).expect("deserialize");
+        assert_eq!(back, rec);
+
+        // A record of the wrong shape is rejected by the schema.
+        let mut bad = json;
+        bad["kind"] = "topic".into();
+        assert!(!validator.is_valid(&bad));
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh Debian machine (root):
+# installs what the tests need, checks formatting and lints, builds, runs every
+# test (the end-to-end tests start their own brokers on free ports), then the
+# valgrind leak check of the librdkafka wrappers. `.ci/run` calls this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies (scripts/testbed-install.sh)"
+scripts/testbed-install.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo build (binaries and tests)"
+cargo build --workspace --all-targets
+
+step "cargo test"
+cargo test --workspace -- --test-threads="${KRAWL_TEST_THREADS:-4}"
+
+step "leak check of the admin wrappers under valgrind (scripts/leak-check.sh)"
+scripts/leak-check.sh
+
+step "all tests passed"
