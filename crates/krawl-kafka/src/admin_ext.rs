@@ -935,6 +935,36 @@ pub async fn cluster_id_and_controller<C: ClientContext + 'static>(
     .unwrap_or((None, None))
 }
 
+/// A brokers-only Metadata request (no topics): the cheap way to prove the
+/// cluster answers. Returns the number of brokers.
+pub async fn probe_brokers<C: ClientContext + 'static>(
+    client: &Arc<AdminClient<C>>,
+    timeout: Duration,
+) -> Result<usize, AdminExtError> {
+    run_blocking(client, move |rk| {
+        let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+        let mut md: *const rd::rd_kafka_metadata_t = ptr::null();
+        // SAFETY: rk is live; all_topics = 0 with no topic handle asks for
+        // the locally known topics, of which an admin client has none, so
+        // the broker answers with brokers only. `md` is ours to destroy.
+        let err = unsafe { rd::rd_kafka_metadata(rk, 0, ptr::null_mut(), &mut md, ms) };
+        if err != RespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(AdminExtError::from_resp(err, None));
+        }
+        if md.is_null() {
+            return Err(AdminExtError::Internal(
+                "Metadata returned no result".into(),
+            ));
+        }
+        // SAFETY: md is a valid metadata result until destroyed just below.
+        let brokers = unsafe { usize::try_from((*md).broker_cnt).unwrap_or(0) };
+        // SAFETY: md came from rd_kafka_metadata and is destroyed once.
+        unsafe { rd::rd_kafka_metadata_destroy(md) };
+        Ok(brokers)
+    })
+    .await
+}
+
 // ---------------------------------------------------------------------------
 // Main-queue poller
 // ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 /// The whole `krawl extract` config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractConfig {
     pub kafka: KafkaConfig,
@@ -35,7 +35,7 @@ impl ExtractConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 pub enum SecurityProtocol {
     #[default]
     #[serde(rename = "PLAINTEXT")]
@@ -79,7 +79,7 @@ impl SecurityProtocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 pub enum SaslMechanism {
     #[serde(rename = "PLAIN")]
     Plain,
@@ -115,7 +115,7 @@ impl SaslMechanism {
 }
 
 /// How to reach and authenticate to one Kafka cluster.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `host:port` of one or more brokers.
@@ -144,23 +144,25 @@ fn default_timeout_secs() -> u64 {
     30
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
     pub mechanism: SaslMechanism,
     /// For PLAIN and SCRAM.
     pub username: Option<String>,
     /// For PLAIN and SCRAM: a secret reference.
+    #[schemars(with = "Option<String>")]
     pub password: Option<SecretRef>,
     /// For OAUTHBEARER: OIDC client-credentials settings.
     pub oauthbearer: Option<OauthBearerConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OauthBearerConfig {
     pub token_endpoint_url: String,
     pub client_id: String,
+    #[schemars(with = "Option<String>")]
     pub client_secret: SecretRef,
     pub scope: Option<String>,
     /// SASL extensions, e.g. `{ logicalCluster = "lkc-abc", identityPoolId = "pool-1" }`.
@@ -168,7 +170,7 @@ pub struct OauthBearerConfig {
     pub extensions: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM CA bundle; the system roots when absent.
@@ -176,8 +178,10 @@ pub struct TlsConfig {
     /// PEM client certificate (chain) for mTLS.
     pub client_cert_file: Option<PathBuf>,
     /// PEM private key for mTLS, as a secret reference (e.g. `file:///etc/krawl/client.key`).
+    #[schemars(with = "Option<String>")]
     pub client_key: Option<SecretRef>,
     /// Password of an encrypted client key.
+    #[schemars(with = "Option<String>")]
     pub client_key_password: Option<SecretRef>,
     #[serde(default = "yes")]
     pub verify_hostname: bool,
@@ -188,7 +192,7 @@ fn yes() -> bool {
 }
 
 /// What to extract.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExtractOptions {
     /// Regexes; a topic is extracted when it matches any (all when empty).
@@ -935,5 +939,64 @@ verify_hostname = false
             e.contains("kafka.sasl.password") && e.contains("env://KRAWL_CFG_TEST_UNSET_X"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod example_config {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../deploy/krawl.example.toml");
+
+    /// The documented example parses, and names every key the config accepts.
+    #[test]
+    fn example_parses_and_documents_every_key() {
+        std::env::set_var("KAFKA_PASSWORD", "x");
+        let cfg: ExtractConfig = toml::from_str(EXAMPLE).expect("example parses");
+        assert_eq!(cfg.kafka.security_protocol, SecurityProtocol::SaslSsl);
+        let schema = serde_json::to_value(schemars::schema_for!(ExtractConfig)).unwrap();
+        let mut keys = std::collections::BTreeSet::new();
+        collect_keys(&schema, &mut keys);
+        assert!(keys.len() > 25, "{keys:?}");
+        for key in keys {
+            assert!(
+                EXAMPLE.contains(&format!("{key} ="))
+                    || EXAMPLE.contains(&format!(".{key}]"))
+                    || EXAMPLE.contains(&format!("[{key}]")),
+                "deploy/krawl.example.toml does not document `{key}`"
+            );
+        }
+        // Defaults in the example match the code's defaults.
+        let d = ExtractOptions::default();
+        assert_eq!(cfg.extract.describe_configs_batch, d.describe_configs_batch);
+        assert_eq!(cfg.extract.list_offsets_batch, d.list_offsets_batch);
+        assert_eq!(
+            cfg.extract.offset_fetch_concurrency,
+            d.offset_fetch_concurrency
+        );
+        assert_eq!(cfg.kafka.timeout_secs, default_timeout_secs());
+    }
+
+    /// Property names of a JSON Schema, walking only schema-valued keywords.
+    fn collect_keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        let Some(map) = v.as_object() else { return };
+        if let Some(props) = map.get("properties").and_then(|p| p.as_object()) {
+            for (name, schema) in props {
+                out.insert(name.clone());
+                collect_keys(schema, out);
+            }
+        }
+        for kw in ["definitions", "anyOf", "allOf", "oneOf", "items"] {
+            match map.get(kw) {
+                Some(serde_json::Value::Object(defs)) if kw == "definitions" => {
+                    defs.values().for_each(|d| collect_keys(d, out))
+                }
+                Some(serde_json::Value::Array(list)) => {
+                    list.iter().for_each(|d| collect_keys(d, out))
+                }
+                Some(other) => collect_keys(other, out),
+                None => {}
+            }
+        }
     }
 }

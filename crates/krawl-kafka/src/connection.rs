@@ -13,7 +13,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::metadata::Metadata;
 
-use crate::admin_ext::MainQueuePoller;
+use crate::admin_ext::{self, MainQueuePoller};
 use crate::config::{KafkaConfig, SaslMechanism, SecurityProtocol};
 use crate::context::KrawlContext;
 use crate::error::{classify, ExtractError, FailureClass};
@@ -89,10 +89,9 @@ impl Connection {
         loop {
             let slice =
                 Duration::from_millis(1000).min(deadline.saturating_duration_since(Instant::now()));
-            let ok = self
-                .metadata_within(slice.max(Duration::from_millis(100)))
+            let ok = admin_ext::probe_brokers(&self.admin, slice.max(Duration::from_millis(100)))
                 .await
-                .is_ok();
+                .is_ok_and(|brokers| brokers > 0);
             if ok {
                 return Ok(());
             }

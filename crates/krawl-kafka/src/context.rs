@@ -43,6 +43,30 @@ impl KrawlContext {
             .clone()
     }
 
+    /// [`Self::api_versions`], once the ApiVersions log lines have been
+    /// served. They arrive asynchronously through the main queue, so wait
+    /// (up to `max`) until some are there and no more arrive for 30 ms.
+    pub async fn settled_api_versions(
+        &self,
+        max: std::time::Duration,
+    ) -> BTreeMap<i16, (i16, i16)> {
+        let deadline = std::time::Instant::now() + max;
+        let mut last = usize::MAX;
+        loop {
+            let seen = self.api_version_lines();
+            if (seen > 0 && seen == last) || std::time::Instant::now() >= deadline {
+                return self.api_versions();
+            }
+            last = seen;
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+    }
+
+    fn api_version_lines(&self) -> usize {
+        let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.api_versions.values().map(BTreeMap::len).sum()
+    }
+
     /// The narrowest version range of each API across the brokers seen.
     pub fn api_versions(&self) -> BTreeMap<i16, (i16, i16)> {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);

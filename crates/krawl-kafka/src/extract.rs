@@ -319,7 +319,11 @@ impl<'a> Extractor<'a> {
         let topic_count = all.len() + topic_errors.len();
         drop(md);
 
-        let api = self.conn.context().api_versions();
+        let api = self
+            .conn
+            .context()
+            .settled_api_versions(Duration::from_secs(2))
+            .await;
         let timeout = self.conn.timeout();
         let admin = self.conn.admin();
         // librdkafka's DescribeCluster (answered from Metadata v10+) also

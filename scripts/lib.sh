@@ -1,0 +1,85 @@
+# shellcheck shell=bash
+# Shared helpers for the scripts (sourced, not run).
+#
+# Environment:
+#   KRAWL_NOIDA_BIN        broker launcher (default: noida-db from PATH); the
+#                          same variable the Rust test harness reads
+#   KRAWL_NOIDA_WAIT       seconds start_noida waits for the port when no
+#                          WAIT argument is given (default: 30)
+#   KRAWL_NOIDA_STOP_WAIT  seconds stop_noida waits after SIGTERM before
+#                          SIGKILL (default: 10)
+
+# free_port: print a free TCP port on 127.0.0.1 (asks the kernel via python3;
+# without python3, probes random ports).
+free_port() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+        return
+    fi
+    local p
+    for _ in $(seq 1 100); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    echo "free_port: no free port found" >&2
+    return 1
+}
+
+# start_noida PORT DATA_DIR LOG [WAIT]: start noida-db in its own session (the
+# `noida-db` console script is a Python wrapper around the real server that
+# does not forward signals, so the whole process group is what must be
+# stopped), wait up to WAIT seconds (default $KRAWL_NOIDA_WAIT, else 30) for
+# the port, and set NOIDA_PGID. On failure, print the log and return 1
+# (NOIDA_PGID is still set then, so `stop_noida` cleans up). Pair with
+# `stop_noida`.
+start_noida() {
+    local port=$1 dir=$2 log=$3 secs=${4:-${KRAWL_NOIDA_WAIT:-30}}
+    local bin=${KRAWL_NOIDA_BIN:-noida-db} i
+    [[ $secs =~ ^[0-9]+$ ]] || { echo "start_noida: wait '$secs' is not a number of seconds" >&2; return 1; }
+    command -v "$bin" >/dev/null 2>&1 ||
+        { echo "start_noida: broker launcher '$bin' not found (set KRAWL_NOIDA_BIN)" >&2; return 1; }
+    if [[ $- == *m* ]]; then
+        # Job control is on: the background job already gets its own process
+        # group (PGID = $!), while setsid would fork and leave $! pointing at
+        # a process that has exited.
+        "$bin" start --only kafka --kafka-port "$port" --data-dir "$dir" >"$log" 2>&1 &
+    else
+        # Not a group leader, so setsid execs in place: PID = PGID = $!.
+        setsid "$bin" start --only kafka --kafka-port "$port" --data-dir "$dir" >"$log" 2>&1 &
+    fi
+    NOIDA_PGID=$!
+    for ((i = 0; i < 10#$secs * 10; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        if ! kill -0 "$NOIDA_PGID" 2>/dev/null; then
+            cat "$log" >&2
+            echo "start_noida: noida-db exited before listening on 127.0.0.1:$port" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    cat "$log" >&2
+    echo "start_noida: noida-db did not open 127.0.0.1:$port in $secs s" >&2
+    return 1
+}
+
+# stop_noida: stop the process group started by start_noida (SIGTERM, then
+# SIGKILL if any of it is still there after $KRAWL_NOIDA_STOP_WAIT seconds)
+# and clear NOIDA_PGID. A no-op when nothing was started; always returns 0.
+stop_noida() {
+    local pgid=${NOIDA_PGID:-} secs=${KRAWL_NOIDA_STOP_WAIT:-10} i
+    [[ -n $pgid ]] || return 0
+    [[ $secs =~ ^[0-9]+$ ]] || secs=10
+    NOIDA_PGID=
+    kill -TERM -- "-$pgid" 2>/dev/null || true
+    for ((i = 0; i < 10#$secs * 10; i++)); do
+        kill -0 -- "-$pgid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+    wait "$pgid" 2>/dev/null || true
+    return 0
+}
