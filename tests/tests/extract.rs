@@ -652,3 +652,49 @@ fn the_sasl_password_never_appears_in_output_or_logs() {
     assert_ne!(run.code, 0);
     assert!(!run.stderr.contains(&canary) && !run.stdout.contains(&canary));
 }
+
+/// SCRAM against a real SCRAM-capable broker. Opt-in: no broker with SCRAM
+/// installs quickly on the CI machines (see docs/testing.md). Run with
+/// `KRAWL_SCRAM_BOOTSTRAP=host:port KRAWL_SCRAM_USERNAME=u KRAWL_SCRAM_PASSWORD=p
+///  [KRAWL_SCRAM_MECHANISM=SCRAM-SHA-512] cargo test -p krawl-tests --test extract -- --ignored scram`.
+#[test]
+#[ignore = "needs a SCRAM-capable broker: see docs/testing.md"]
+fn scram_against_a_real_broker() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("set {k} (docs/testing.md)"));
+    let bootstrap = var("KRAWL_SCRAM_BOOTSTRAP");
+    let user = var("KRAWL_SCRAM_USERNAME");
+    let mechanism =
+        std::env::var("KRAWL_SCRAM_MECHANISM").unwrap_or_else(|_| "SCRAM-SHA-512".to_string());
+    let args = |password_ref: &'static str| {
+        vec![
+            "--bootstrap-servers".to_string(),
+            bootstrap.clone(),
+            "--security-protocol".to_string(),
+            std::env::var("KRAWL_SCRAM_PROTOCOL").unwrap_or_else(|_| "SASL_PLAINTEXT".into()),
+            "--sasl-mechanism".to_string(),
+            mechanism.clone(),
+            "--sasl-username".to_string(),
+            user.clone(),
+            "--sasl-password".to_string(),
+            password_ref.to_string(),
+            "--timeout".to_string(),
+            "15".to_string(),
+        ]
+    };
+    let ok = args("env://KRAWL_SCRAM_PASSWORD");
+    let ok: Vec<&str> = ok.iter().map(String::as_str).collect();
+    let out = Output::parse(&krawl(&ok));
+    assert_eq!(
+        out.cluster().sasl_mechanism.as_deref(),
+        Some(mechanism.as_str())
+    );
+
+    let bad = args("env://KRAWL_SCRAM_WRONG_PASSWORD");
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let run = krawl_env(&bad, &[("KRAWL_SCRAM_WRONG_PASSWORD", "definitely-wrong")]);
+    assert_eq!(
+        run.code, 6,
+        "a wrong SCRAM password is an authentication failure: {}",
+        run.stderr
+    );
+}
