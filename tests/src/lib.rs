@@ -783,6 +783,7 @@ pub struct RecordingProxy {
     upstream: SocketAddr,
     records: Arc<Mutex<Vec<RecordedRequest>>>,
     connections: Arc<AtomicU64>,
+    swallowed: Arc<Mutex<BTreeSet<i16>>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -822,6 +823,7 @@ async fn proxy_connection(
     client: tokio::net::TcpStream,
     upstream: SocketAddr,
     records: Arc<Mutex<Vec<RecordedRequest>>>,
+    swallowed: Arc<Mutex<BTreeSet<i16>>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
@@ -854,7 +856,15 @@ async fn proxy_connection(
                 break;
             }
             if let Some(rec) = decode_request_header(connection, &buf[4..]) {
+                let swallow = swallowed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&rec.api_key);
                 lock_records(&records).push(rec);
+                if swallow {
+                    // Recorded, never forwarded: the broker never answers it.
+                    continue;
+                }
             }
             if server_wr.write_all(&buf).await.is_err() {
                 break;
@@ -891,7 +901,8 @@ impl RecordingProxy {
             .enable_all()
             .build()
             .context("proxy: building tokio runtime")?;
-        let (rec, conns) = (records.clone(), connections.clone());
+        let swallowed = Arc::new(Mutex::new(BTreeSet::new()));
+        let (rec, conns, swal) = (records.clone(), connections.clone(), swallowed.clone());
         let thread = std::thread::Builder::new()
             .name(format!("recording-proxy-{port}"))
             .spawn(move || {
@@ -909,7 +920,7 @@ impl RecordingProxy {
                             accepted = listener.accept() => {
                                 if let Ok((stream, _)) = accepted {
                                     let n = conns.fetch_add(1, Ordering::SeqCst);
-                                    tokio::spawn(proxy_connection(n, stream, upstream, rec.clone()));
+                                    tokio::spawn(proxy_connection(n, stream, upstream, rec.clone(), swal.clone()));
                                 }
                             }
                         }
@@ -923,6 +934,7 @@ impl RecordingProxy {
             upstream,
             records,
             connections,
+            swallowed,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         })
@@ -982,6 +994,16 @@ impl RecordingProxy {
     /// Number of client connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// From now on, requests with this API key are recorded but not
+    /// forwarded, so the client's request times out: a broker that never
+    /// answers one API.
+    pub fn swallow(&self, api_key: i16) {
+        self.swallowed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(api_key);
     }
 
     /// Forgets the requests recorded so far.

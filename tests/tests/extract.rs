@@ -698,3 +698,46 @@ fn scram_against_a_real_broker() {
         run.stderr
     );
 }
+
+/// A broker that never answers DescribeConfigs: every topic gets a warning
+/// naming it, the topic records (offsets, partitions) and the groups are
+/// still delivered, and the run succeeds.
+#[test]
+fn a_failing_call_becomes_warnings_and_the_rest_is_delivered() {
+    let broker = ProxiedTansu::start().unwrap();
+    let ds = seed_dataset(&broker.bootstrap(), BrokerKind::Tansu).unwrap();
+    broker.proxy.swallow(32); // DescribeConfigs
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("krawl.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[kafka]\nbootstrap_servers = [\"{}\"]\ntimeout_secs = 2\n[extract]\nretries = 1\n",
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let out = Output::parse(&krawl(&["--config", &cfg.display().to_string()]));
+    let topics = out.topics();
+    assert_eq!(
+        topics.keys().cloned().collect::<BTreeSet<_>>(),
+        ds.topic_names()
+    );
+    for (name, t) in &topics {
+        assert!(t.configs.is_empty(), "{name}");
+        assert_eq!(
+            t.record_count,
+            Some(ds.topic(name).unwrap().total_messages())
+        );
+    }
+    let failed: BTreeSet<String> = out
+        .warnings()
+        .iter()
+        .filter(|w| w.code == "describe_configs_failed")
+        .filter_map(|w| w.subject.clone())
+        .collect();
+    assert_eq!(failed, ds.topic_names(), "one warning per topic");
+    assert_eq!(out.groups().len(), ds.groups.len());
+    // Retried once: two requests reached the proxy.
+    assert_eq!(out.summary().api_calls["DescribeConfigs"], 2);
+}

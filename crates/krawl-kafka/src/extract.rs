@@ -267,9 +267,8 @@ impl<'a> Extractor<'a> {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retriable() && attempt < self.opts.retries => {
                     attempt += 1;
-                    let backoff = Duration::from_millis(200u64 << attempt.min(5));
                     tracing::debug!(api, attempt, error = %e, "retrying");
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -280,8 +279,19 @@ impl<'a> Extractor<'a> {
         &self,
         out: &mut Out<'_, S>,
     ) -> Result<Vec<TopicMeta>, ExtractError> {
-        self.calls.add("Metadata");
-        let md = self.conn.metadata().await?;
+        let mut attempt = 0;
+        let md = loop {
+            self.calls.add("Metadata");
+            match self.conn.metadata().await {
+                Ok(md) => break md,
+                Err(e) if attempt < self.opts.retries => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, "retrying Metadata");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let mut all = Vec::with_capacity(md.topics().len());
         let mut partition_count = 0usize;
         let mut topic_errors = Vec::new();
@@ -634,8 +644,22 @@ impl<'a> Extractor<'a> {
             {
                 Ok(list) => {
                     for po in list {
-                        if let Ok(o) = po.result {
-                            extra.insert((po.topic, po.partition), o);
+                        match po.result {
+                            Ok(o) => {
+                                extra.insert((po.topic, po.partition), o);
+                            }
+                            Err(e) => {
+                                out.warn(
+                                    "list_offsets_failed",
+                                    "consumer_group",
+                                    Some(d.group_id.clone()),
+                                    format!(
+                                        "latest offset of {}/{} not fetched, its lag is unknown: {e}",
+                                        po.topic, po.partition
+                                    ),
+                                )
+                                .await?
+                            }
                         }
                     }
                 }
@@ -863,6 +887,11 @@ fn topic_record(
         size_bytes: None,
         consumer_group_count: group_counts.get(&t.name).copied().unwrap_or(0),
     }
+}
+
+/// Exponential backoff before retry `attempt` (1-based): 400 ms, 800 ms, … 6.4 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64 << attempt.min(5))
 }
 
 fn millis(d: Duration) -> u64 {
