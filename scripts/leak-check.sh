@@ -14,15 +14,19 @@
 # reports a functional failure.
 #
 # Environment:
-#   NOIDA_BIN   broker launcher (default: noida-db from PATH)
-#   ITERATIONS  loop iterations under valgrind (default: 3)
-#   LEAK_LOG    where to keep the valgrind log
-#               (default: $CARGO_TARGET_DIR or target/ + leak-check-valgrind.log)
+#   KRAWL_NOIDA_BIN   broker launcher (default: noida-db from PATH); the old
+#                     name NOIDA_BIN is still read, with a warning, if it is unset
+#   KRAWL_NOIDA_WAIT  seconds to wait for the broker's port (default: 60)
+#   ITERATIONS        loop iterations under valgrind (default: 3)
+#   LEAK_LOG          where to keep the valgrind log
+#                     (default: $CARGO_TARGET_DIR or target/ + leak-check-valgrind.log)
 #   CARGO_TARGET_DIR  honoured when locating the built example
+# (scripts/lib.sh starts and stops the broker.)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-NOIDA_BIN=${NOIDA_BIN:-noida-db}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 ITERATIONS=${ITERATIONS:-3}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LEAK_LOG=${LEAK_LOG:-$TARGET_DIR/leak-check-valgrind.log}
@@ -30,71 +34,39 @@ SUPP=$ROOT/scripts/valgrind.supp
 
 die() { echo "leak-check: $*" >&2; exit 1; }
 
+if [[ -z ${KRAWL_NOIDA_BIN:-} && -n ${NOIDA_BIN:-} ]]; then
+    echo "leak-check: warning: NOIDA_BIN is deprecated, set KRAWL_NOIDA_BIN instead" >&2
+    KRAWL_NOIDA_BIN=$NOIDA_BIN
+fi
+KRAWL_NOIDA_BIN=${KRAWL_NOIDA_BIN:-noida-db}
+
 command -v valgrind >/dev/null || die "valgrind not found"
-command -v "$NOIDA_BIN" >/dev/null || die "broker launcher '$NOIDA_BIN' not found (set NOIDA_BIN)"
+command -v "$KRAWL_NOIDA_BIN" >/dev/null || die "broker launcher '$KRAWL_NOIDA_BIN' not found (set KRAWL_NOIDA_BIN)"
 command -v setsid >/dev/null || die "setsid not found"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/krawl-leak-check.XXXXXX")
-NOIDA_PID=
 
 cleanup() {
     local rc=$?
-    if [[ -n $NOIDA_PID ]]; then
-        # noida-db is a launcher that forks the real server; it runs in its
-        # own session/process group (setsid below), so signal the group.
-        kill -TERM -- "-$NOIDA_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 -- "-$NOIDA_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL -- "-$NOIDA_PID" 2>/dev/null || true
-    fi
+    # noida-db is a launcher that forks the real server; start_noida runs it in
+    # its own session/process group and stop_noida signals the whole group.
+    stop_noida
     rm -rf "$WORK"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-        return
-    fi
-    local p
-    for _ in $(seq 1 100); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port found"
-}
-
-PORT=$(free_port)
-BOOTSTRAP=127.0.0.1:$PORT
-
 echo "leak-check: building example"
 (cd "$ROOT" && cargo build --quiet -p krawl-kafka --example admin_ext_loop)
 BIN=$TARGET_DIR/debug/examples/admin_ext_loop
 [[ -x $BIN ]] || die "example binary not found at $BIN"
 
-echo "leak-check: starting $NOIDA_BIN on $BOOTSTRAP (data in $WORK/noida)"
-setsid "$NOIDA_BIN" start --only kafka --kafka-port "$PORT" --data-dir "$WORK/noida" \
-    >"$WORK/noida.log" 2>&1 &
-NOIDA_PID=$!
-
-for i in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-        break
-    fi
-    if ! kill -0 "$NOIDA_PID" 2>/dev/null; then
-        cat "$WORK/noida.log" >&2
-        die "broker exited before listening"
-    fi
-    [[ $i == 600 ]] && { cat "$WORK/noida.log" >&2; die "broker did not listen on $PORT within 60 s"; }
-    sleep 0.1
-done
+PORT=$(free_port) || die "no free port found"
+BOOTSTRAP=127.0.0.1:$PORT
+echo "leak-check: starting $KRAWL_NOIDA_BIN on $BOOTSTRAP (data in $WORK/noida)"
+start_noida "$PORT" "$WORK/noida" "$WORK/noida.log" "${KRAWL_NOIDA_WAIT:-60}" ||
+    die "broker did not start on $BOOTSTRAP (log above)"
 
 echo "leak-check: seeding"
 "$BIN" --bootstrap "$BOOTSTRAP" --seed
