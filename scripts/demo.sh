@@ -44,8 +44,9 @@ for line in open(sys.argv[1]):
     elif k == "topic":
         cfg = {c["name"]: c for c in r["configs"]}
         overrides = ", ".join(f"{c['name']}={c['value']}" for c in r["configs"] if c["source"] == "topic")
+        size = f"{r['size_bytes']} bytes" if r["size_bytes"] is not None else "size unknown"
         print(f"topic {r['name']}: {r['partition_count']} partitions x RF {r['replication_factor']}, "
-              f"{r['record_count']} records, read by {r['consumer_group_count']} group(s)"
+              f"{r['record_count']} records, {size}, read by {r['consumer_group_count']} group(s)"
               + (f"; overrides: {overrides}" if overrides else ""))
     elif k == "consumer_group":
         print(f"group {r['group_id']}: {r['state']}, {len(r['members'])} member(s), "

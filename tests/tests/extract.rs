@@ -155,7 +155,26 @@ fn assert_dataset(out: &Output, ds: &SeededDataset, groups_read: &BTreeMap<&str,
             assert!(!p.offline && !p.under_replicated);
         }
         assert_eq!(t.record_count, Some(seeded.total_messages()), "{name}");
-        assert_eq!(t.size_bytes, None);
+        // Size on disk where the broker answers DescribeLogDirs (noida), else null.
+        if ds.broker == BrokerKind::Noida {
+            for p in &t.partitions {
+                let size = p
+                    .size_bytes
+                    .unwrap_or_else(|| panic!("{name}/{} size", p.partition));
+                let messages = seeded.latest_offset(p.partition).unwrap();
+                assert_eq!(
+                    size > 0,
+                    messages > 0,
+                    "{name}/{}: {size} bytes",
+                    p.partition
+                );
+            }
+            let sum: i64 = t.partitions.iter().filter_map(|p| p.size_bytes).sum();
+            assert_eq!(t.size_bytes, Some(sum), "{name}");
+        } else {
+            assert_eq!(t.size_bytes, None);
+            assert!(t.partitions.iter().all(|p| p.size_bytes.is_none()));
+        }
         assert_eq!(
             t.consumer_group_count,
             groups_read.get(name.as_str()).copied().unwrap_or(0),
@@ -282,9 +301,9 @@ fn noida_extracts_the_seeded_cluster_exactly() {
     assert_eq!(assigned, expected);
     assert_eq!(g.topics, vec![TOPIC_PAYMENTS.to_string()]);
 
-    // Only the documented warning; calls were batched.
+    // No warnings; calls were batched.
     let codes: Vec<&str> = out.warnings().iter().map(|w| w.code.as_str()).collect();
-    assert_eq!(codes, vec!["log_dirs_unavailable"]);
+    assert!(codes.is_empty(), "{codes:?}");
     let calls = &out.summary().api_calls;
     assert_eq!(calls["DescribeConfigs"], 1, "{calls:?}");
     assert_eq!(
@@ -292,6 +311,7 @@ fn noida_extracts_the_seeded_cluster_exactly() {
         "one earliest + one latest batch: {calls:?}"
     );
     assert_eq!(calls["OffsetFetch"], 3, "one per group: {calls:?}");
+    assert_eq!(calls["DescribeLogDirs"], 1, "{calls:?}");
     assert!(
         run.stderr.contains("topics 4"),
         "human summary: {}",
@@ -367,6 +387,10 @@ fn tansu_extracts_the_seeded_cluster() {
     groups_read.insert(TOPIC_PAYMENTS, 1);
     groups_read.insert(TOPIC_AUDIT_LOG, 1);
     assert_dataset(&out, &ds, &groups_read);
+    // Tansu has no DescribeLogDirs: one warning says so.
+    let codes: Vec<&str> = out.warnings().iter().map(|w| w.code.as_str()).collect();
+    assert_eq!(codes, vec!["log_dirs_unavailable"]);
+    assert!(out.warnings()[0].message.contains("DescribeLogDirs"));
 }
 
 #[test]

@@ -597,6 +597,51 @@ impl KafkaConfig {
     }
 }
 
+impl KafkaConfig {
+    /// Settings for the DescribeLogDirs client ([`crate::log_dirs`]), with
+    /// the secrets resolved now, for this use.
+    pub fn log_dirs_settings(&self) -> Result<crate::log_dirs::LogDirsSettings, ConfigError> {
+        use crate::log_dirs::{LogDirsSettings, SaslSettings, TlsSettings};
+        let proto = self.security_protocol;
+        let sasl = match self.sasl.as_ref().filter(|_| proto.uses_sasl()) {
+            Some(s) if s.mechanism != SaslMechanism::OauthBearer => Some(SaslSettings {
+                mechanism: s.mechanism,
+                username: s.username.clone().unwrap_or_default(),
+                password: match &s.password {
+                    Some(p) => resolve("kafka.sasl.password", p)?,
+                    None => SecretString::new(""),
+                },
+            }),
+            // OAUTHBEARER: the client reports it unsupported by itself.
+            Some(s) => Some(SaslSettings {
+                mechanism: s.mechanism,
+                username: String::new(),
+                password: SecretString::new(""),
+            }),
+            None => None,
+        };
+        let tls = match self.tls.as_ref().filter(|_| proto.uses_tls()) {
+            Some(t) => Some(TlsSettings {
+                ca_file: t.ca_file.clone(),
+                client_cert_file: t.client_cert_file.clone(),
+                client_key_pem: match &t.client_key {
+                    Some(k) => Some(resolve("kafka.tls.client_key", k)?),
+                    None => None,
+                },
+                verify_hostname: t.verify_hostname,
+            }),
+            None => None,
+        };
+        Ok(LogDirsSettings {
+            security_protocol: proto,
+            sasl,
+            tls,
+            client_id: self.client_id.clone(),
+            timeout: self.timeout(),
+        })
+    }
+}
+
 fn resolve(key: &str, r: &SecretRef) -> Result<SecretString, ConfigError> {
     r.resolve().map_err(|source| ConfigError::Secret {
         key: key.to_string(),

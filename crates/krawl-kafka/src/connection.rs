@@ -30,6 +30,9 @@ pub struct Connection {
     timeout: Duration,
     security_protocol: SecurityProtocol,
     sasl_mechanism: Option<SaslMechanism>,
+    /// The settings (secret *references*, not values) for clients other than
+    /// the admin client, which resolve them when they connect.
+    config: Arc<KafkaConfig>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -77,6 +80,7 @@ impl Connection {
             timeout: cfg.timeout(),
             security_protocol: cfg.security_protocol,
             sasl_mechanism: cfg.sasl_mechanism(),
+            config: Arc::new(cfg.clone()),
         };
         conn.probe().await?;
         Ok(conn)
@@ -171,5 +175,9 @@ impl Connection {
 
     pub fn sasl_mechanism(&self) -> Option<SaslMechanism> {
         self.sasl_mechanism
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
     }
 }

@@ -2,18 +2,20 @@
 //! each record handed to the sink as soon as it is complete.
 //!
 //! Memory: the engine keeps the cluster's metadata (topic names, partition
-//! leaders and replicas), two offsets per selected partition and a count per
-//! topic read by a group. Record bodies (configs, members, committed offsets)
+//! leaders and replicas), two offsets and a size per selected partition and a
+//! count per topic read by a group. Record bodies (configs, members, committed offsets)
 //! exist only for the batch in flight and are then written to the sink.
 //!
 //! Phases, in order:
 //! 1. `metadata`: brokers, topics, partitions; the cluster record.
 //! 2. `offsets`: ListOffsets earliest and latest, `list_offsets_batch`
 //!    partitions per call (librdkafka splits each call by leader broker).
-//! 3. `consumer_groups`: ListConsumerGroups, DescribeConsumerGroups in
+//! 3. `sizes`: DescribeLogDirs on every broker through [`crate::log_dirs`]
+//!    (librdkafka has no such API), when the brokers offer it.
+//! 4. `consumer_groups`: ListConsumerGroups, DescribeConsumerGroups in
 //!    batches, committed offsets `offset_fetch_concurrency` groups at once;
 //!    lag from phase 2's latest offsets; one record per group.
-//! 4. `topics`: DescribeConfigs, `describe_configs_batch` topics per request;
+//! 5. `topics`: DescribeConfigs, `describe_configs_batch` topics per request;
 //!    one record per topic.
 //!
 //! A per-item failure (a topic, partition or group) becomes a warning record;
@@ -36,6 +38,7 @@ use crate::api_keys::api_name;
 use crate::config::{ExtractOptions, Filters};
 use crate::connection::Connection;
 use crate::error::ExtractError;
+use crate::log_dirs;
 
 /// Where records go. Called from one task, in order.
 pub trait RecordSink: Send {
@@ -97,6 +100,25 @@ struct PartitionMeta {
 /// for system topics (`__cluster_metadata`, `__confluent.*`, `__amazon_msk_canary`).
 pub fn is_internal_topic(name: &str) -> bool {
     name.starts_with("__")
+}
+
+/// What Metadata told: the selected topics, the brokers, and whether they
+/// support DescribeLogDirs.
+#[derive(Debug)]
+struct ClusterMeta {
+    topics: Vec<TopicMeta>,
+    brokers: Vec<(i32, String, u16)>,
+    log_dirs: bool,
+}
+
+/// What the topic records are completed with.
+#[derive(Debug)]
+struct Lookups {
+    offsets: Offsets,
+    /// Bytes on disk per partition, summed over replicas.
+    sizes: HashMap<(String, i32), i64>,
+    /// Consumer groups reading each topic.
+    group_counts: HashMap<String, usize>,
 }
 
 /// Earliest and latest offset of one partition, when known.
@@ -217,14 +239,20 @@ impl<'a> Extractor<'a> {
 
         let t = Instant::now();
         self.progress.phase("metadata", None);
-        let topics = self.metadata_phase(&mut out).await?;
+        let meta = self.metadata_phase(&mut out).await?;
+        let topics = &meta.topics;
         out.phase_done("metadata", t);
 
         let t = Instant::now();
         let partitions: usize = topics.iter().map(|t| t.partitions.len()).sum();
         self.progress.phase("offsets", Some(partitions as u64));
-        let offsets = self.offsets_phase(&topics, &mut out).await?;
+        let offsets = self.offsets_phase(topics, &mut out).await?;
         out.phase_done("offsets", t);
+
+        let t = Instant::now();
+        self.progress.phase("sizes", None);
+        let sizes = self.sizes_phase(&meta, &mut out).await?;
+        out.phase_done("sizes", t);
 
         let t = Instant::now();
         let group_counts = if self.opts.consumer_groups {
@@ -236,8 +264,12 @@ impl<'a> Extractor<'a> {
 
         let t = Instant::now();
         self.progress.phase("topics", Some(topics.len() as u64));
-        self.topics_phase(&topics, &offsets, &group_counts, &mut out)
-            .await?;
+        let lookups = Lookups {
+            offsets,
+            sizes,
+            group_counts,
+        };
+        self.topics_phase(topics, &lookups, &mut out).await?;
         out.phase_done("topics", t);
 
         out.counts.records += 1; // the summary itself
@@ -278,7 +310,7 @@ impl<'a> Extractor<'a> {
     async fn metadata_phase<S: RecordSink>(
         &self,
         out: &mut Out<'_, S>,
-    ) -> Result<Vec<TopicMeta>, ExtractError> {
+    ) -> Result<ClusterMeta, ExtractError> {
         let mut attempt = 0;
         let md = loop {
             self.calls.add("Metadata");
@@ -368,6 +400,10 @@ impl<'a> Extractor<'a> {
             }
         };
         brokers.sort_by_key(|b| b.id);
+        let broker_addrs = brokers
+            .iter()
+            .map(|b| (b.id, b.host.clone(), b.port))
+            .collect();
 
         let api_versions = api
             .iter()
@@ -402,17 +438,80 @@ impl<'a> Extractor<'a> {
                 .await?;
             }
         }
-        let message = if api.contains_key(&35) {
-            "size on disk not collected: the brokers support DescribeLogDirs but librdkafka, the Kafka client krawl uses, has no DescribeLogDirs API; size_bytes is null"
-        } else {
-            "size on disk not collected: the brokers do not support DescribeLogDirs (API 35); size_bytes is null"
-        };
-        out.warn("log_dirs_unavailable", "cluster", None, message.to_string())
-            .await?;
-
         all.retain(|t| self.filters.topic(&t.name, t.internal));
         all.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(all)
+        Ok(ClusterMeta {
+            topics: all,
+            brokers: broker_addrs,
+            log_dirs: api.contains_key(&35),
+        })
+    }
+
+    /// Partition sizes from DescribeLogDirs, through krawl's own small
+    /// client (librdkafka has no such API): one connection per broker.
+    async fn sizes_phase<S: RecordSink>(
+        &self,
+        meta: &ClusterMeta,
+        out: &mut Out<'_, S>,
+    ) -> Result<HashMap<(String, i32), i64>, ExtractError> {
+        if meta.topics.is_empty() {
+            return Ok(HashMap::new());
+        }
+        if !meta.log_dirs {
+            out.warn(
+                "log_dirs_unavailable",
+                "cluster",
+                None,
+                "size on disk not collected: the brokers do not support DescribeLogDirs (API 35); size_bytes is null".to_string(),
+            )
+            .await?;
+            return Ok(HashMap::new());
+        }
+        let settings = self.conn.config().log_dirs_settings()?;
+        let wanted: Vec<log_dirs::TopicPartitionCount> = meta
+            .topics
+            .iter()
+            .map(|t| {
+                let count = t.partitions.iter().map(|p| p.id + 1).max().unwrap_or(0);
+                (t.name.clone(), count)
+            })
+            .collect();
+        self.calls.add("DescribeLogDirs");
+        let mut sizes = match log_dirs::partition_sizes(&settings, &meta.brokers, &wanted).await {
+            Ok(s) => s,
+            Err(e) => {
+                out.warn(
+                    "log_dirs_unavailable",
+                    "cluster",
+                    None,
+                    format!("size on disk not collected: {e}; size_bytes is null"),
+                )
+                .await?;
+                return Ok(HashMap::new());
+            }
+        };
+        // A partition with a replica on a broker that did not answer has an
+        // incomplete sum: forget it rather than under-report.
+        let failed: BTreeSet<i32> = sizes.broker_errors.iter().map(|(b, _)| *b).collect();
+        for (broker, e) in sizes.broker_errors {
+            out.warn(
+                "log_dirs_failed",
+                "broker",
+                Some(broker.to_string()),
+                format!("DescribeLogDirs failed on broker {broker}: {e}; sizes of partitions with a replica there are null"),
+            )
+            .await?;
+        }
+        if !failed.is_empty() {
+            for t in &meta.topics {
+                for p in &t.partitions {
+                    if p.replicas.iter().any(|r| failed.contains(r)) {
+                        sizes.sizes.remove(&(t.name.clone(), p.id));
+                    }
+                }
+            }
+        }
+        Ok(sizes.sizes)
     }
 
     async fn offsets_phase<S: RecordSink>(
@@ -753,8 +852,7 @@ impl<'a> Extractor<'a> {
     async fn topics_phase<S: RecordSink>(
         &self,
         topics: &[TopicMeta],
-        offsets: &Offsets,
-        group_counts: &HashMap<String, usize>,
+        lookups: &Lookups,
         out: &mut Out<'_, S>,
     ) -> Result<(), ExtractError> {
         let admin = self.conn.admin();
@@ -812,7 +910,7 @@ impl<'a> Extractor<'a> {
                         Vec::new()
                     }
                 };
-                let record = topic_record(t, configs, offsets, group_counts);
+                let record = topic_record(t, configs, lookups);
                 out.emit(Record::Topic(record)).await?;
             }
             self.progress.advance(batch.len() as u64);
@@ -833,8 +931,7 @@ fn broker(n: admin_ext::Node) -> Broker {
 fn topic_record(
     t: &TopicMeta,
     configs: Vec<admin_ext::ConfigEntry>,
-    offsets: &Offsets,
-    group_counts: &HashMap<String, usize>,
+    lookups: &Lookups,
 ) -> TopicRecord {
     let mut configs: Vec<TopicConfig> = configs
         .into_iter()
@@ -852,7 +949,7 @@ fn topic_record(
         .partitions
         .iter()
         .map(|p| {
-            let (earliest, latest) = offsets.get(&t.name, p.id).unwrap_or((None, None));
+            let (earliest, latest) = lookups.offsets.get(&t.name, p.id).unwrap_or((None, None));
             let leader = (p.leader >= 0).then_some(p.leader);
             PartitionRecord {
                 partition: p.id,
@@ -863,6 +960,7 @@ fn topic_record(
                 under_replicated: p.isr.len() < p.replicas.len(),
                 earliest_offset: earliest,
                 latest_offset: latest,
+                size_bytes: lookups.sizes.get(&(t.name.clone(), p.id)).copied(),
             }
         })
         .collect();
@@ -871,6 +969,7 @@ fn topic_record(
         .iter()
         .map(|p| Some((p.latest_offset? - p.earliest_offset?).max(0)))
         .sum::<Option<i64>>();
+    let size_bytes = partitions.iter().map(|p| p.size_bytes).sum::<Option<i64>>();
     TopicRecord {
         name: t.name.clone(),
         internal: t.internal,
@@ -884,8 +983,8 @@ fn topic_record(
         configs,
         partitions,
         record_count,
-        size_bytes: None,
-        consumer_group_count: group_counts.get(&t.name).copied().unwrap_or(0),
+        size_bytes,
+        consumer_group_count: lookups.group_counts.get(&t.name).copied().unwrap_or(0),
     }
 }
 

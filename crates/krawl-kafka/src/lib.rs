@@ -15,6 +15,7 @@ pub mod connection;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod log_dirs;
 
 pub use config::{ExtractConfig, ExtractOptions, KafkaConfig};
 pub use connection::Connection;

@@ -133,6 +133,8 @@ pub struct PartitionRecord {
     /// `null` when ListOffsets failed for this partition (see the warnings).
     pub earliest_offset: Option<i64>,
     pub latest_offset: Option<i64>,
+    /// Bytes on disk summed over the replicas (DescribeLogDirs); `null` when unknown.
+    pub size_bytes: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -147,7 +149,8 @@ pub struct TopicRecord {
     pub partitions: Vec<PartitionRecord>,
     /// Sum over partitions of latest − earliest offset; `null` if any is unknown.
     pub record_count: Option<i64>,
-    /// Bytes on disk across replicas; `null` when the cluster cannot report it.
+    /// Bytes on disk, all partitions and replicas (DescribeLogDirs); `null`
+    /// when any partition's size is unknown (see the warnings).
     pub size_bytes: Option<i64>,
     /// Number of consumer groups with committed offsets on or members assigned to this topic.
     pub consumer_group_count: usize,

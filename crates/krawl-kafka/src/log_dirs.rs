@@ -1,0 +1,1675 @@
+//! Partition sizes on disk, from the Kafka `DescribeLogDirs` API.
+//!
+//! # Why this exists
+//!
+//! librdkafka (and so `rdkafka`) has no DescribeLogDirs API, so the admin
+//! client cannot tell how many bytes a topic takes on disk. This module is a
+//! minimal, separate Kafka client that asks each broker directly.
+//!
+//! # What it may send
+//!
+//! Exactly four API keys, all in [`crate::api_keys::READ_ONLY_APIS`]:
+//! ApiVersions (18), SaslHandshake (17), SaslAuthenticate (36) and
+//! DescribeLogDirs (35). Nothing else is ever written to a broker socket; the
+//! wire format is encoded and decoded by the `kafka-protocol` crate.
+//!
+//! # Invariants
+//!
+//! - **Read-only**: only the four APIs above; [`SENT_API_KEYS`] lists them and
+//!   a test checks it against `READ_ONLY_APIS`.
+//! - **Secrets stay secret**: the SASL password and the client key are
+//!   [`SecretString`]s; `.expose()` is called only where their bytes go to the
+//!   socket (PLAIN), into PBKDF2 (SCRAM, with the derived keys zeroized on
+//!   drop) or into rustls (the client key). No error message contains them.
+//! - **Bounded**: at most [`MAX_CONCURRENT_BROKERS`] brokers at a time, one
+//!   connection each; requests carry at most [`TOPICS_PER_REQUEST`] topics and
+//!   about [`PARTITIONS_PER_REQUEST`] partitions; a response larger than
+//!   [`MAX_RESPONSE_BYTES`] is refused before it is read.
+//! - **Time-bounded**: `timeout` applies to the TCP connect, to the TLS
+//!   handshake and to each request/response round trip.
+//! - **Failures are per broker**: a broker that cannot be reached, refuses the
+//!   login or reports a log-dir error becomes an entry in
+//!   [`LogDirSizes::broker_errors`]; the other brokers still count.
+//! - TLS verifies the certificate chain always; only the host name check can
+//!   be turned off (`verify_hostname = false`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use krawl_secrets::SecretString;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use zeroize::Zeroizing;
+
+pub use crate::config::{SaslMechanism, SecurityProtocol};
+
+/// The only API keys this module sends.
+pub const SENT_API_KEYS: &[i16] = &[
+    ApiKey::ApiVersions as i16,
+    ApiKey::SaslHandshake as i16,
+    ApiKey::SaslAuthenticate as i16,
+    ApiKey::DescribeLogDirs as i16,
+];
+
+/// Brokers queried at the same time.
+pub const MAX_CONCURRENT_BROKERS: usize = 8;
+/// Topics per DescribeLogDirs request.
+pub const TOPICS_PER_REQUEST: usize = 1000;
+/// Partitions per DescribeLogDirs request (a single larger topic goes alone).
+pub const PARTITIONS_PER_REQUEST: usize = 10_000;
+/// Largest response accepted (Kafka's default `socket.request.max.bytes`).
+pub const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
+
+/// Newest versions this client speaks (all supported by `kafka-protocol`).
+const API_VERSIONS_VERSION: i16 = 3;
+const SASL_HANDSHAKE_VERSION: i16 = 1;
+const SASL_AUTHENTICATE_MAX: i16 = 2;
+const DESCRIBE_LOG_DIRS_MIN: i16 = 1;
+const DESCRIBE_LOG_DIRS_MAX: i16 = 4;
+
+/// SCRAM iteration bounds: below 4096 is refused as a downgrade (as Kafka's
+/// own client does); above the cap would let a broker burn our CPU.
+const SCRAM_MIN_ITERATIONS: u32 = 4096;
+const SCRAM_MAX_ITERATIONS: u32 = 100_000;
+
+/// How to reach and authenticate to the brokers.
+#[derive(Debug, Clone)]
+pub struct LogDirsSettings {
+    pub security_protocol: SecurityProtocol,
+    /// Required when `security_protocol` uses SASL.
+    pub sasl: Option<SaslSettings>,
+    /// Used when `security_protocol` uses TLS; `None` means system roots,
+    /// no client certificate, host name verified.
+    pub tls: Option<TlsSettings>,
+    pub client_id: String,
+    /// Applies to the TCP connect, the TLS handshake and each request.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SaslSettings {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: SecretString,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM CA bundle; the system roots when `None`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain for mTLS (needs `client_key_pem`).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key for mTLS (PKCS#8, PKCS#1 or SEC1; not encrypted).
+    pub client_key_pem: Option<SecretString>,
+    /// When false the chain is still verified, only the name is not.
+    pub verify_hostname: bool,
+}
+
+/// What [`partition_sizes`] found.
+#[derive(Debug, Default)]
+pub struct LogDirSizes {
+    /// Bytes on disk per `(topic, partition)`, summed over the replicas on all
+    /// brokers that answered (future replicas of a log-dir move excluded).
+    /// A requested partition is absent when no answering broker reported it
+    /// (e.g. its replicas are on a failed broker); absent means unknown, not 0.
+    pub sizes: HashMap<(String, i32), i64>,
+    /// Brokers (or log dirs of a broker) that could not be described.
+    pub broker_errors: Vec<(i32, LogDirsError)>,
+}
+
+/// A failure of the DescribeLogDirs client. `broker` is the broker id, or -1
+/// for a failure that concerns no single broker (bad TLS files, missing SASL
+/// settings). Messages never contain a password or a key.
+#[derive(Debug, thiserror::Error)]
+pub enum LogDirsError {
+    #[error("{}cannot connect: {cause}", who(*broker))]
+    Connect { broker: i32, cause: String },
+    #[error("{}TLS: {cause}", who(*broker))]
+    Tls { broker: i32, cause: String },
+    #[error("{}authentication or authorization failed: {cause}", who(*broker))]
+    Auth { broker: i32, cause: String },
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("{}protocol error: {cause}", who(*broker))]
+    Protocol { broker: i32, cause: String },
+    #[error("{}no answer within the timeout", who(*broker))]
+    Timeout { broker: i32 },
+}
+
+fn who(broker: i32) -> String {
+    if broker < 0 {
+        String::new()
+    } else {
+        format!("broker {broker}: ")
+    }
+}
+
+/// A topic to describe: its name and partition count (partitions `0..count`).
+///
+/// DescribeLogDirs has no "all partitions of this topic" form: a request
+/// names each partition, so the caller passes the counts from Metadata.
+pub type TopicPartitionCount = (String, i32);
+
+/// Size in bytes per (topic, partition), summed over the replicas on all given
+/// brokers.
+///
+/// `brokers` are `(id, host, port)` from Metadata; every one is asked, at most
+/// [`MAX_CONCURRENT_BROKERS`] at a time. `topics` are `(name, partition count)`.
+///
+/// Returns `Err` only for a failure that concerns the whole call:
+/// - `Unsupported("OAUTHBEARER")` for that SASL mechanism (not implemented);
+/// - `Unsupported(..)` when at least one broker answered ApiVersions and none
+///   advertised DescribeLogDirs v1 or later;
+/// - `Tls`/`Auth` with broker -1 for unusable TLS files or missing SASL settings.
+///
+/// With no brokers or no topics nothing is contacted and the result is empty.
+pub async fn partition_sizes(
+    settings: &LogDirsSettings,
+    brokers: &[(i32, String, u16)],
+    topics: &[TopicPartitionCount],
+) -> Result<LogDirSizes, LogDirsError> {
+    let sasl = if settings.security_protocol.uses_sasl() {
+        let sasl = settings.sasl.as_ref().ok_or_else(|| LogDirsError::Auth {
+            broker: -1,
+            cause: format!(
+                "security protocol {} needs SASL settings",
+                settings.security_protocol.as_str()
+            ),
+        })?;
+        if sasl.mechanism == SaslMechanism::OauthBearer {
+            return Err(LogDirsError::Unsupported("OAUTHBEARER".to_string()));
+        }
+        Some(sasl)
+    } else {
+        None
+    };
+    let tls = if settings.security_protocol.uses_tls() {
+        Some(tls_connector(settings.tls.as_ref())?)
+    } else {
+        None
+    };
+    let mut out = LogDirSizes::default();
+    if brokers.is_empty() || topics.is_empty() {
+        return Ok(out);
+    }
+
+    let requests = build_requests(topics);
+    let wanted: HashMap<&str, i32> = topics.iter().map(|(t, n)| (t.as_str(), *n)).collect();
+    let ctx = BrokerCtx {
+        settings,
+        sasl,
+        tls: tls.as_ref(),
+        requests: &requests,
+        wanted: &wanted,
+    };
+
+    let mut answered = 0usize;
+    let mut supported = 0usize;
+    let mut results = futures::stream::iter(brokers)
+        .map(|(id, host, port)| ctx.describe_broker(*id, host, *port))
+        .buffer_unordered(MAX_CONCURRENT_BROKERS);
+    while let Some(outcome) = results.next().await {
+        let BrokerOutcome {
+            broker,
+            answered_api_versions,
+            advertises,
+            sizes,
+            errors,
+        } = outcome;
+        answered += usize::from(answered_api_versions);
+        supported += usize::from(advertises);
+        for (key, size) in sizes {
+            *out.sizes.entry(key).or_insert(0) += size;
+        }
+        out.broker_errors
+            .extend(errors.into_iter().map(|e| (broker, e)));
+    }
+    if answered > 0 && supported == 0 {
+        return Err(LogDirsError::Unsupported(
+            "DescribeLogDirs (API key 35, v1 or later): no broker advertises it".to_string(),
+        ));
+    }
+    out.broker_errors.sort_by_key(|(b, _)| *b);
+    Ok(out)
+}
+
+/// The DescribeLogDirs requests for `topics`, chunked.
+fn build_requests(topics: &[TopicPartitionCount]) -> Vec<DescribeLogDirsRequest> {
+    let mut requests = Vec::new();
+    let mut chunk: Vec<DescribableLogDirTopic> = Vec::new();
+    let mut partitions = 0usize;
+    for (name, count) in topics {
+        let n = usize::try_from(*count).unwrap_or(0);
+        if n == 0 {
+            continue;
+        }
+        if !chunk.is_empty()
+            && (chunk.len() >= TOPICS_PER_REQUEST || partitions + n > PARTITIONS_PER_REQUEST)
+        {
+            requests.push(
+                DescribeLogDirsRequest::default().with_topics(Some(std::mem::take(&mut chunk))),
+            );
+            partitions = 0;
+        }
+        chunk.push(
+            DescribableLogDirTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(name.clone())))
+                .with_partitions((0..*count).collect()),
+        );
+        partitions += n;
+    }
+    if !chunk.is_empty() {
+        requests.push(DescribeLogDirsRequest::default().with_topics(Some(chunk)));
+    }
+    requests
+}
+
+struct BrokerCtx<'a> {
+    settings: &'a LogDirsSettings,
+    sasl: Option<&'a SaslSettings>,
+    tls: Option<&'a tokio_rustls::TlsConnector>,
+    requests: &'a [DescribeLogDirsRequest],
+    wanted: &'a HashMap<&'a str, i32>,
+}
+
+struct BrokerOutcome {
+    broker: i32,
+    answered_api_versions: bool,
+    advertises: bool,
+    sizes: Vec<((String, i32), i64)>,
+    errors: Vec<LogDirsError>,
+}
+
+impl BrokerCtx<'_> {
+    async fn describe_broker(&self, broker: i32, host: &str, port: u16) -> BrokerOutcome {
+        let mut outcome = BrokerOutcome {
+            broker,
+            answered_api_versions: false,
+            advertises: false,
+            sizes: Vec::new(),
+            errors: Vec::new(),
+        };
+        if let Err(e) = self.run(broker, host, port, &mut outcome).await {
+            outcome.errors.push(e);
+        }
+        outcome
+    }
+
+    async fn run(
+        &self,
+        broker: i32,
+        host: &str,
+        port: u16,
+        outcome: &mut BrokerOutcome,
+    ) -> Result<(), LogDirsError> {
+        let mut conn = Conn::connect(self.settings, self.tls, broker, host, port).await?;
+        let versions = conn.api_versions().await?;
+        outcome.answered_api_versions = true;
+
+        let Some(version) = versions.pick(
+            ApiKey::DescribeLogDirs,
+            DESCRIBE_LOG_DIRS_MIN,
+            DESCRIBE_LOG_DIRS_MAX,
+        ) else {
+            return Err(LogDirsError::Unsupported(format!(
+                "broker {broker} does not advertise DescribeLogDirs (API key 35) v{DESCRIBE_LOG_DIRS_MIN} or later"
+            )));
+        };
+        outcome.advertises = true;
+
+        if let Some(sasl) = self.sasl {
+            conn.authenticate(sasl, &versions).await?;
+        }
+
+        for request in self.requests {
+            let response: DescribeLogDirsResponse = conn.call(request, version).await?;
+            if let Some(err) = ResponseError::try_from_code(response.error_code) {
+                return Err(kafka_error(broker, "DescribeLogDirs", err, None));
+            }
+            for dir in response.results {
+                if let Some(err) = ResponseError::try_from_code(dir.error_code) {
+                    outcome.errors.push(kafka_error(
+                        broker,
+                        &format!("log dir {}", &*dir.log_dir),
+                        err,
+                        None,
+                    ));
+                    continue;
+                }
+                for topic in dir.topics {
+                    let name: &str = &topic.name.0;
+                    let Some(&count) = self.wanted.get(name) else {
+                        continue;
+                    };
+                    for p in topic.partitions {
+                        if p.is_future_key || p.partition_index < 0 || p.partition_index >= count {
+                            continue;
+                        }
+                        outcome
+                            .sizes
+                            .push(((name.to_string(), p.partition_index), p.partition_size));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A Kafka error code as a [`LogDirsError`]; authorization failures are `Auth`.
+fn kafka_error(broker: i32, what: &str, err: ResponseError, message: Option<&str>) -> LogDirsError {
+    let detail = match message {
+        Some(m) if !m.is_empty() => format!(" ({m})"),
+        _ => String::new(),
+    };
+    let cause = format!("{what}: {err} (error code {}){detail}", err.code());
+    match err {
+        ResponseError::ClusterAuthorizationFailed => LogDirsError::Auth {
+            broker,
+            cause: format!("{cause}; DescribeLogDirs needs DESCRIBE on the cluster resource"),
+        },
+        ResponseError::SaslAuthenticationFailed
+        | ResponseError::IllegalSaslState
+        | ResponseError::UnsupportedSaslMechanism
+        | ResponseError::TopicAuthorizationFailed => LogDirsError::Auth { broker, cause },
+        _ => LogDirsError::Protocol { broker, cause },
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Connection and framing
+// ------------------------------------------------------------------------------------------------
+
+/// The requests this module can send: implemented for exactly the four
+/// [`SENT_API_KEYS`], so sending anything else does not compile.
+trait Call: Encodable + HeaderVersion {
+    const KEY: ApiKey;
+    type Response: Decodable + HeaderVersion;
+}
+
+impl Call for ApiVersionsRequest {
+    const KEY: ApiKey = ApiKey::ApiVersions;
+    type Response = ApiVersionsResponse;
+}
+
+impl Call for SaslHandshakeRequest {
+    const KEY: ApiKey = ApiKey::SaslHandshake;
+    type Response = SaslHandshakeResponse;
+}
+
+impl Call for SaslAuthenticateRequest {
+    const KEY: ApiKey = ApiKey::SaslAuthenticate;
+    type Response = SaslAuthenticateResponse;
+}
+
+impl Call for DescribeLogDirsRequest {
+    const KEY: ApiKey = ApiKey::DescribeLogDirs;
+    type Response = DescribeLogDirsResponse;
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One broker connection: length-prefixed request/response, in order.
+struct Conn {
+    io: Box<dyn Io>,
+    broker: i32,
+    client_id: StrBytes,
+    correlation_id: i32,
+    timeout: Duration,
+}
+
+/// The API versions a broker advertised.
+struct ApiVersionRanges(HashMap<i16, (i16, i16)>);
+
+impl ApiVersionRanges {
+    /// The newest version both sides speak within `min..=max`.
+    fn pick(&self, key: ApiKey, min: i16, max: i16) -> Option<i16> {
+        let (lo, hi) = *self.0.get(&(key as i16))?;
+        let v = hi.min(max);
+        (v >= lo.max(min)).then_some(v)
+    }
+}
+
+impl Conn {
+    async fn connect(
+        settings: &LogDirsSettings,
+        tls: Option<&tokio_rustls::TlsConnector>,
+        broker: i32,
+        host: &str,
+        port: u16,
+    ) -> Result<Self, LogDirsError> {
+        let t = settings.timeout;
+        let tcp = timeout(t, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| LogDirsError::Timeout { broker })?
+            .map_err(|e| LogDirsError::Connect {
+                broker,
+                cause: format!("{host}:{port}: {e}"),
+            })?;
+        // Latency only; a failure here changes nothing that matters.
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = match tls {
+            None => Box::new(tcp),
+            Some(connector) => {
+                let name =
+                    ServerName::try_from(host.to_string()).map_err(|e| LogDirsError::Tls {
+                        broker,
+                        cause: format!("{host} is not a valid TLS server name: {e}"),
+                    })?;
+                let stream = timeout(t, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| LogDirsError::Timeout { broker })?
+                    .map_err(|e| LogDirsError::Tls {
+                        broker,
+                        cause: format!("handshake with {host}:{port}: {e}"),
+                    })?;
+                Box::new(stream)
+            }
+        };
+        Ok(Self {
+            io,
+            broker,
+            client_id: StrBytes::from_string(settings.client_id.clone()),
+            correlation_id: 0,
+            timeout: t,
+        })
+    }
+
+    fn protocol(&self, cause: String) -> LogDirsError {
+        LogDirsError::Protocol {
+            broker: self.broker,
+            cause,
+        }
+    }
+
+    /// Sends `request` at `version`; returns the response body (after the
+    /// response header), within the timeout.
+    async fn call_raw<R: Call>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<Bytes, LogDirsError> {
+        let broker = self.broker;
+        timeout(self.timeout, self.round_trip(request, version))
+            .await
+            .map_err(|_| LogDirsError::Timeout { broker })?
+    }
+
+    async fn call<R: Call>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, LogDirsError> {
+        let mut body = self.call_raw(request, version).await?;
+        R::Response::decode(&mut body, version).map_err(|e| {
+            self.protocol(format!(
+                "decoding {} v{version} response: {e}",
+                api(R::KEY as i16)
+            ))
+        })
+    }
+
+    async fn round_trip<R: Call>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<Bytes, LogDirsError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let correlation_id = self.correlation_id;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+
+        let mut buf = BytesMut::with_capacity(256);
+        buf.put_i32(0); // length, filled in below
+        header
+            .encode(&mut buf, R::header_version(version))
+            .and_then(|()| request.encode(&mut buf, version))
+            .map_err(|e| {
+                self.protocol(format!("encoding {} v{version}: {e}", api(R::KEY as i16)))
+            })?;
+        let len = i32::try_from(buf.len() - 4)
+            .map_err(|_| self.protocol(format!("{} request too large", api(R::KEY as i16))))?;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+
+        // TLS 1.3 reports a refused client certificate after the handshake,
+        // on the first read: classify rustls errors as TLS, not transport.
+        let io_err = |e: std::io::Error| {
+            let cause = format!("{}: {e}", api(R::KEY as i16));
+            let broker = self.broker;
+            if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                LogDirsError::Tls { broker, cause }
+            } else {
+                LogDirsError::Connect { broker, cause }
+            }
+        };
+        self.io.write_all(&buf).await.map_err(io_err)?;
+        self.io.flush().await.map_err(io_err)?;
+
+        let size = self.io.read_i32().await.map_err(io_err)?;
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if !(4..=MAX_RESPONSE_BYTES).contains(&size) {
+            return Err(self.protocol(format!(
+                "{} response length {size} is not plausible (is the listener's security protocol right?)",
+                api(R::KEY as i16)
+            )));
+        }
+        let mut body = Vec::with_capacity(size.min(64 * 1024));
+        (&mut self.io)
+            .take(size as u64)
+            .read_to_end(&mut body)
+            .await
+            .map_err(io_err)?;
+        if body.len() != size {
+            return Err(LogDirsError::Connect {
+                broker: self.broker,
+                cause: format!("{}: connection closed mid-response", api(R::KEY as i16)),
+            });
+        }
+        let mut body = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
+            .map_err(|e| {
+                self.protocol(format!(
+                    "decoding {} response header: {e}",
+                    api(R::KEY as i16)
+                ))
+            })?;
+        if header.correlation_id != correlation_id {
+            return Err(self.protocol(format!(
+                "{} response has correlation id {}, expected {correlation_id}",
+                api(R::KEY as i16),
+                header.correlation_id
+            )));
+        }
+        Ok(body)
+    }
+
+    /// ApiVersions v3; a broker that does not know v3 answers in the v0
+    /// format with UNSUPPORTED_VERSION and its ranges (KIP-511), which we use.
+    async fn api_versions(&mut self) -> Result<ApiVersionRanges, LogDirsError> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("krawl"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let body = self.call_raw(&request, API_VERSIONS_VERSION).await?;
+        let error_code = body
+            .get(..2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| self.protocol("empty ApiVersions response".to_string()))?;
+        let version = if error_code == ResponseError::UnsupportedVersion.code() {
+            0
+        } else {
+            API_VERSIONS_VERSION
+        };
+        let response = ApiVersionsResponse::decode(&mut body.clone(), version)
+            .map_err(|e| self.protocol(format!("decoding ApiVersions v{version} response: {e}")))?;
+        if response.api_keys.is_empty() {
+            if let Some(err) = ResponseError::try_from_code(response.error_code) {
+                return Err(kafka_error(self.broker, "ApiVersions", err, None));
+            }
+        }
+        Ok(ApiVersionRanges(
+            response
+                .api_keys
+                .iter()
+                .map(|k| (k.api_key, (k.min_version, k.max_version)))
+                .collect(),
+        ))
+    }
+
+    /// SaslHandshake v1, then the mechanism's exchange over SaslAuthenticate.
+    async fn authenticate(
+        &mut self,
+        sasl: &SaslSettings,
+        versions: &ApiVersionRanges,
+    ) -> Result<(), LogDirsError> {
+        let broker = self.broker;
+        let mech = sasl.mechanism.as_str();
+        let auth_err = |cause: String| LogDirsError::Auth { broker, cause };
+        let (Some(_), Some(auth_version)) = (
+            versions.pick(
+                ApiKey::SaslHandshake,
+                SASL_HANDSHAKE_VERSION,
+                SASL_HANDSHAKE_VERSION,
+            ),
+            versions.pick(ApiKey::SaslAuthenticate, 0, SASL_AUTHENTICATE_MAX),
+        ) else {
+            return Err(auth_err(
+                "broker lacks SaslHandshake v1 / SaslAuthenticate (Kafka 1.0 or later needed)"
+                    .to_string(),
+            ));
+        };
+
+        let hs: SaslHandshakeResponse = self
+            .call(
+                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mech)),
+                SASL_HANDSHAKE_VERSION,
+            )
+            .await?;
+        if let Some(err) = ResponseError::try_from_code(hs.error_code) {
+            let enabled: Vec<&str> = hs.mechanisms.iter().map(|m| &**m).collect();
+            return Err(auth_err(format!(
+                "SaslHandshake {mech}: {err}; the broker enables [{}]",
+                enabled.join(", ")
+            )));
+        }
+
+        match sasl.mechanism {
+            SaslMechanism::Plain => {
+                let password = sasl.password.expose();
+                let mut msg =
+                    Zeroizing::new(Vec::with_capacity(sasl.username.len() + password.len() + 2));
+                msg.push(0);
+                msg.extend_from_slice(sasl.username.as_bytes());
+                msg.push(0);
+                msg.extend_from_slice(password.as_bytes());
+                self.sasl_authenticate(mech, Bytes::copy_from_slice(&msg), auth_version)
+                    .await?;
+            }
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
+                let hash = if sasl.mechanism == SaslMechanism::ScramSha256 {
+                    ScramHash::Sha256
+                } else {
+                    ScramHash::Sha512
+                };
+                let scram = ScramClient::new(hash, &sasl.username, random_nonce()?);
+                let server_first = self
+                    .sasl_authenticate(mech, Bytes::from(scram.client_first()), auth_version)
+                    .await?;
+                let fin = scram
+                    .client_final(sasl.password.expose(), &server_first)
+                    .map_err(|e| auth_err(format!("{mech}: {e}")))?;
+                let server_final = self
+                    .sasl_authenticate(mech, Bytes::from(fin.message.clone()), auth_version)
+                    .await?;
+                fin.verify_server_final(&server_final)
+                    .map_err(|e| auth_err(format!("{mech}: {e}")))?;
+            }
+            SaslMechanism::OauthBearer => {
+                return Err(LogDirsError::Unsupported("OAUTHBEARER".to_string()))
+            }
+        }
+        Ok(())
+    }
+
+    async fn sasl_authenticate(
+        &mut self,
+        mech: &str,
+        auth_bytes: Bytes,
+        version: i16,
+    ) -> Result<Bytes, LogDirsError> {
+        let response: SaslAuthenticateResponse = self
+            .call(
+                &SaslAuthenticateRequest::default().with_auth_bytes(auth_bytes),
+                version,
+            )
+            .await?;
+        if let Some(err) = ResponseError::try_from_code(response.error_code) {
+            let message = response.error_message.as_deref();
+            return Err(LogDirsError::Auth {
+                broker: self.broker,
+                cause: match kafka_error(self.broker, &format!("SASL {mech}"), err, message) {
+                    LogDirsError::Auth { cause, .. } | LogDirsError::Protocol { cause, .. } => {
+                        cause
+                    }
+                    other => other.to_string(),
+                },
+            });
+        }
+        Ok(response.auth_bytes)
+    }
+}
+
+fn api(key: i16) -> &'static str {
+    crate::api_keys::api_name(key)
+}
+
+// ------------------------------------------------------------------------------------------------
+// TLS
+// ------------------------------------------------------------------------------------------------
+
+fn tls_connector(tls: Option<&TlsSettings>) -> Result<tokio_rustls::TlsConnector, LogDirsError> {
+    let err = |cause: String| LogDirsError::Tls { broker: -1, cause };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+
+    let mut roots = RootCertStore::empty();
+    match tls.and_then(|t| t.ca_file.as_ref()) {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| err(format!("reading CA file {}: {e}", path.display())))?;
+            let (added, _ignored) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(err(format!(
+                    "CA file {} holds no usable certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err(err(format!(
+                    "no system CA certificates found ({} errors); set a CA file",
+                    native.errors.len()
+                )));
+            }
+        }
+    }
+    let roots = Arc::new(roots);
+
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(format!("TLS setup: {e}")))?;
+    let verify_hostname = tls.is_none_or(|t| t.verify_hostname);
+    let builder = if verify_hostname {
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnlyVerifier {
+                roots,
+                algorithms: provider.signature_verification_algorithms,
+            }))
+    };
+
+    let cert_file = tls.and_then(|t| t.client_cert_file.as_ref());
+    let key_pem = tls.and_then(|t| t.client_key_pem.as_ref());
+    let config = match (cert_file, key_pem) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(path), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    err(format!(
+                        "reading client certificate {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            if chain.is_empty() {
+                return Err(err(format!(
+                    "client certificate file {} holds no certificate",
+                    path.display()
+                )));
+            }
+            // The key error must not echo the key: name the problem only.
+            let key = PrivateKeyDer::from_pem_slice(key.expose().as_bytes()).map_err(|_| {
+                err("the client key is not an unencrypted PEM private key".to_string())
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| err(format!("client certificate and key: {e}")))?
+        }
+        _ => {
+            return Err(err(
+                "mTLS needs both a client certificate file and a client key".to_string(),
+            ))
+        }
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Verifies the server's chain to a trusted root (and its handshake
+/// signatures) but not that the certificate names the host: what
+/// `verify_hostname = false` asks for, and nothing more.
+struct ChainOnlyVerifier {
+    roots: Arc<RootCertStore>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl fmt::Debug for ChainOnlyVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChainOnlyVerifier").finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for ChainOnlyVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// SCRAM (RFC 5802, RFC 7677), client side, without channel binding
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum ScramHash {
+    Sha256,
+    Sha512,
+}
+
+impl ScramHash {
+    fn hmac(self) -> ring::hmac::Algorithm {
+        match self {
+            Self::Sha256 => ring::hmac::HMAC_SHA256,
+            Self::Sha512 => ring::hmac::HMAC_SHA512,
+        }
+    }
+    fn pbkdf2(self) -> ring::pbkdf2::Algorithm {
+        match self {
+            Self::Sha256 => ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            Self::Sha512 => ring::pbkdf2::PBKDF2_HMAC_SHA512,
+        }
+    }
+    fn digest(self) -> &'static ring::digest::Algorithm {
+        match self {
+            Self::Sha256 => &ring::digest::SHA256,
+            Self::Sha512 => &ring::digest::SHA512,
+        }
+    }
+    fn len(self) -> usize {
+        self.digest().output_len()
+    }
+}
+
+/// A 24-byte random nonce, base64 (printable, no `,`).
+fn random_nonce() -> Result<String, LogDirsError> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 24];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| LogDirsError::Auth {
+            broker: -1,
+            cause: "no randomness for the SCRAM nonce".to_string(),
+        })?;
+    Ok(B64.encode(bytes))
+}
+
+#[derive(Debug)]
+struct ScramClient {
+    hash: ScramHash,
+    client_nonce: String,
+    /// `n=<user>,r=<nonce>`
+    client_first_bare: String,
+}
+
+/// The client-final message and what the server must answer.
+struct ScramFinal {
+    message: String,
+    server_key: ring::hmac::Key,
+    auth_message: String,
+}
+
+impl ScramClient {
+    fn new(hash: ScramHash, username: &str, client_nonce: String) -> Self {
+        let user = username.replace('=', "=3D").replace(',', "=2C");
+        let client_first_bare = format!("n={user},r={client_nonce}");
+        Self {
+            hash,
+            client_nonce,
+            client_first_bare,
+        }
+    }
+
+    /// `n,,` (no channel binding, no authzid) + the bare message.
+    fn client_first(&self) -> String {
+        format!("n,,{}", self.client_first_bare)
+    }
+
+    /// Checks the server-first message and computes the client proof.
+    fn client_final(&self, password: &str, server_first: &[u8]) -> Result<ScramFinal, String> {
+        let server_first = std::str::from_utf8(server_first)
+            .map_err(|_| "server-first message is not UTF-8".to_string())?;
+        let (mut nonce, mut salt, mut iterations) = (None, None, None);
+        for (i, attr) in server_first.split(',').enumerate() {
+            match attr.split_once('=') {
+                Some(("m", _)) if i == 0 => {
+                    return Err("server requires an unsupported SCRAM extension".to_string())
+                }
+                Some(("e", e)) => return Err(format!("server error: {e}")),
+                Some(("r", v)) => nonce = Some(v),
+                Some(("s", v)) => salt = Some(v),
+                Some(("i", v)) => iterations = Some(v),
+                _ => {}
+            }
+        }
+        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
+            return Err(format!(
+                "server-first message ({} bytes) lacks r=, s= or i=; the broker did not run SCRAM",
+                server_first.len()
+            ));
+        };
+        if !nonce.starts_with(&self.client_nonce) || nonce.len() <= self.client_nonce.len() {
+            return Err("server nonce does not extend the client nonce".to_string());
+        }
+        let salt = B64
+            .decode(salt)
+            .map_err(|_| "server salt is not base64".to_string())?;
+        if salt.is_empty() {
+            return Err("server salt is empty".to_string());
+        }
+        let iterations: u32 = iterations
+            .parse()
+            .map_err(|_| "server iteration count is not a number".to_string())?;
+        if !(SCRAM_MIN_ITERATIONS..=SCRAM_MAX_ITERATIONS).contains(&iterations) {
+            return Err(format!(
+                "server iteration count {iterations} is outside {SCRAM_MIN_ITERATIONS}..={SCRAM_MAX_ITERATIONS}"
+            ));
+        }
+        let Some(iterations) = std::num::NonZeroU32::new(iterations) else {
+            return Err("server iteration count is 0".to_string());
+        };
+
+        let len = self.hash.len();
+        let mut salted = Zeroizing::new(vec![0u8; len]);
+        ring::pbkdf2::derive(
+            self.hash.pbkdf2(),
+            iterations,
+            &salt,
+            password.as_bytes(),
+            &mut salted,
+        );
+        let salted_key = ring::hmac::Key::new(self.hash.hmac(), &salted);
+        let client_key = Zeroizing::new(
+            ring::hmac::sign(&salted_key, b"Client Key")
+                .as_ref()
+                .to_vec(),
+        );
+        let stored_key = ring::digest::digest(self.hash.digest(), &client_key);
+        let server_key_bytes = Zeroizing::new(
+            ring::hmac::sign(&salted_key, b"Server Key")
+                .as_ref()
+                .to_vec(),
+        );
+        let server_key = ring::hmac::Key::new(self.hash.hmac(), &server_key_bytes);
+
+        // c=biws is base64("n,,"): the GS2 header of client_first.
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
+        let client_signature = ring::hmac::sign(
+            &ring::hmac::Key::new(self.hash.hmac(), stored_key.as_ref()),
+            auth_message.as_bytes(),
+        );
+        let proof: Zeroizing<Vec<u8>> = Zeroizing::new(
+            client_key
+                .iter()
+                .zip(client_signature.as_ref())
+                .map(|(a, b)| a ^ b)
+                .collect(),
+        );
+        Ok(ScramFinal {
+            message: format!("{without_proof},p={}", B64.encode(&*proof)),
+            server_key,
+            auth_message,
+        })
+    }
+}
+
+impl ScramFinal {
+    /// Checks `v=ServerSignature` (constant time): the server knew the password.
+    fn verify_server_final(&self, server_final: &[u8]) -> Result<(), String> {
+        let server_final = std::str::from_utf8(server_final)
+            .map_err(|_| "server-final message is not UTF-8".to_string())?;
+        let first = server_final.split(',').next().unwrap_or_default();
+        match first.split_once('=') {
+            Some(("e", e)) => Err(format!("server error: {e}")),
+            Some(("v", v)) => {
+                let sig = B64
+                    .decode(v)
+                    .map_err(|_| "server signature is not base64".to_string())?;
+                ring::hmac::verify(&self.server_key, self.auth_message.as_bytes(), &sig)
+                    .map_err(|_| "server signature does not match (wrong server?)".to_string())
+            }
+            _ => Err("server-final message lacks v=".to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener as StdListener;
+    use std::os::unix::process::CommandExt as _;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::ClientConfig;
+
+    // -- SCRAM ---------------------------------------------------------------------------------
+
+    /// RFC 7677 section 3: SCRAM-SHA-256, user "user", password "pencil".
+    #[test]
+    fn scram_sha256_matches_rfc7677() {
+        let c = ScramClient::new(
+            ScramHash::Sha256,
+            "user",
+            "rOprNGfwEbeRWgbNEkqO".to_string(),
+        );
+        assert_eq!(c.client_first(), "n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+        let server_first = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let fin = c.client_final("pencil", server_first).unwrap();
+        assert_eq!(
+            fin.message,
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        );
+        fin.verify_server_final(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+            .unwrap();
+        // A server that does not know the password cannot produce the signature.
+        assert!(fin
+            .verify_server_final(b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+            .is_err());
+        assert!(fin
+            .verify_server_final(b"e=invalid-proof")
+            .unwrap_err()
+            .contains("invalid-proof"));
+    }
+
+    #[test]
+    fn scram_refuses_bad_server_first() {
+        let c = ScramClient::new(ScramHash::Sha512, "a=b,c", "abc".to_string());
+        assert_eq!(c.client_first(), "n,,n=a=3Db=2Cc,r=abc");
+        for (msg, why) in [
+            ("r=xyz123,s=c2FsdA==,i=4096", "nonce"),
+            ("r=abc,s=c2FsdA==,i=4096", "nonce"),
+            ("r=abcdef,s=c2FsdA==,i=1024", "iteration"),
+            ("r=abcdef,s=c2FsdA==,i=99999999", "iteration"),
+            ("r=abcdef,i=4096", "lacks"),
+            ("m=ext,r=abcdef,s=c2FsdA==,i=4096", "extension"),
+        ] {
+            let e = c.client_final("pw", msg.as_bytes()).err().unwrap();
+            assert!(e.contains(why), "{msg}: {e}");
+            assert!(!e.contains("pw"), "{e}");
+        }
+    }
+
+    // -- Requests ------------------------------------------------------------------------------
+
+    #[test]
+    fn sends_only_read_only_apis() {
+        assert_eq!(SENT_API_KEYS, &[18, 17, 36, 35]);
+        for k in SENT_API_KEYS {
+            assert!(crate::api_keys::READ_ONLY_APIS.contains(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn requests_are_chunked() {
+        let topics: Vec<(String, i32)> = (0..2500).map(|i| (format!("t{i}"), 3)).collect();
+        let r = build_requests(&topics);
+        let sizes: Vec<usize> = r.iter().map(|r| r.topics.as_ref().unwrap().len()).collect();
+        assert_eq!(sizes, vec![1000, 1000, 500]);
+        assert_eq!(r[0].topics.as_ref().unwrap()[0].partitions, vec![0, 1, 2]);
+        // By partitions: 4,000-partition topics go 2 per request; a huge one alone.
+        let topics = vec![
+            ("a".to_string(), 4000),
+            ("b".to_string(), 4000),
+            ("c".to_string(), 4000),
+            ("huge".to_string(), 20_000),
+            ("empty".to_string(), 0),
+        ];
+        let sizes: Vec<usize> = build_requests(&topics)
+            .iter()
+            .map(|r| r.topics.as_ref().unwrap().len())
+            .collect();
+        assert_eq!(sizes, vec![2, 1, 1]);
+    }
+
+    // -- Brokers -------------------------------------------------------------------------------
+
+    fn free_port() -> u16 {
+        StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A process group started by the test, killed (by its id) on drop.
+    struct Proc(Child);
+
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            if let Ok(pgid) = i32::try_from(self.0.id()) {
+                // SAFETY: kill(2) on the process group this test created.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+            }
+            let _ = self.0.wait();
+        }
+    }
+
+    fn spawn(cmd: &mut Command, port: u16) -> Proc {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        let proc = Proc(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{cmd:?} did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        proc
+    }
+
+    struct Noida {
+        port: u16,
+        _proc: Proc,
+        _dir: tempfile::TempDir,
+    }
+
+    fn noida() -> Noida {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let proc = spawn(
+            Command::new(std::env::var("KRAWL_NOIDA_BIN").unwrap_or("noida-db".into()))
+                .args(["start", "--only", "kafka", "--kafka-port"])
+                .arg(port.to_string())
+                .arg("--data-dir")
+                .arg(dir.path().join("data")),
+            port,
+        );
+        Noida {
+            port,
+            _proc: proc,
+            _dir: dir,
+        }
+    }
+
+    const NOIDA_NODE_ID: i32 = 1;
+
+    /// Creates `topic` with `counts.len()` partitions and `counts[p]` messages of
+    /// 100 bytes in partition `p`.
+    async fn seed(port: u16, topic: &str, counts: &[i64]) {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", format!("127.0.0.1:{port}"));
+        let admin: AdminClient<DefaultClientContext> = cfg.create().unwrap();
+        let partitions = i32::try_from(counts.len()).unwrap();
+        let res = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+        assert!(res.iter().all(Result::is_ok), "{res:?}");
+        let producer: FutureProducer = cfg
+            .clone()
+            .set("linger.ms", "0")
+            .set("message.timeout.ms", "20000")
+            .create()
+            .unwrap();
+        let payload = "x".repeat(100);
+        for (p, &n) in counts.iter().enumerate() {
+            for i in 0..n {
+                let key = format!("k{i}");
+                producer
+                    .send(
+                        FutureRecord::to(topic)
+                            .partition(i32::try_from(p).unwrap())
+                            .key(&key)
+                            .payload(&payload),
+                        Duration::from_secs(20),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+            }
+        }
+    }
+
+    fn plaintext() -> LogDirsSettings {
+        LogDirsSettings {
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl: None,
+            tls: None,
+            client_id: "krawl-test".into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn topics(list: &[(&str, i32)]) -> Vec<(String, i32)> {
+        list.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sizes_from_noida_plaintext_and_sasl_plain() {
+        let n = noida();
+        seed(n.port, "sized", &[5, 20, 0]).await;
+        let brokers = [(NOIDA_NODE_ID, "127.0.0.1".to_string(), n.port)];
+        let want = topics(&[("sized", 3), ("missing-topic", 2)]);
+
+        let got = partition_sizes(&plaintext(), &brokers, &want)
+            .await
+            .unwrap();
+        eprintln!("noida sizes: {:?}", got.sizes);
+        assert!(got.broker_errors.is_empty(), "{:?}", got.broker_errors);
+        let size = |p: i32| got.sizes.get(&("sized".to_string(), p)).copied();
+        assert!(size(0).unwrap() > 0);
+        assert!(size(1).unwrap() > size(0).unwrap());
+        assert_eq!(size(2), Some(0));
+        assert!(!got.sizes.keys().any(|(t, _)| t == "missing-topic"));
+
+        // SASL_PLAINTEXT with PLAIN (noida accepts any password).
+        let sasl = LogDirsSettings {
+            security_protocol: SecurityProtocol::SaslPlaintext,
+            sasl: Some(SaslSettings {
+                mechanism: SaslMechanism::Plain,
+                username: "alice".into(),
+                password: SecretString::new("s3cret-pw"),
+            }),
+            ..plaintext()
+        };
+        let got_sasl = partition_sizes(&sasl, &brokers, &want).await.unwrap();
+        assert!(
+            got_sasl.broker_errors.is_empty(),
+            "{:?}",
+            got_sasl.broker_errors
+        );
+        assert_eq!(got_sasl.sizes, got.sizes);
+
+        // noida has no SCRAM: a clear Auth error naming the enabled mechanisms,
+        // without the password.
+        let scram = LogDirsSettings {
+            sasl: Some(SaslSettings {
+                mechanism: SaslMechanism::ScramSha256,
+                ..sasl.sasl.clone().unwrap()
+            }),
+            ..sasl.clone()
+        };
+        let got = partition_sizes(&scram, &brokers, &want).await.unwrap();
+        assert!(got.sizes.is_empty());
+        let [(NOIDA_NODE_ID, LogDirsError::Auth { cause, .. })] = &got.broker_errors[..] else {
+            panic!("{:?}", got.broker_errors)
+        };
+        eprintln!("noida SCRAM: {cause}");
+        assert!(
+            cause.contains("SCRAM-SHA-256") && !cause.contains("s3cret"),
+            "{cause}"
+        );
+
+        // OAUTHBEARER is refused before anything is contacted.
+        let oauth = LogDirsSettings {
+            sasl: Some(SaslSettings {
+                mechanism: SaslMechanism::OauthBearer,
+                ..sasl.sasl.clone().unwrap()
+            }),
+            ..sasl
+        };
+        assert!(matches!(
+            partition_sizes(&oauth, &brokers, &want).await,
+            Err(LogDirsError::Unsupported(m)) if m == "OAUTHBEARER"
+        ));
+    }
+
+    /// A broker that accepts connections and never answers.
+    async fn silent_broker() -> (u16, tokio::task::JoinHandle<()>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        (port, task)
+    }
+
+    /// A broker that answers ApiVersions v3 the way an old broker does: the v0
+    /// format, UNSUPPORTED_VERSION, and its ranges, here without key 35.
+    async fn old_broker() -> (u16, tokio::task::JoinHandle<()>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let len = s.read_i32().await.unwrap();
+                    let mut req = vec![0u8; usize::try_from(len).unwrap()];
+                    s.read_exact(&mut req).await.unwrap();
+                    assert_eq!(i16::from_be_bytes([req[0], req[1]]), 18, "only ApiVersions");
+                    let corr = &req[4..8];
+                    let keys: &[(i16, i16, i16)] = &[(3, 0, 9), (17, 0, 1), (18, 0, 2), (36, 0, 1)];
+                    let mut body = Vec::new();
+                    body.extend_from_slice(corr);
+                    body.extend_from_slice(&35i16.to_be_bytes());
+                    body.extend_from_slice(&i32::try_from(keys.len()).unwrap().to_be_bytes());
+                    for (k, lo, hi) in keys {
+                        for v in [k, lo, hi] {
+                            body.extend_from_slice(&v.to_be_bytes());
+                        }
+                    }
+                    let mut frame = i32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+                    frame.extend(body);
+                    s.write_all(&frame).await.unwrap();
+                    let _ = s.read_i32().await; // hold until the client closes
+                });
+            }
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn unreachable_and_silent_brokers_are_broker_errors() {
+        let refused = free_port();
+        let (silent, task) = silent_broker().await;
+        let settings = LogDirsSettings {
+            timeout: Duration::from_secs(1),
+            ..plaintext()
+        };
+        let brokers = [
+            (1, "127.0.0.1".to_string(), refused),
+            (2, "127.0.0.1".to_string(), silent),
+        ];
+        let start = Instant::now();
+        let got = partition_sizes(&settings, &brokers, &topics(&[("t", 1)]))
+            .await
+            .unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(got.sizes.is_empty());
+        let errs: Vec<String> = got
+            .broker_errors
+            .iter()
+            .map(|(_, e)| e.to_string())
+            .collect();
+        eprintln!("{errs:?}");
+        assert!(matches!(
+            got.broker_errors[0],
+            (1, LogDirsError::Connect { broker: 1, .. })
+        ));
+        assert!(matches!(
+            got.broker_errors[1],
+            (2, LogDirsError::Timeout { broker: 2 })
+        ));
+        task.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn broker_without_describe_log_dirs() {
+        let (old, task) = old_broker().await;
+        let old_only = [(7, "127.0.0.1".to_string(), old)];
+        let e = partition_sizes(&plaintext(), &old_only, &topics(&[("t", 1)]))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, LogDirsError::Unsupported(_)), "{e}");
+        eprintln!("{e}");
+
+        // Mixed with a broker that has it: the old one is a broker error.
+        let n = noida();
+        seed(n.port, "mixed", &[3]).await;
+        let brokers = [
+            (NOIDA_NODE_ID, "127.0.0.1".to_string(), n.port),
+            (7, "127.0.0.1".to_string(), old),
+        ];
+        let got = partition_sizes(&plaintext(), &brokers, &topics(&[("mixed", 1)]))
+            .await
+            .unwrap();
+        assert!(got.sizes[&("mixed".to_string(), 0)] > 0);
+        assert!(
+            matches!(&got.broker_errors[..], [(7, LogDirsError::Unsupported(_))]),
+            "{:?}",
+            got.broker_errors
+        );
+        task.abort();
+    }
+
+    // -- TLS (stunnel in front of noida) -------------------------------------------------------
+
+    struct Pki {
+        dir: tempfile::TempDir,
+    }
+
+    impl Pki {
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+        fn read(&self, name: &str) -> String {
+            std::fs::read_to_string(self.path(name)).unwrap()
+        }
+    }
+
+    /// CA, a server certificate for IP 127.0.0.1 only (not "localhost"), a
+    /// client certificate, and an unrelated CA.
+    fn pki() -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        // Distinct names: OpenSSL (stunnel) takes a leaf named like its issuer for self-signed.
+        let dn = |cn: &str| {
+            let mut dn = rcgen::DistinguishedName::new();
+            dn.push(rcgen::DnType::CommonName, cn);
+            dn
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
+        let ca = |name: &str| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name = dn(&format!("krawl {name}"));
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            let key = KeyPair::generate().unwrap();
+            let cert = p.self_signed(&key).unwrap();
+            write(&format!("{name}.pem"), cert.pem());
+            (cert, key)
+        };
+        let (ca_cert, ca_key) = ca("ca");
+        ca("wrong-ca");
+        for (name, sans, eku) in [
+            (
+                "server",
+                vec!["127.0.0.1".to_string()],
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ),
+            ("client", vec![], ExtendedKeyUsagePurpose::ClientAuth),
+        ] {
+            let mut p = CertificateParams::new(sans).unwrap();
+            p.distinguished_name = dn(&format!("krawl {name}"));
+            p.is_ca = IsCa::ExplicitNoCa;
+            p.extended_key_usages = vec![eku];
+            let key = KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
+            write(&format!("{name}.pem"), cert.pem());
+            write(&format!("{name}.key"), key.serialize_pem());
+        }
+        Pki { dir }
+    }
+
+    /// stunnel on `port` forwarding to noida; with `mtls`, client certificates
+    /// signed by the CA are required.
+    fn stunnel(pki: &Pki, port: u16, noida_port: u16, mtls: bool) -> Proc {
+        let mut conf = format!(
+            "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{noida_port}\ncert = {}\nkey = {}\n",
+            pki.path("server.pem").display(),
+            pki.path("server.key").display()
+        );
+        if mtls {
+            conf.push_str(&format!(
+                "CAfile = {}\nverify = 2\n",
+                pki.path("ca.pem").display()
+            ));
+        }
+        let conf_path = pki.path(&format!("stunnel-{port}.conf"));
+        std::fs::write(&conf_path, conf).unwrap();
+        spawn(Command::new("stunnel4").arg(conf_path), port)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_and_mtls_through_stunnel() {
+        let n = noida();
+        seed(n.port, "tls", &[4, 0]).await;
+        let pki = pki();
+        let (tls_port, mtls_port) = (free_port(), free_port());
+        let _tls = stunnel(&pki, tls_port, n.port, false);
+        let _mtls = stunnel(&pki, mtls_port, n.port, true);
+        let want = &topics(&[("tls", 2)]);
+        let plain = partition_sizes(
+            &plaintext(),
+            &[(NOIDA_NODE_ID, "127.0.0.1".into(), n.port)],
+            want,
+        )
+        .await
+        .unwrap();
+        assert!(plain.sizes[&("tls".to_string(), 0)] > 0);
+
+        let ssl = |tls: TlsSettings| LogDirsSettings {
+            security_protocol: SecurityProtocol::Ssl,
+            tls: Some(tls),
+            timeout: Duration::from_secs(5),
+            ..plaintext()
+        };
+        let ca = TlsSettings {
+            ca_file: Some(pki.path("ca.pem")),
+            client_cert_file: None,
+            client_key_pem: None,
+            verify_hostname: true,
+        };
+        let run = |settings: LogDirsSettings, host: &'static str, port: u16| async move {
+            partition_sizes(&settings, &[(NOIDA_NODE_ID, host.to_string(), port)], want).await
+        };
+
+        // Name matches (IP SAN): same sizes as plaintext.
+        let got = run(ssl(ca.clone()), "127.0.0.1", tls_port).await.unwrap();
+        assert!(got.broker_errors.is_empty(), "{:?}", got.broker_errors);
+        assert_eq!(got.sizes, plain.sizes);
+
+        // "localhost" is not in the certificate: refused, unless the name check is off.
+        let got = run(ssl(ca.clone()), "localhost", tls_port).await.unwrap();
+        let [(_, LogDirsError::Tls { cause, .. })] = &got.broker_errors[..] else {
+            panic!("{:?}", got.broker_errors)
+        };
+        eprintln!("wrong name: {cause}");
+        let no_name = TlsSettings {
+            verify_hostname: false,
+            ..ca.clone()
+        };
+        let got = run(ssl(no_name.clone()), "localhost", tls_port)
+            .await
+            .unwrap();
+        assert!(got.broker_errors.is_empty(), "{:?}", got.broker_errors);
+        assert_eq!(got.sizes, plain.sizes);
+
+        // Without the name check the chain is still verified.
+        let wrong_ca = TlsSettings {
+            ca_file: Some(pki.path("wrong-ca.pem")),
+            ..no_name
+        };
+        let got = run(ssl(wrong_ca), "localhost", tls_port).await.unwrap();
+        let [(_, LogDirsError::Tls { cause, .. })] = &got.broker_errors[..] else {
+            panic!("{:?}", got.broker_errors)
+        };
+        eprintln!("wrong CA, no name check: {cause}");
+
+        // mTLS: with the client certificate it works; without, the broker hangs up.
+        let with_cert = TlsSettings {
+            client_cert_file: Some(pki.path("client.pem")),
+            client_key_pem: Some(SecretString::new(pki.read("client.key"))),
+            ..ca.clone()
+        };
+        let got = run(ssl(with_cert), "127.0.0.1", mtls_port).await.unwrap();
+        assert!(got.broker_errors.is_empty(), "{:?}", got.broker_errors);
+        assert_eq!(got.sizes, plain.sizes);
+        let got = run(ssl(ca.clone()), "127.0.0.1", mtls_port).await.unwrap();
+        assert!(got.sizes.is_empty());
+        assert!(
+            matches!(&got.broker_errors[..], [(_, LogDirsError::Tls { .. })]),
+            "{:?}",
+            got.broker_errors
+        );
+        eprintln!("mTLS without certificate: {}", got.broker_errors[0].1);
+
+        // SASL_SSL with PLAIN through the same tunnel.
+        let sasl_ssl = LogDirsSettings {
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl: Some(SaslSettings {
+                mechanism: SaslMechanism::Plain,
+                username: "u".into(),
+                password: SecretString::new("p"),
+            }),
+            ..ssl(ca.clone())
+        };
+        let got = run(sasl_ssl, "127.0.0.1", tls_port).await.unwrap();
+        assert!(got.broker_errors.is_empty(), "{:?}", got.broker_errors);
+        assert_eq!(got.sizes, plain.sizes);
+
+        // Unusable TLS files fail the whole call and never echo the key.
+        let bad_key = TlsSettings {
+            client_cert_file: Some(pki.path("client.pem")),
+            client_key_pem: Some(SecretString::new("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n")),
+            ..ca
+        };
+        let e = run(ssl(bad_key), "127.0.0.1", tls_port).await.unwrap_err();
+        assert!(matches!(e, LogDirsError::Tls { broker: -1, .. }), "{e}");
+        assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+        eprintln!("bad key: {e}");
+    }
+}
