@@ -1045,3 +1045,67 @@ mod example_config {
         }
     }
 }
+
+#[cfg(test)]
+mod no_panic {
+    use super::*;
+
+    /// Mutations of the documented example (bytes dropped, duplicated,
+    /// replaced; lines shuffled) never make parsing, validation or the
+    /// librdkafka mapping panic: each input is accepted or gets an error.
+    #[test]
+    fn mutated_configs_never_panic() {
+        // Valid as it stands here: no env var, no CA file on disk.
+        let example = include_str!("../../../deploy/krawl.example.toml")
+            .replace("env://KAFKA_PASSWORD", "literal-pw")
+            .replace("ca_file = ", "# ca_file = ");
+        assert!(ExtractConfig::from_toml(&example).is_ok());
+        let bytes = example.as_bytes();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"[]=\"'#\n .,0123456789abcxyz_-:/{}\\\x00\xff";
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let mut m = bytes.to_vec();
+            for _ in 0..(1 + next() % 6) {
+                if m.is_empty() {
+                    break;
+                }
+                let i = (next() as usize) % m.len();
+                match next() % 4 {
+                    0 => {
+                        m.remove(i);
+                    }
+                    1 => m.insert(i, alphabet[(next() as usize) % alphabet.len()]),
+                    2 => m[i] = alphabet[(next() as usize) % alphabet.len()],
+                    _ => {
+                        let j = (next() as usize) % m.len();
+                        m.swap(i, j);
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&m);
+            match ExtractConfig::from_toml(&text) {
+                Ok(cfg) => {
+                    accepted += 1;
+                    let _ = cfg.kafka.client_config();
+                    let _ = cfg.kafka.log_dirs_settings();
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert!(!e.to_string().is_empty());
+                }
+            }
+        }
+        // The mutations hit both paths.
+        assert!(
+            accepted > 0 && refused > 0,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+}
