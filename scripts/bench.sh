@@ -19,8 +19,18 @@
 # the noida-db binary shipped in the noida_db package, installed with pip if missing),
 # KRAWL_NOIDA_WAIT (seconds to wait for the broker's port, 30).
 #
+# Optional ListOffsets batch sweep, after the main comparison, on the same broker and data:
+#   BENCH_SWEEP_LIST_OFFSETS="250 500 1000 2000" scripts/bench.sh
+# runs krawl BENCH_SWEEP_RUNS (3) times per value with a config file setting
+# `[extract] list_offsets_batch = N` (values interleaved round-robin, so that a change in
+# the machine's load hits every value alike) and prints, per value, the median wall time,
+# the median `offsets` phase, the median CPU time (user + system), the ListOffsets call
+# count, and the time and offsets medians as ratios to the code's default (1000, else the
+# first value). Unset (the default), nothing of it runs.
+#
 # Exit status: 0 on success; 1 if krawl failed or its counts are wrong (or the
-# baseline's differ); 2 on a setup failure (build, broker, seeding).
+# baseline's differ, or a sweep run failed or warned); 2 on a setup failure (build,
+# broker, seeding, a bad sweep value).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -35,9 +45,24 @@ MESSAGE_TOPICS=${BENCH_MESSAGE_TOPICS:-200}
 RUNS=${BENCH_KRAWL_RUNS:-3}
 WORKERS=${BENCH_BASELINE_WORKERS:-5}
 PYTHON=${PYTHON:-python3}
+SWEEP=${BENCH_SWEEP_LIST_OFFSETS:-}
+SWEEP_RUNS=${BENCH_SWEEP_RUNS:-3}
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 2; }
+
+# Check the sweep's values before the (long) seeding, not after it.
+read -r -a SWEEP_VALUES <<<"$SWEEP"
+if ((${#SWEEP_VALUES[@]} > 0)); then
+    for n in "${SWEEP_VALUES[@]}"; do
+        if ! [[ $n =~ ^[1-9][0-9]{0,4}$ ]] || ((n > 10000)); then
+            die "BENCH_SWEEP_LIST_OFFSETS: '$n' is not a batch size from 1 to 10000"
+        fi
+    done
+    [[ $(printf '%s\n' "${SWEEP_VALUES[@]}" | sort -u | wc -l) -eq ${#SWEEP_VALUES[@]} ]] ||
+        die "BENCH_SWEEP_LIST_OFFSETS: a value is repeated ($SWEEP)"
+    [[ $SWEEP_RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SWEEP_RUNS: '$SWEEP_RUNS' is not a positive number"
+fi
 
 # --- tools -----------------------------------------------------------------------------------
 if [[ ! -x /usr/bin/time ]]; then
@@ -176,6 +201,7 @@ print(s["topics"], s["partitions"], s["groups"])' "$WORK/baseline.out")
 fi
 
 # --- checks and report -------------------------------------------------------------------------------
+set +e
 "$PYTHON" - "$K_OUT" "$TOPICS" "$PARTITIONS" "$GROUPS_N" "$K_MEDIAN_S" "$K_MAX_RSS" \
     "$B_S" "$B_RSS" "$B_TOPICS" "$B_PARTS" "$B_GROUPS" "$SEED_S" "$RUNS" "${K_WALL[@]}" <<'PY'
 import json, sys
@@ -223,3 +249,85 @@ print("krawl warnings: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["war
 print("krawl records: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
 sys.exit(0 if ok else 1)
 PY
+REPORT_RC=$?
+set -e
+((${#SWEEP_VALUES[@]} > 0)) || exit "$REPORT_RC"
+
+# --- optional: ListOffsets batch sweep (BENCH_SWEEP_LIST_OFFSETS) ---------------------------------
+say "sweep: list_offsets_batch in {${SWEEP_VALUES[*]}}, $SWEEP_RUNS runs each, interleaved"
+SWEEP_FAIL=0
+for r in $(seq 1 "$SWEEP_RUNS"); do
+    for n in "${SWEEP_VALUES[@]}"; do
+        cfg="$WORK/sweep-$n.toml"
+        [[ -f "$cfg" ]] || printf '[kafka]\nbootstrap_servers = ["%s"]\n[extract]\nlist_offsets_batch = %s\n' \
+            "$BOOT" "$n" >"$cfg"
+        set +e
+        /usr/bin/time -v -o "$WORK/sweep-$n-$r.time" "$KRAWL" extract --config "$cfg" \
+            --output "$WORK/sweep-$n-$r.ndjson" 2>"$WORK/sweep-$n-$r.stderr"
+        rc=$?
+        set -e
+        if ((rc != 0)); then
+            cat "$WORK/sweep-$n-$r.stderr" >&2
+            say "sweep: krawl extract with list_offsets_batch=$n (run $r) exited $rc"
+            SWEEP_FAIL=1
+            continue
+        fi
+        say "sweep: list_offsets_batch=$n run $r: $(time_field "$WORK/sweep-$n-$r.time" wall)s"
+    done
+done
+((SWEEP_FAIL == 0)) || { say "sweep failed"; exit 1; }
+
+set +e
+"$PYTHON" - "$WORK" "$SWEEP_RUNS" "$TOPICS" "$PARTITIONS" "${SWEEP_VALUES[@]}" <<'PY'
+import json, re, statistics, sys
+work, runs, topics, parts, *values = sys.argv[1:]
+runs, parts_total = int(runs), int(topics) * int(parts)
+ok = True
+def wall(path):
+    v = next(l for l in open(path) if "Elapsed (wall clock) time" in l).rsplit(" ", 1)[1]
+    secs = 0.0
+    for part in v.strip().split(":"):
+        secs = secs * 60 + float(part)
+    return secs
+def cpu(path):  # user + system seconds
+    return sum(float(l.rsplit(" ", 1)[1]) for l in open(path)
+               if "User time (seconds)" in l or "System time (seconds)" in l)
+rows = {}
+for n in values:
+    walls, offs, cpus, calls = [], [], [], set()
+    for r in range(1, runs + 1):
+        summary = json.loads(open(f"{work}/sweep-{n}-{r}.ndjson").read().splitlines()[-1])
+        if summary.get("kind") != "summary" or summary["counts"]["partitions"] != parts_total:
+            ok = False
+            print(f"bench: error: sweep list_offsets_batch={n} run {r}: incomplete or wrong counts",
+                  file=sys.stderr)
+        bad = {k: v for k, v in summary.get("warnings", {}).items() if "offset" in k}
+        if bad:
+            ok = False
+            print(f"bench: error: sweep list_offsets_batch={n} run {r}: warnings {bad}", file=sys.stderr)
+        walls.append(wall(f"{work}/sweep-{n}-{r}.time"))
+        cpus.append(cpu(f"{work}/sweep-{n}-{r}.time"))
+        offs.append(next(p["millis"] for p in summary["phases"] if p["name"] == "offsets"))
+        calls.add(summary["api_calls"].get("ListOffsets", 0))
+    rows[n] = (statistics.median(walls), statistics.median(offs), statistics.median(cpus), walls, offs, calls)
+ref = "1000" if "1000" in rows else values[0]
+def ratio(x, base):
+    return f"{x / base:.2f}" if base > 0 else "n/a"
+rw, ro = rows[ref][0], rows[ref][1]
+print()
+print(f"ListOffsets batch sweep: {runs} runs per value, interleaved; ratios to list_offsets_batch = {ref}")
+print()
+print(f"| list_offsets_batch | ListOffsets calls | krawl time (median of {runs}) | offsets phase (median of {runs}) "
+      f"| krawl CPU (median of {runs}) | time / {ref} | offsets / {ref} | runs (s) | offsets phase per run (ms) |")
+print("|---:|---:|---:|---:|---:|---:|---:|---|---|")
+for n in values:
+    w, o, c, walls, offs, calls = rows[n]
+    print(f"| {int(n):,} | {'/'.join(str(x) for x in sorted(calls))} | {w:.2f} s | {o:.0f} ms | {c:.2f} s "
+          f"| {ratio(w, rw)} | {ratio(o, ro)} | {' / '.join(f'{x:.2f}' for x in walls)} "
+          f"| {' / '.join(str(x) for x in offs)} |")
+sys.exit(0 if ok else 1)
+PY
+SWEEP_RC=$?
+set -e
+((REPORT_RC == 0)) || exit "$REPORT_RC"
+((SWEEP_RC == 0)) || exit "$SWEEP_RC"

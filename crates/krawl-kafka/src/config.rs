@@ -229,7 +229,7 @@ impl Default for ExtractOptions {
             group_states: Vec::new(),
             consumer_groups: true,
             describe_configs_batch: 500,
-            list_offsets_batch: 1000,
+            list_offsets_batch: 500,
             describe_groups_batch: 50,
             offset_fetch_concurrency: 16,
             retries: 3,
