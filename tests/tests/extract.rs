@@ -765,3 +765,39 @@ fn a_failing_call_becomes_warnings_and_the_rest_is_delivered() {
     // Retried once: two requests reached the proxy.
     assert_eq!(out.summary().api_calls["DescribeConfigs"], 2);
 }
+
+/// `krawl secrets check` says whether each reference resolves, never the value.
+#[test]
+fn secrets_check_reports_without_printing_values() {
+    let canary = format!("canary-check-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.json");
+    std::fs::write(&file, format!(r#"{{"password":"{canary}"}}"#)).unwrap();
+    let file_ref = format!("file://{}#password", file.display());
+    let out = Command::new(krawl_bin().unwrap())
+        .args([
+            "secrets",
+            "check",
+            "env://KRAWL_CHECK_PW",
+            &file_ref,
+            "env://KRAWL_CHECK_UNSET",
+        ])
+        .env("KRAWL_CHECK_PW", &canary)
+        .env_remove("KRAWL_CHECK_UNSET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one reference fails: {stdout}{stderr}"
+    );
+    assert!(stdout.contains("ok    env://KRAWL_CHECK_PW"), "{stdout}");
+    assert!(stdout.contains(&format!("ok    {file_ref}")), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  env://KRAWL_CHECK_UNSET")
+            && stdout.contains("set the environment variable")
+    );
+    assert!(!stdout.contains(&canary) && !stderr.contains(&canary));
+}

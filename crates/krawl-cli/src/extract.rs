@@ -13,7 +13,7 @@ use krawl_kafka::config::{
 };
 use krawl_kafka::{Connection, ExtractError, Extractor, KafkaConfig, Progress, RecordSink};
 use krawl_model::{Envelope, Record, SummaryRecord};
-use krawl_secrets::SecretRef;
+use krawl_secrets::{Resolver, SecretRef};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -96,6 +96,7 @@ impl Args {
                 ExtractConfig {
                     kafka: KafkaConfig::new(Vec::new()),
                     extract: Default::default(),
+                    secrets: Default::default(),
                 }
             }
         };
@@ -253,7 +254,16 @@ pub async fn run(args: Args) -> i32 {
 
 async fn run_inner(args: &Args) -> Result<(), ExtractError> {
     let cfg = args.config()?;
-    let conn = Connection::connect(&cfg.kafka).await?;
+    let resolver = Resolver::new(&cfg.secrets)
+        .await
+        .map_err(|source| ConfigError::Secret {
+            key: "secrets".into(),
+            source,
+        })?;
+    // One job: its secrets are fetched once and dropped when it ends.
+    let job = resolver.job(format!("extract-{}", std::process::id()));
+    let conn = Connection::connect(&cfg.kafka, &job).await?;
+    drop(job);
     let partial = args.output.as_ref().map(|p| {
         let mut s = p.clone().into_os_string();
         s.push(".partial");

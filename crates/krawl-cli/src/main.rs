@@ -2,6 +2,7 @@
 
 mod extract;
 mod logging;
+mod secrets;
 
 use std::process::ExitCode;
 
@@ -36,7 +37,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Extract a cluster's metadata once and write NDJSON records.
-    Extract(extract::Args),
+    Extract(Box<extract::Args>),
+    /// Operator tools for secret references.
+    #[command(subcommand)]
+    Secrets(secrets::Command),
 }
 
 fn main() -> ExitCode {
@@ -55,7 +59,8 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Extract(args) => extract::run(args).await,
+            Command::Extract(args) => extract::run(*args).await,
+            Command::Secrets(cmd) => secrets::run(cmd).await,
         }
     });
     ExitCode::from(u8::try_from(code).unwrap_or(1))

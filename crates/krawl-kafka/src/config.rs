@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use krawl_secrets::{SecretError, SecretRef, SecretString};
+use krawl_secrets::{JobSecrets, SecretError, SecretRef, SecretString, SecretsConfig};
 use rdkafka::ClientConfig;
 use regex::Regex;
 use serde::Deserialize;
@@ -20,6 +20,9 @@ pub struct ExtractConfig {
     pub kafka: KafkaConfig,
     #[serde(default)]
     pub extract: ExtractOptions,
+    /// Secret stores and the allowlist of references.
+    #[serde(default)]
+    pub secrets: SecretsConfig,
 }
 
 impl ExtractConfig {
@@ -505,10 +508,66 @@ impl KafkaConfig {
             .map(|s| s.mechanism)
     }
 
-    /// Resolve the secret references and build librdkafka settings. Call per
-    /// job; the secrets live in the returned config (and in the client made
-    /// from it) only. Never print the returned value.
-    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+    /// Every secret reference of this connection, with its config key.
+    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut out = Vec::new();
+        if let Some(sasl) = self
+            .sasl
+            .as_ref()
+            .filter(|_| self.security_protocol.uses_sasl())
+        {
+            if let Some(p) = &sasl.password {
+                out.push(("kafka.sasl.password", p));
+            }
+            if let Some(o) = &sasl.oauthbearer {
+                out.push(("kafka.sasl.oauthbearer.client_secret", &o.client_secret));
+            }
+        }
+        if let Some(tls) = self
+            .tls
+            .as_ref()
+            .filter(|_| self.security_protocol.uses_tls())
+        {
+            if let Some(k) = &tls.client_key {
+                out.push(("kafka.tls.client_key", k));
+            }
+            if let Some(k) = &tls.client_key_password {
+                out.push(("kafka.tls.client_key_password", k));
+            }
+        }
+        out
+    }
+
+    /// Resolve this connection's secrets for one job (allowlist first, for
+    /// all of them, before any store is called).
+    pub async fn resolve_secrets(&self, job: &JobSecrets) -> Result<KafkaSecrets, ConfigError> {
+        let refs = self.secret_refs();
+        job.check_allowed(refs.iter().map(|(_, r)| *r))
+            .map_err(|source| ConfigError::Secret {
+                key: refs.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "),
+                source,
+            })?;
+        let mut out = KafkaSecrets::default();
+        for (key, r) in refs {
+            let v = job.resolve(r).await.map_err(|source| ConfigError::Secret {
+                key: key.to_string(),
+                source,
+            })?;
+            let slot = match key {
+                "kafka.sasl.password" => &mut out.sasl_password,
+                "kafka.sasl.oauthbearer.client_secret" => &mut out.oauth_client_secret,
+                "kafka.tls.client_key" => &mut out.tls_client_key,
+                _ => &mut out.tls_client_key_password,
+            };
+            *slot = Some(v);
+        }
+        Ok(out)
+    }
+
+    /// librdkafka settings with the resolved secrets. The secrets live in the
+    /// returned config (and in the client made from it) only. Never print it
+    /// except through rdkafka's own sanitised `Debug`.
+    pub fn client_config(&self, secrets: &KafkaSecrets) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", self.bootstrap_servers.join(","));
         c.set("client.id", &self.client_id);
@@ -540,9 +599,9 @@ impl KafkaConfig {
                         c.set("sasl.oauthbearer.method", "oidc");
                         c.set("sasl.oauthbearer.token.endpoint.url", &o.token_endpoint_url);
                         c.set("sasl.oauthbearer.client.id", &o.client_id);
-                        let secret =
-                            resolve("kafka.sasl.oauthbearer.client_secret", &o.client_secret)?;
-                        c.set("sasl.oauthbearer.client.secret", secret.expose());
+                        if let Some(secret) = &secrets.oauth_client_secret {
+                            c.set("sasl.oauthbearer.client.secret", secret.expose());
+                        }
                         if let Some(scope) = &o.scope {
                             c.set("sasl.oauthbearer.scope", scope);
                         }
@@ -560,8 +619,7 @@ impl KafkaConfig {
                     if let Some(u) = &sasl.username {
                         c.set("sasl.username", u);
                     }
-                    if let Some(p) = &sasl.password {
-                        let pw = resolve("kafka.sasl.password", p)?;
+                    if let Some(pw) = &secrets.sasl_password {
                         c.set("sasl.password", pw.expose());
                     }
                 }
@@ -578,12 +636,10 @@ impl KafkaConfig {
             if let Some(cert) = &tls.client_cert_file {
                 c.set("ssl.certificate.location", cert.to_string_lossy());
             }
-            if let Some(key) = &tls.client_key {
-                let pem = resolve("kafka.tls.client_key", key)?;
+            if let Some(pem) = &secrets.tls_client_key {
                 c.set("ssl.key.pem", pem.expose());
             }
-            if let Some(pw) = &tls.client_key_password {
-                let pw = resolve("kafka.tls.client_key_password", pw)?;
+            if let Some(pw) = &secrets.tls_client_key_password {
                 c.set("ssl.key.password", pw.expose());
             }
             c.set(
@@ -593,24 +649,23 @@ impl KafkaConfig {
         } else if self.security_protocol.uses_tls() {
             c.set("ssl.endpoint.identification.algorithm", "https");
         }
-        Ok(c)
+        c
     }
 }
 
 impl KafkaConfig {
-    /// Settings for the DescribeLogDirs client ([`crate::log_dirs`]), with
-    /// the secrets resolved now, for this use.
-    pub fn log_dirs_settings(&self) -> Result<crate::log_dirs::LogDirsSettings, ConfigError> {
+    /// Settings for the DescribeLogDirs client ([`crate::log_dirs`]).
+    pub fn log_dirs_settings(&self, secrets: &KafkaSecrets) -> crate::log_dirs::LogDirsSettings {
         use crate::log_dirs::{LogDirsSettings, SaslSettings, TlsSettings};
         let proto = self.security_protocol;
         let sasl = match self.sasl.as_ref().filter(|_| proto.uses_sasl()) {
             Some(s) if s.mechanism != SaslMechanism::OauthBearer => Some(SaslSettings {
                 mechanism: s.mechanism,
                 username: s.username.clone().unwrap_or_default(),
-                password: match &s.password {
-                    Some(p) => resolve("kafka.sasl.password", p)?,
-                    None => SecretString::new(""),
-                },
+                password: secrets
+                    .sasl_password
+                    .clone()
+                    .unwrap_or_else(|| SecretString::new("")),
             }),
             // OAUTHBEARER: the client reports it unsupported by itself.
             Some(s) => Some(SaslSettings {
@@ -620,33 +675,34 @@ impl KafkaConfig {
             }),
             None => None,
         };
-        let tls = match self.tls.as_ref().filter(|_| proto.uses_tls()) {
-            Some(t) => Some(TlsSettings {
+        let tls = self
+            .tls
+            .as_ref()
+            .filter(|_| proto.uses_tls())
+            .map(|t| TlsSettings {
                 ca_file: t.ca_file.clone(),
                 client_cert_file: t.client_cert_file.clone(),
-                client_key_pem: match &t.client_key {
-                    Some(k) => Some(resolve("kafka.tls.client_key", k)?),
-                    None => None,
-                },
+                client_key_pem: secrets.tls_client_key.clone(),
                 verify_hostname: t.verify_hostname,
-            }),
-            None => None,
-        };
-        Ok(LogDirsSettings {
+            });
+        LogDirsSettings {
             security_protocol: proto,
             sasl,
             tls,
             client_id: self.client_id.clone(),
             timeout: self.timeout(),
-        })
+        }
     }
 }
 
-fn resolve(key: &str, r: &SecretRef) -> Result<SecretString, ConfigError> {
-    r.resolve().map_err(|source| ConfigError::Secret {
-        key: key.to_string(),
-        source,
-    })
+/// The resolved secrets of one connection, for one job. Redacted when
+/// printed; zeroized when dropped.
+#[derive(Debug, Default, Clone)]
+pub struct KafkaSecrets {
+    pub sasl_password: Option<SecretString>,
+    pub oauth_client_secret: Option<SecretString>,
+    pub tls_client_key: Option<SecretString>,
+    pub tls_client_key_password: Option<SecretString>,
 }
 
 impl SaslConfig {
@@ -735,6 +791,16 @@ impl ConfigError {
     }
 }
 
+/// Test helper: resolve a config's secrets with env/file/literal only.
+#[cfg(test)]
+pub(crate) fn resolve_locally(k: &KafkaConfig) -> Result<KafkaSecrets, ConfigError> {
+    let job = krawl_secrets::Resolver::default().job("test");
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(k.resolve_secrets(&job))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -747,10 +813,16 @@ mod tests {
         c.get(k).map(str::to_string)
     }
 
+    /// Resolve with the local (env/file/literal) resolver, then map.
+    fn client_config(k: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
+        let secrets = resolve_locally(k)?;
+        Ok(k.client_config(&secrets))
+    }
+
     #[test]
     fn plaintext_defaults() {
         let cfg = parse("[kafka]\nbootstrap_servers = [\"b1:9092\", \"b2:9092\"]\n").unwrap();
-        let c = cfg.kafka.client_config().unwrap();
+        let c = client_config(&cfg.kafka).unwrap();
         assert_eq!(
             get(&c, "bootstrap.servers").as_deref(),
             Some("b1:9092,b2:9092")
@@ -779,7 +851,7 @@ password = "env://KRAWL_CFG_TEST_PW"
 "#
             ))
             .unwrap();
-            let c = cfg.kafka.client_config().unwrap();
+            let c = client_config(&cfg.kafka).unwrap();
             assert_eq!(get(&c, "security.protocol").as_deref(), Some("sasl_ssl"));
             assert_eq!(get(&c, "sasl.mechanism").as_deref(), Some(mech));
             assert_eq!(get(&c, "sasl.username").as_deref(), Some("svc"));
@@ -809,7 +881,7 @@ extensions = { logicalCluster = "lkc-1", identityPoolId = "pool-2" }
 "#,
         )
         .unwrap();
-        let c = cfg.kafka.client_config().unwrap();
+        let c = client_config(&cfg.kafka).unwrap();
         assert_eq!(get(&c, "sasl.mechanism").as_deref(), Some("OAUTHBEARER"));
         assert_eq!(get(&c, "sasl.oauthbearer.method").as_deref(), Some("oidc"));
         assert_eq!(
@@ -851,7 +923,7 @@ verify_hostname = false
             key.display()
         ))
         .unwrap();
-        let c = cfg.kafka.client_config().unwrap();
+        let c = client_config(&cfg.kafka).unwrap();
         assert_eq!(get(&c, "ssl.ca.location"), Some(ca.display().to_string()));
         assert_eq!(
             get(&c, "ssl.certificate.location"),
@@ -947,7 +1019,7 @@ verify_hostname = false
             "[kafka]\nbootstrap_servers = [\"b:1\"]\n[kafka.properties]\n\"socket.keepalive.enable\" = \"true\"\n",
         )
         .unwrap();
-        let c = cfg.kafka.client_config().unwrap();
+        let c = client_config(&cfg.kafka).unwrap();
         assert_eq!(get(&c, "socket.keepalive.enable").as_deref(), Some("true"));
     }
 
@@ -979,7 +1051,7 @@ verify_hostname = false
             "[kafka]\nbootstrap_servers = [\"b:1\"]\nsecurity_protocol = \"SASL_PLAINTEXT\"\n[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword = \"env://KRAWL_CFG_TEST_UNSET_X\"\n",
         )
         .unwrap();
-        let e = cfg.kafka.client_config().unwrap_err().to_string();
+        let e = client_config(&cfg.kafka).unwrap_err().to_string();
         assert!(
             e.contains("kafka.sasl.password") && e.contains("env://KRAWL_CFG_TEST_UNSET_X"),
             "{e}"
@@ -1093,8 +1165,10 @@ mod no_panic {
             match ExtractConfig::from_toml(&text) {
                 Ok(cfg) => {
                     accepted += 1;
-                    let _ = cfg.kafka.client_config();
-                    let _ = cfg.kafka.log_dirs_settings();
+                    if let Ok(secrets) = super::resolve_locally(&cfg.kafka) {
+                        let _ = cfg.kafka.client_config(&secrets);
+                        let _ = cfg.kafka.log_dirs_settings(&secrets);
+                    }
                 }
                 Err(e) => {
                     refused += 1;

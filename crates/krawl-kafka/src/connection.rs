@@ -14,7 +14,9 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::metadata::Metadata;
 
 use crate::admin_ext::{self, MainQueuePoller};
-use crate::config::{KafkaConfig, SaslMechanism, SecurityProtocol};
+use krawl_secrets::JobSecrets;
+
+use crate::config::{KafkaConfig, KafkaSecrets, SaslMechanism, SecurityProtocol};
 use crate::context::KrawlContext;
 use crate::error::{classify, ExtractError, FailureClass};
 
@@ -30,9 +32,11 @@ pub struct Connection {
     timeout: Duration,
     security_protocol: SecurityProtocol,
     sasl_mechanism: Option<SaslMechanism>,
-    /// The settings (secret *references*, not values) for clients other than
-    /// the admin client, which resolve them when they connect.
+    /// For the DescribeLogDirs client: the settings and the secrets resolved
+    /// for this connection's job. A connection serves one job (the CLI); a
+    /// shared, longer-lived one must be re-made when its job ends.
     config: Arc<KafkaConfig>,
+    secrets: Arc<KafkaSecrets>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -48,9 +52,10 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Build the client and wait until the cluster answers Metadata, or fail
     /// with a classified error within `cfg.timeout_secs`.
-    pub async fn connect(cfg: &KafkaConfig) -> Result<Self, ExtractError> {
+    pub async fn connect(cfg: &KafkaConfig, job: &JobSecrets) -> Result<Self, ExtractError> {
         cfg.validate()?;
-        let mut client_config = cfg.client_config()?;
+        let secrets = cfg.resolve_secrets(job).await?;
+        let mut client_config = cfg.client_config(&secrets);
         // ApiVersions answers reach us through the FEATURE debug log (see context.rs).
         client_config.set("debug", "feature");
         client_config.set_log_level(RDKafkaLogLevel::Debug);
@@ -81,6 +86,7 @@ impl Connection {
             security_protocol: cfg.security_protocol,
             sasl_mechanism: cfg.sasl_mechanism(),
             config: Arc::new(cfg.clone()),
+            secrets: Arc::new(secrets),
         };
         conn.probe().await?;
         Ok(conn)
@@ -179,5 +185,10 @@ impl Connection {
 
     pub fn config(&self) -> &KafkaConfig {
         &self.config
+    }
+
+    /// Settings for [`crate::log_dirs`], with this connection's secrets.
+    pub fn log_dirs_settings(&self) -> crate::log_dirs::LogDirsSettings {
+        self.config.log_dirs_settings(&self.secrets)
     }
 }

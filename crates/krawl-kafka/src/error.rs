@@ -24,6 +24,9 @@ pub enum FailureClass {
     Timeout,
     /// Writing the output failed.
     Output,
+    /// A secret reference did not resolve (store down, denied, not found,
+    /// not in the allowlist).
+    Secret,
     Other,
 }
 
@@ -40,6 +43,7 @@ impl FailureClass {
             Self::Authorization => 7,
             Self::Timeout => 8,
             Self::Output => 9,
+            Self::Secret => 10,
         }
     }
 
@@ -53,6 +57,7 @@ impl FailureClass {
             Self::Authorization => "authorization",
             Self::Timeout => "timeout",
             Self::Output => "output",
+            Self::Secret => "secret",
             Self::Other => "other",
         }
     }
@@ -78,6 +83,7 @@ impl FailureClass {
                 "the brokers did not answer in time: check they are reachable, the security_protocol matches the listener, or raise kafka.timeout_secs"
             }
             Self::Output => "check the output path and free disk space",
+            Self::Secret => "see the secret error above; `krawl secrets check REF` tests a reference on its own",
             Self::Other => "see the message above",
         }
     }
@@ -104,6 +110,7 @@ pub enum ExtractError {
 impl ExtractError {
     pub fn class(&self) -> FailureClass {
         match self {
+            Self::Config(ConfigError::Secret { .. }) => FailureClass::Secret,
             Self::Config(_) => FailureClass::Config,
             Self::Connect { class, .. } => *class,
             Self::Call { .. } | Self::Cancelled => FailureClass::Other,
@@ -222,6 +229,7 @@ mod tests {
             FailureClass::Authorization,
             FailureClass::Timeout,
             FailureClass::Output,
+            FailureClass::Secret,
         ];
         let codes: std::collections::BTreeSet<i32> = all.iter().map(|c| c.exit_code()).collect();
         assert_eq!(codes.len(), all.len());

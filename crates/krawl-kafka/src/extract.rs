@@ -467,7 +467,7 @@ impl<'a> Extractor<'a> {
             .await?;
             return Ok(HashMap::new());
         }
-        let settings = self.conn.config().log_dirs_settings()?;
+        let settings = self.conn.log_dirs_settings();
         let wanted: Vec<log_dirs::TopicPartitionCount> = meta
             .topics
             .iter()

@@ -1,23 +1,48 @@
-//! Secret references and the secret value type.
+//! Secret references, resolved at call time from the customer's own stores,
+//! and a secret type that cannot be printed.
 //!
-//! A config or job names a secret by *reference* (`env://KAFKA_PASSWORD`,
-//! `file:///run/secrets/kafka.json#password`, or a literal). The reference is
-//! resolved at call time, for one job, into a [`SecretString`].
+//! A config or job names a secret by *reference* ([`SecretRef`]:
+//! `vault://secret/kafka#password`, `aws-sm://kafka-prod#password`,
+//! `gcp-sm://projects/p/secrets/kafka`, `azure-kv://myvault/kafka-pw`,
+//! `env://KAFKA_PASSWORD`, `file:///run/secrets/kafka.json#password`, or a
+//! literal). A [`Resolver`], configured once from the `[secrets]` section,
+//! turns references into [`SecretString`]s for one job at a time
+//! ([`Resolver::job`]).
 //!
 //! Invariants:
 //! - [`SecretString`] cannot be printed or serialized: `Debug` and `Display`
 //!   write `[redacted]`, there is no `Serialize`, and the bytes are zeroized
 //!   on drop. The only way out is [`SecretString::expose`], whose callers
-//!   hand the value to a client library's settings and nothing else.
+//!   hand the value to a client's settings and nothing else.
+//! - Nothing is cached across jobs unless `secrets.cache_ttl_secs` is set;
+//!   within one job a reference is fetched once ([`JobSecrets`]).
+//! - With an allowlist (`secrets.allow`), a reference it does not match is
+//!   refused before any backend is called ([`Resolver::check_allowed`]).
 //! - Errors name the reference and the backend, never the value.
-//! - A [`SecretRef`] prints as the reference, except a literal, which prints
-//!   as `literal:[redacted]`.
+//! - One audit line per resolution (tracing target `krawl::audit`): job id,
+//!   reference, backend, outcome, latency. Never the value.
+//! - Each store is a [`SecretProvider`] behind a cargo feature (`vault`,
+//!   `aws`, `gcp`, `azure`; all on by default).
 
+use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+mod reference;
+pub use reference::SecretRef;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
+#[cfg(feature = "gcp")]
+pub mod gcp;
+#[cfg(feature = "vault")]
+pub mod vault;
 
 /// A secret value. Redacted when printed, zeroized on drop, not serializable.
 #[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
@@ -46,113 +71,388 @@ impl fmt::Display for SecretString {
     }
 }
 
-/// Where a secret lives.
-#[derive(Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    /// The value itself, written in the config. Fine for local use; prefer a store.
-    Literal(SecretString),
-    /// `env://NAME`: an environment variable of the krawl process.
-    Env(String),
-    /// `file:///path[#key]`: a file's contents (trailing newline trimmed), or
-    /// one field of a JSON object in it.
-    File { path: PathBuf, key: Option<String> },
+/// Why a reference did not resolve. Every variant names the reference (as
+/// its canonical string, never a value) and, where one was called, the backend.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretError {
+    #[error("malformed secret reference `{reference}`: {reason}")]
+    Malformed { reference: String, reason: String },
+    #[error("secret `{reference}` is not allowed: it matches no pattern in secrets.allow; add one that matches it to the agent config")]
+    NotAllowed { reference: String },
+    #[error("secret `{reference}`: backend {backend} is not configured{hint}")]
+    NotConfigured {
+        reference: String,
+        backend: &'static str,
+        hint: String,
+    },
+    #[error("secret `{reference}` not found in {backend}: {hint}")]
+    NotFound {
+        reference: String,
+        backend: &'static str,
+        hint: String,
+    },
+    #[error("secret `{reference}`: permission denied by {backend}: {hint}")]
+    PermissionDenied {
+        reference: String,
+        backend: &'static str,
+        hint: String,
+    },
+    #[error("secret `{reference}`: authentication to {backend} failed: {hint}")]
+    AuthFailed {
+        reference: String,
+        backend: &'static str,
+        hint: String,
+    },
+    #[error("secret `{reference}`: {backend} is unreachable: {hint}")]
+    Unreachable {
+        reference: String,
+        backend: &'static str,
+        hint: String,
+    },
+    #[error(
+        "secret `{reference}`: key `{key}` missing: {reason}; check the #key part of the reference"
+    )]
+    KeyMissing {
+        reference: String,
+        key: String,
+        reason: String,
+    },
+    #[error("secret `{reference}`: {backend} failed: {message}")]
+    Backend {
+        reference: String,
+        backend: &'static str,
+        message: String,
+    },
 }
 
-impl SecretRef {
-    /// Parse a reference. A value without a recognised `scheme://` is a literal.
-    pub fn parse(s: &str) -> Result<Self, SecretError> {
-        if let Some(name) = s.strip_prefix("env://") {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(SecretError::Malformed {
-                    reference: s.to_string(),
-                    reason: "env://NAME needs a variable name of letters, digits and _".into(),
-                });
-            }
-            return Ok(Self::Env(name.to_string()));
-        }
-        if let Some(rest) = s.strip_prefix("file://") {
-            let (path, key) = match rest.split_once('#') {
-                Some((p, k)) if !k.is_empty() => (p, Some(k.to_string())),
-                Some((p, _)) => (p, None),
-                None => (rest, None),
-            };
-            if !path.starts_with('/') {
-                return Err(SecretError::Malformed {
-                    reference: s.to_string(),
-                    reason: "file:// needs an absolute path, e.g. file:///run/secrets/kafka".into(),
-                });
-            }
-            return Ok(Self::File {
-                path: PathBuf::from(path),
-                key,
-            });
-        }
-        if let Some((scheme, _)) = s.split_once("://") {
-            if !scheme.is_empty()
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
-            {
-                return Err(SecretError::Malformed {
-                    reference: s.to_string(),
-                    reason: format!(
-                        "unknown secret backend `{scheme}`; supported here: env://, file://, or a literal value"
-                    ),
-                });
-            }
-        }
-        Ok(Self::Literal(SecretString::new(s)))
-    }
-
-    /// The backend name, for errors and audit lines.
-    pub fn backend(&self) -> &'static str {
+impl SecretError {
+    /// Short outcome name for audit lines and metrics.
+    pub fn outcome(&self) -> &'static str {
         match self {
-            Self::Literal(_) => "literal",
-            Self::Env(_) => "env",
-            Self::File { .. } => "file",
+            Self::Malformed { .. } => "malformed",
+            Self::NotAllowed { .. } => "not_allowed",
+            Self::NotConfigured { .. } => "not_configured",
+            Self::NotFound { .. } => "not_found",
+            Self::PermissionDenied { .. } => "permission_denied",
+            Self::AuthFailed { .. } => "auth_failed",
+            Self::Unreachable { .. } => "unreachable",
+            Self::KeyMissing { .. } => "key_missing",
+            Self::Backend { .. } => "error",
         }
     }
+}
 
-    /// Resolve the reference now.
-    pub fn resolve(&self) -> Result<SecretString, SecretError> {
-        match self {
-            Self::Literal(v) => Ok(v.clone()),
-            Self::Env(name) => match std::env::var(name) {
-                Ok(v) => Ok(SecretString::new(v)),
-                Err(_) => Err(SecretError::NotFound {
-                    reference: self.to_string(),
-                    hint: format!("set the environment variable {name} for the krawl process"),
-                }),
-            },
-            Self::File { path, key } => {
+/// One secret store. Implementations fetch the whole secret value; the
+/// resolver applies `#key`.
+#[async_trait::async_trait]
+pub trait SecretProvider: Send + Sync + fmt::Debug {
+    /// The backend name as in [`SecretRef::backend`]: `vault`, `aws-sm`, `gcp-sm`, `azure-kv`.
+    fn backend(&self) -> &'static str;
+
+    /// Fetch the raw value of `reference` (always of this provider's backend).
+    async fn fetch(&self, reference: &SecretRef) -> Result<SecretString, SecretError>;
+}
+
+/// The `[secrets]` section of the config.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Glob patterns of the references jobs may use (`vault://secret/kafka/*`,
+    /// `env://KAFKA_*`). Empty: every reference is allowed (fine for a local
+    /// `krawl extract` config; set it for an agent).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Keep resolved values for this many seconds across jobs (0: never).
+    #[serde(default)]
+    pub cache_ttl_secs: u64,
+    #[cfg(feature = "vault")]
+    #[serde(default)]
+    pub vault: Option<vault::VaultConfig>,
+    #[cfg(feature = "aws")]
+    #[serde(default)]
+    pub aws: Option<aws::AwsConfig>,
+    #[cfg(feature = "gcp")]
+    #[serde(default)]
+    pub gcp: Option<gcp::GcpConfig>,
+    #[cfg(feature = "azure")]
+    #[serde(default)]
+    pub azure: Option<azure::AzureConfig>,
+}
+
+/// Resolves references; built once from [`SecretsConfig`], used per job.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    inner: Arc<ResolverInner>,
+}
+
+#[derive(Debug)]
+struct ResolverInner {
+    providers: HashMap<&'static str, Arc<dyn SecretProvider>>,
+    allow: Option<globset::GlobSet>,
+    cache_ttl: Duration,
+    cache: Mutex<HashMap<String, (Instant, SecretString)>>,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Self::from_parts(Vec::new(), None, Duration::ZERO)
+    }
+}
+
+impl Resolver {
+    /// A resolver with the providers the config names. A store without a
+    /// section is still usable when it needs no settings (AWS and GCP use
+    /// their default credential chains; Vault needs an address).
+    pub async fn new(cfg: &SecretsConfig) -> Result<Self, SecretError> {
+        let allow = if cfg.allow.is_empty() {
+            None
+        } else {
+            let mut b = globset::GlobSetBuilder::new();
+            for p in &cfg.allow {
+                let glob = globset::GlobBuilder::new(p)
+                    .literal_separator(false)
+                    .build()
+                    .map_err(|e| SecretError::Malformed {
+                        reference: p.clone(),
+                        reason: format!("secrets.allow pattern is not a valid glob: {e}"),
+                    })?;
+                b.add(glob);
+            }
+            Some(b.build().map_err(|e| SecretError::Malformed {
+                reference: cfg.allow.join(", "),
+                reason: format!("secrets.allow: {e}"),
+            })?)
+        };
+        #[allow(unused_mut)]
+        let mut providers: Vec<Arc<dyn SecretProvider>> = Vec::new();
+        #[cfg(feature = "vault")]
+        if let Some(v) = &cfg.vault {
+            providers.push(Arc::new(vault::VaultProvider::new(v.clone())?));
+        }
+        #[cfg(feature = "aws")]
+        providers.push(Arc::new(
+            aws::AwsProvider::new(cfg.aws.clone().unwrap_or_default()).await?,
+        ));
+        #[cfg(feature = "gcp")]
+        providers.push(Arc::new(
+            gcp::GcpProvider::new(cfg.gcp.clone().unwrap_or_default()).await?,
+        ));
+        #[cfg(feature = "azure")]
+        providers.push(Arc::new(azure::AzureProvider::new(
+            cfg.azure.clone().unwrap_or_default(),
+        )?));
+        Ok(Self::from_parts(
+            providers,
+            allow,
+            Duration::from_secs(cfg.cache_ttl_secs),
+        ))
+    }
+
+    /// A resolver from explicit providers (tests, embedding).
+    pub fn from_parts(
+        providers: Vec<Arc<dyn SecretProvider>>,
+        allow: Option<globset::GlobSet>,
+        cache_ttl: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(ResolverInner {
+                providers: providers.into_iter().map(|p| (p.backend(), p)).collect(),
+                allow,
+                cache_ttl,
+                cache: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Refuse, before any backend call, references the allowlist does not
+    /// match. Literals are always allowed: they read nothing.
+    pub fn check_allowed<'a>(
+        &self,
+        refs: impl IntoIterator<Item = &'a SecretRef>,
+    ) -> Result<(), SecretError> {
+        let Some(allow) = &self.inner.allow else {
+            return Ok(());
+        };
+        for r in refs {
+            if matches!(r, SecretRef::Literal(_)) {
+                continue;
+            }
+            let s = r.to_string();
+            if !allow.is_match(&s) {
+                return Err(SecretError::NotAllowed { reference: s });
+            }
+        }
+        Ok(())
+    }
+
+    /// A resolution scope for one job: each reference is fetched at most once
+    /// in it, and everything it fetched is dropped (zeroized) with it.
+    pub fn job(&self, job_id: impl Into<String>) -> JobSecrets {
+        JobSecrets {
+            resolver: self.clone(),
+            job_id: job_id.into(),
+            memo: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn fetch(&self, r: &SecretRef) -> Result<SecretString, SecretError> {
+        match r {
+            SecretRef::Literal(v) => Ok(v.clone()),
+            SecretRef::Env(name) => {
+                std::env::var(name)
+                    .map(SecretString::new)
+                    .map_err(|_| SecretError::NotFound {
+                        reference: r.to_string(),
+                        backend: "env",
+                        hint: format!("set the environment variable {name} for the krawl process"),
+                    })
+            }
+            SecretRef::File { path, .. } => {
                 let raw = std::fs::read_to_string(path).map_err(|e| {
-                    let hint = match e.kind() {
-                        std::io::ErrorKind::NotFound => "check the path".to_string(),
+                    let (hint, denied) = match e.kind() {
+                        std::io::ErrorKind::NotFound => ("check the path".to_string(), false),
                         std::io::ErrorKind::PermissionDenied => {
-                            "make the file readable by the krawl user".to_string()
+                            ("make the file readable by the krawl user".to_string(), true)
                         }
-                        _ => e.to_string(),
+                        _ => (e.to_string(), false),
                     };
-                    SecretError::NotFound {
-                        reference: self.to_string(),
-                        hint: format!("cannot read {}: {hint}", path.display()),
+                    let hint = format!("cannot read {}: {hint}", path.display());
+                    if denied {
+                        SecretError::PermissionDenied {
+                            reference: r.to_string(),
+                            backend: "file",
+                            hint,
+                        }
+                    } else {
+                        SecretError::NotFound {
+                            reference: r.to_string(),
+                            backend: "file",
+                            hint,
+                        }
                     }
                 })?;
                 let raw = SecretString::new(raw);
-                match key {
-                    None => Ok(SecretString::new(
-                        raw.expose().trim_end_matches(['\n', '\r']),
-                    )),
-                    Some(key) => {
-                        json_field(raw.expose(), key).map_err(|reason| SecretError::KeyMissing {
-                            reference: self.to_string(),
-                            key: key.clone(),
-                            reason,
-                        })
+                Ok(SecretString::new(
+                    raw.expose().trim_end_matches(['\n', '\r']),
+                ))
+            }
+            other => {
+                let backend = other.backend();
+                let provider = self.inner.providers.get(backend).ok_or_else(|| {
+                    SecretError::NotConfigured {
+                        reference: other.to_string(),
+                        backend,
+                        hint: not_configured_hint(backend),
                     }
+                })?;
+                provider.fetch(other).await
+            }
+        }
+    }
+
+    /// Fetch, honouring the opt-in TTL cache, then apply `#key`.
+    async fn resolve_uncached(&self, r: &SecretRef) -> Result<SecretString, SecretError> {
+        let canonical = r.to_string();
+        let ttl = self.inner.cache_ttl;
+        if !ttl.is_zero() && !matches!(r, SecretRef::Literal(_)) {
+            let cache = self
+                .inner
+                .cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, v)) = cache.get(&canonical) {
+                if at.elapsed() < ttl {
+                    return Ok(v.clone());
                 }
             }
         }
+        let raw = self.fetch(r).await?;
+        let value = match r.key() {
+            None => raw,
+            Some(key) => {
+                json_field(raw.expose(), key).map_err(|reason| SecretError::KeyMissing {
+                    reference: canonical.clone(),
+                    key: key.to_string(),
+                    reason,
+                })?
+            }
+        };
+        if !ttl.is_zero() && !matches!(r, SecretRef::Literal(_)) {
+            let mut cache = self
+                .inner
+                .cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            cache.retain(|_, (at, _)| at.elapsed() < ttl);
+            cache.insert(canonical, (Instant::now(), value.clone()));
+        }
+        Ok(value)
+    }
+}
+
+fn not_configured_hint(backend: &str) -> String {
+    match backend {
+        "vault" => "; add a [secrets.vault] section with address and auth".to_string(),
+        _ => format!("; this krawl was built without the `{backend}` feature"),
+    }
+}
+
+/// The secrets of one job. Dropping it drops (and zeroizes) every value it fetched.
+#[derive(Debug)]
+pub struct JobSecrets {
+    resolver: Resolver,
+    job_id: String,
+    memo: tokio::sync::Mutex<HashMap<String, SecretString>>,
+}
+
+impl JobSecrets {
+    /// Resolve `r` for this job: allowlist first, then the store (once per
+    /// reference per job), then `#key`. Writes one audit line.
+    pub async fn resolve(&self, r: &SecretRef) -> Result<SecretString, SecretError> {
+        let started = Instant::now();
+        let result = self.resolve_inner(r).await;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        tracing::info!(
+            target: "krawl::audit",
+            job_id = %self.job_id,
+            reference = %r,
+            backend = r.backend(),
+            outcome,
+            latency_ms,
+            "secret resolution"
+        );
+        result
+    }
+
+    async fn resolve_inner(&self, r: &SecretRef) -> Result<SecretString, SecretError> {
+        self.resolver.check_allowed([r])?;
+        if let SecretRef::Literal(v) = r {
+            return Ok(v.clone());
+        }
+        let canonical = r.to_string();
+        let mut memo = self.memo.lock().await;
+        if let Some(v) = memo.get(&canonical) {
+            return Ok(v.clone());
+        }
+        let v = self.resolver.resolve_uncached(r).await?;
+        memo.insert(canonical, v.clone());
+        Ok(v)
+    }
+
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// [`Resolver::check_allowed`] for this job's resolver.
+    pub fn check_allowed<'a>(
+        &self,
+        refs: impl IntoIterator<Item = &'a SecretRef>,
+    ) -> Result<(), SecretError> {
+        self.resolver.check_allowed(refs)
     }
 }
 
@@ -176,56 +476,15 @@ fn json_field(raw: &str, key: &str) -> Result<SecretString, String> {
     out
 }
 
-impl fmt::Display for SecretRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Literal(_) => f.write_str("literal:[redacted]"),
-            Self::Env(name) => write!(f, "env://{name}"),
-            Self::File { path, key: None } => write!(f, "file://{}", path.display()),
-            Self::File {
-                path,
-                key: Some(key),
-            } => write!(f, "file://{}#{key}", path.display()),
-        }
-    }
-}
-
-impl fmt::Debug for SecretRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretRef({self})")
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut s = String::deserialize(d)?;
-        let parsed = SecretRef::parse(&s).map_err(serde::de::Error::custom);
-        s.zeroize();
-        parsed
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    #[error("malformed secret reference `{reference}`: {reason}")]
-    Malformed { reference: String, reason: String },
-    #[error("secret `{reference}` not found: {hint}")]
-    NotFound { reference: String, hint: String },
-    #[error(
-        "secret `{reference}`: key `{key}` missing: {reason}; check the #key part of the reference"
-    )]
-    KeyMissing {
-        reference: String,
-        key: String,
-        reason: String,
-    },
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const CANARY: &str = "canary-7f3a9c-do-not-print";
+
+    fn local() -> Resolver {
+        Resolver::default()
+    }
 
     #[test]
     fn secret_string_never_prints() {
@@ -233,38 +492,17 @@ mod tests {
         assert_eq!(format!("{s}"), "[redacted]");
         assert!(!format!("{s:?}").contains(CANARY));
         assert!(!format!("{:?}", SecretRef::Literal(s.clone())).contains(CANARY));
+        assert!(!SecretRef::Literal(s.clone()).to_string().contains(CANARY));
         assert_eq!(s.expose(), CANARY);
     }
 
-    #[test]
-    fn parses_references() {
-        assert_eq!(
-            SecretRef::parse("env://KAFKA_PW").ok(),
-            Some(SecretRef::Env("KAFKA_PW".into()))
-        );
-        assert_eq!(
-            SecretRef::parse("file:///run/s.json#password").ok(),
-            Some(SecretRef::File {
-                path: "/run/s.json".into(),
-                key: Some("password".into())
-            })
-        );
-        assert!(matches!(
-            SecretRef::parse("hunter2"),
-            Ok(SecretRef::Literal(_))
-        ));
-        let err = SecretRef::parse("vaultx://a/b").unwrap_err().to_string();
-        assert!(err.contains("unknown secret backend `vaultx`"), "{err}");
-        assert!(SecretRef::parse("env://").is_err());
-        assert!(SecretRef::parse("file://relative/path").is_err());
-    }
-
-    #[test]
-    fn resolves_env_and_file() {
+    #[tokio::test]
+    async fn resolves_env_and_file() {
         std::env::set_var("KRAWL_TEST_SECRET_A", CANARY);
-        let v = SecretRef::parse("env://KRAWL_TEST_SECRET_A")
-            .unwrap()
-            .resolve()
+        let job = local().job("j1");
+        let v = job
+            .resolve(&SecretRef::parse("env://KRAWL_TEST_SECRET_A").unwrap())
+            .await
             .unwrap();
         assert_eq!(v.expose(), CANARY);
 
@@ -272,7 +510,7 @@ mod tests {
         let raw = dir.path().join("raw");
         std::fs::write(&raw, format!("{CANARY}\n")).unwrap();
         let r = SecretRef::parse(&format!("file://{}", raw.display())).unwrap();
-        assert_eq!(r.resolve().unwrap().expose(), CANARY);
+        assert_eq!(job.resolve(&r).await.unwrap().expose(), CANARY);
 
         let json = dir.path().join("creds.json");
         std::fs::write(
@@ -281,27 +519,95 @@ mod tests {
         )
         .unwrap();
         let r = SecretRef::parse(&format!("file://{}#password", json.display())).unwrap();
-        assert_eq!(r.resolve().unwrap().expose(), CANARY);
+        assert_eq!(job.resolve(&r).await.unwrap().expose(), CANARY);
 
         let r = SecretRef::parse(&format!("file://{}#nope", json.display())).unwrap();
-        let err = r.resolve().unwrap_err().to_string();
+        let err = job.resolve(&r).await.unwrap_err().to_string();
         assert!(err.contains("key `nope` missing"), "{err}");
         assert!(!err.contains(CANARY));
     }
 
-    #[test]
-    fn missing_secrets_name_the_reference_not_the_value() {
-        let err = SecretRef::parse("env://KRAWL_TEST_DEFINITELY_UNSET")
-            .unwrap()
-            .resolve()
+    #[tokio::test]
+    async fn missing_secrets_name_the_reference_not_the_value() {
+        let job = local().job("j");
+        let err = job
+            .resolve(&SecretRef::parse("env://KRAWL_TEST_DEFINITELY_UNSET").unwrap())
+            .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("env://KRAWL_TEST_DEFINITELY_UNSET"), "{err}");
-        let err = SecretRef::parse("file:///nonexistent/krawl")
-            .unwrap()
-            .resolve()
+        let err = job
+            .resolve(&SecretRef::parse("file:///nonexistent/krawl").unwrap())
+            .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("check the path"), "{err}");
+        // A store with no provider is a clear configuration error.
+        let err = job
+            .resolve(&SecretRef::parse("vault://secret/kafka#pw").unwrap())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[secrets.vault]"), "{err}");
+    }
+
+    /// Counts fetches, to check the per-job memo and the allowlist.
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl SecretProvider for Counting {
+        fn backend(&self) -> &'static str {
+            "vault"
+        }
+        async fn fetch(&self, _r: &SecretRef) -> Result<SecretString, SecretError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(SecretString::new(r#"{"password":"p"}"#))
+        }
+    }
+
+    #[tokio::test]
+    async fn fetched_once_per_job_and_never_across_jobs() {
+        let p = Arc::new(Counting::default());
+        let resolver = Resolver::from_parts(vec![p.clone()], None, Duration::ZERO);
+        let r = SecretRef::parse("vault://secret/kafka#password").unwrap();
+        let job = resolver.job("a");
+        assert_eq!(job.resolve(&r).await.unwrap().expose(), "p");
+        assert_eq!(job.resolve(&r).await.unwrap().expose(), "p");
+        assert_eq!(p.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let job2 = resolver.job("b");
+        job2.resolve(&r).await.unwrap();
+        assert_eq!(p.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        // Opt-in TTL cache: shared across jobs.
+        let p = Arc::new(Counting::default());
+        let cached = Resolver::from_parts(vec![p.clone()], None, Duration::from_secs(60));
+        cached.job("x").resolve(&r).await.unwrap();
+        cached.job("y").resolve(&r).await.unwrap();
+        assert_eq!(p.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_allowlist_refuses_before_any_backend_call() {
+        let p = Arc::new(Counting::default());
+        let mut b = globset::GlobSetBuilder::new();
+        b.add(globset::Glob::new("vault://secret/kafka/*").unwrap());
+        let resolver =
+            Resolver::from_parts(vec![p.clone()], Some(b.build().unwrap()), Duration::ZERO);
+        let job = resolver.job("j");
+        job.resolve(&SecretRef::parse("vault://secret/kafka/prod#password").unwrap())
+            .await
+            .unwrap();
+        let err = job
+            .resolve(&SecretRef::parse("vault://secret/payroll#password").unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SecretError::NotAllowed { .. }), "{err}");
+        assert!(err.to_string().contains("secrets.allow"));
+        assert_eq!(p.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Literals read nothing and are always allowed.
+        assert!(resolver
+            .check_allowed([&SecretRef::parse("plain").unwrap()])
+            .is_ok());
     }
 }

@@ -1,0 +1,435 @@
+//! Secret references: one syntax for every backend.
+//!
+//! ```text
+//! vault://<mount>/<path>[?version=N]#<key>
+//! aws-sm://<name-or-arn>[?version-stage=S | ?version-id=V][#<key>]
+//! gcp-sm://projects/<p>/secrets/<s>[/versions/<v>][#<key>]
+//! azure-kv://<vault-name-or-host>/<secret>[/<version>][#<key>]
+//! env://NAME
+//! file:///path[#key]
+//! anything else: a literal value
+//! ```
+//! `#key` picks one field of a JSON object secret; without it the raw value
+//! is used.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+use zeroize::Zeroize;
+
+use crate::{SecretError, SecretString};
+
+/// Where a secret lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// The value itself, written in the config. Fine for local use; prefer a store.
+    Literal(SecretString),
+    /// `env://NAME`: an environment variable of the krawl process.
+    Env(String),
+    /// `file:///path[#key]`: a file's contents (trailing newline trimmed).
+    File { path: PathBuf, key: Option<String> },
+    /// `vault://<mount>/<path>[?version=N]#<key>`: HashiCorp Vault / OpenBao KV (v1 or v2).
+    Vault {
+        mount: String,
+        path: String,
+        version: Option<u64>,
+        key: Option<String>,
+    },
+    /// `aws-sm://<name-or-arn>[?version-stage=|?version-id=][#key]`: AWS Secrets Manager.
+    AwsSm {
+        id: String,
+        version_stage: Option<String>,
+        version_id: Option<String>,
+        key: Option<String>,
+    },
+    /// `gcp-sm://projects/<p>/secrets/<s>[/versions/<v>][#key]`: GCP Secret Manager.
+    GcpSm {
+        project: String,
+        secret: String,
+        /// `latest` unless pinned.
+        version: String,
+        key: Option<String>,
+    },
+    /// `azure-kv://<vault>/<secret>[/<version>][#key]`: Azure Key Vault. `vault`
+    /// is a vault name (`myvault` → `https://myvault.vault.azure.net`) or a
+    /// host[:port] (anything with a `.` or `:`), always reached over HTTPS.
+    AzureKv {
+        vault: String,
+        secret: String,
+        version: Option<String>,
+        key: Option<String>,
+    },
+}
+
+fn malformed(s: &str, reason: impl Into<String>) -> SecretError {
+    SecretError::Malformed {
+        reference: s.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Split `rest` into (body, query, key): `body?query#key` or `body#key?query`.
+fn split_parts(rest: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (before_key, key) = match rest.split_once('#') {
+        Some((b, k)) => (b, Some(k)),
+        None => (rest, None),
+    };
+    let (body, query) = match before_key.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (before_key, None),
+    };
+    // Also accept the query after the key: `#key?version=2`.
+    match (query, key.and_then(|k| k.split_once('?'))) {
+        (None, Some((k, q))) => (body, Some(q), Some(k)),
+        _ => (body, query, key),
+    }
+}
+
+fn query_params<'a>(
+    s: &str,
+    query: Option<&'a str>,
+    allowed: &[&str],
+) -> Result<Vec<(&'a str, &'a str)>, SecretError> {
+    let mut out = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| malformed(s, format!("query parameter `{pair}` needs a value")))?;
+        if !allowed.contains(&k) {
+            return Err(malformed(
+                s,
+                format!(
+                    "unknown query parameter `{k}`; accepted: {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        if v.is_empty() {
+            return Err(malformed(s, format!("query parameter `{k}` is empty")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn key_of(s: &str, key: Option<&str>) -> Result<Option<String>, SecretError> {
+    match key {
+        Some("") => Err(malformed(s, "`#` must be followed by a JSON field name")),
+        Some(k) => Ok(Some(k.to_string())),
+        None => Ok(None),
+    }
+}
+
+impl SecretRef {
+    /// Parse a reference. A value without a recognised `scheme://` is a literal.
+    pub fn parse(s: &str) -> Result<Self, SecretError> {
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Ok(Self::Literal(SecretString::new(s)));
+        };
+        match scheme {
+            "env" => {
+                if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(malformed(s, "env://NAME needs a variable name of letters, digits and _"));
+                }
+                Ok(Self::Env(rest.to_string()))
+            }
+            "file" => {
+                let (path, key) = match rest.split_once('#') {
+                    Some((p, k)) if !k.is_empty() => (p, Some(k.to_string())),
+                    Some((p, _)) => (p, None),
+                    None => (rest, None),
+                };
+                if !path.starts_with('/') {
+                    return Err(malformed(s, "file:// needs an absolute path, e.g. file:///run/secrets/kafka"));
+                }
+                Ok(Self::File {
+                    path: PathBuf::from(path),
+                    key,
+                })
+            }
+            "vault" => {
+                let (body, query, key) = split_parts(rest);
+                let (mount, path) = body
+                    .split_once('/')
+                    .filter(|(m, p)| !m.is_empty() && !p.is_empty() && !p.ends_with('/'))
+                    .ok_or_else(|| malformed(s, "expected vault://<mount>/<path>#<key>, e.g. vault://secret/kafka/prod#password"))?;
+                let mut version = None;
+                for (_, v) in query_params(s, query, &["version"])? {
+                    version = Some(v.parse::<u64>().map_err(|_| malformed(s, "version must be a positive integer"))?);
+                }
+                Ok(Self::Vault {
+                    mount: mount.to_string(),
+                    path: path.to_string(),
+                    version,
+                    key: key_of(s, key)?,
+                })
+            }
+            "aws-sm" => {
+                let (body, query, key) = split_parts(rest);
+                if body.is_empty() {
+                    return Err(malformed(s, "expected aws-sm://<secret-name-or-arn>[#key]"));
+                }
+                let (mut version_stage, mut version_id) = (None, None);
+                for (k, v) in query_params(s, query, &["version-stage", "version-id"])? {
+                    if k == "version-stage" {
+                        version_stage = Some(v.to_string());
+                    } else {
+                        version_id = Some(v.to_string());
+                    }
+                }
+                if version_stage.is_some() && version_id.is_some() {
+                    return Err(malformed(s, "give version-stage or version-id, not both"));
+                }
+                Ok(Self::AwsSm {
+                    id: body.to_string(),
+                    version_stage,
+                    version_id,
+                    key: key_of(s, key)?,
+                })
+            }
+            "gcp-sm" => {
+                let (body, query, key) = split_parts(rest);
+                query_params(s, query, &[])?;
+                let parts: Vec<&str> = body.split('/').collect();
+                let (project, secret, version) = match parts.as_slice() {
+                    ["projects", p, "secrets", sec] => (*p, *sec, "latest"),
+                    ["projects", p, "secrets", sec, "versions", v] => (*p, *sec, *v),
+                    _ => {
+                        return Err(malformed(
+                            s,
+                            "expected gcp-sm://projects/<project>/secrets/<secret>[/versions/<version>][#key]",
+                        ))
+                    }
+                };
+                if project.is_empty() || secret.is_empty() || version.is_empty() {
+                    return Err(malformed(s, "project, secret and version must not be empty"));
+                }
+                Ok(Self::GcpSm {
+                    project: project.to_string(),
+                    secret: secret.to_string(),
+                    version: version.to_string(),
+                    key: key_of(s, key)?,
+                })
+            }
+            "azure-kv" => {
+                let (body, query, key) = split_parts(rest);
+                query_params(s, query, &[])?;
+                let body = body.strip_prefix("https://").unwrap_or(body);
+                let parts: Vec<&str> = body.split('/').collect();
+                let (vault, secret, version) = match parts.as_slice() {
+                    [v, sec] => (*v, *sec, None),
+                    [v, sec, ver] => (*v, *sec, Some(*ver)),
+                    _ => {
+                        return Err(malformed(
+                            s,
+                            "expected azure-kv://<vault-name-or-host>/<secret>[/<version>][#key]",
+                        ))
+                    }
+                };
+                if vault.is_empty() || secret.is_empty() || version == Some("") {
+                    return Err(malformed(s, "vault, secret and version must not be empty"));
+                }
+                Ok(Self::AzureKv {
+                    vault: vault.to_string(),
+                    secret: secret.to_string(),
+                    version: version.map(str::to_string),
+                    key: key_of(s, key)?,
+                })
+            }
+            other if !other.is_empty() && other.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+                Err(malformed(
+                    s,
+                    format!(
+                        "unknown secret backend `{other}`; supported: vault://, aws-sm://, gcp-sm://, azure-kv://, env://, file://, or a literal value"
+                    ),
+                ))
+            }
+            _ => Ok(Self::Literal(SecretString::new(s))),
+        }
+    }
+
+    /// The backend name, for errors, audit lines and provider lookup.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Literal(_) => "literal",
+            Self::Env(_) => "env",
+            Self::File { .. } => "file",
+            Self::Vault { .. } => "vault",
+            Self::AwsSm { .. } => "aws-sm",
+            Self::GcpSm { .. } => "gcp-sm",
+            Self::AzureKv { .. } => "azure-kv",
+        }
+    }
+
+    /// The `#key` part: the JSON field to pick.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Literal(_) | Self::Env(_) => None,
+            Self::File { key, .. }
+            | Self::Vault { key, .. }
+            | Self::AwsSm { key, .. }
+            | Self::GcpSm { key, .. }
+            | Self::AzureKv { key, .. } => key.as_deref(),
+        }
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Literal(_) => return f.write_str("literal:[redacted]"),
+            Self::Env(name) => return write!(f, "env://{name}"),
+            Self::File { path, .. } => write!(f, "file://{}", path.display())?,
+            Self::Vault {
+                mount,
+                path,
+                version,
+                ..
+            } => {
+                write!(f, "vault://{mount}/{path}")?;
+                if let Some(v) = version {
+                    write!(f, "?version={v}")?;
+                }
+            }
+            Self::AwsSm {
+                id,
+                version_stage,
+                version_id,
+                ..
+            } => {
+                write!(f, "aws-sm://{id}")?;
+                if let Some(v) = version_stage {
+                    write!(f, "?version-stage={v}")?;
+                } else if let Some(v) = version_id {
+                    write!(f, "?version-id={v}")?;
+                }
+            }
+            Self::GcpSm {
+                project,
+                secret,
+                version,
+                ..
+            } => write!(
+                f,
+                "gcp-sm://projects/{project}/secrets/{secret}/versions/{version}"
+            )?,
+            Self::AzureKv {
+                vault,
+                secret,
+                version,
+                ..
+            } => {
+                write!(f, "azure-kv://{vault}/{secret}")?;
+                if let Some(v) = version {
+                    write!(f, "/{v}")?;
+                }
+            }
+        }
+        if let Some(k) = self.key() {
+            write!(f, "#{k}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretRef({self})")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut s = String::deserialize(d)?;
+        let parsed = SecretRef::parse(&s).map_err(serde::de::Error::custom);
+        s.zeroize();
+        parsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(s: &str) -> SecretRef {
+        let r = SecretRef::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(SecretRef::parse(&r.to_string()).unwrap(), r, "{s}");
+        r
+    }
+
+    #[test]
+    fn parses_every_backend() {
+        assert_eq!(
+            round_trip("vault://secret/kafka/prod?version=3#password"),
+            SecretRef::Vault {
+                mount: "secret".into(),
+                path: "kafka/prod".into(),
+                version: Some(3),
+                key: Some("password".into())
+            }
+        );
+        assert_eq!(
+            SecretRef::parse("vault://kv/app#pw?version=2").unwrap(),
+            SecretRef::Vault {
+                mount: "kv".into(),
+                path: "app".into(),
+                version: Some(2),
+                key: Some("pw".into())
+            }
+        );
+        assert_eq!(
+            round_trip("aws-sm://arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf?version-stage=AWSPREVIOUS#password"),
+            SecretRef::AwsSm {
+                id: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf".into(),
+                version_stage: Some("AWSPREVIOUS".into()),
+                version_id: None,
+                key: Some("password".into())
+            }
+        );
+        assert_eq!(
+            round_trip("gcp-sm://projects/p1/secrets/kafka"),
+            SecretRef::GcpSm {
+                project: "p1".into(),
+                secret: "kafka".into(),
+                version: "latest".into(),
+                key: None
+            }
+        );
+        assert!(matches!(
+            round_trip("gcp-sm://projects/p1/secrets/kafka/versions/2#pw"),
+            SecretRef::GcpSm { ref version, .. } if version == "2"
+        ));
+        assert_eq!(
+            round_trip("azure-kv://myvault/kafka-pw/abc123#pw"),
+            SecretRef::AzureKv {
+                vault: "myvault".into(),
+                secret: "kafka-pw".into(),
+                version: Some("abc123".into()),
+                key: Some("pw".into())
+            }
+        );
+        assert!(matches!(
+            SecretRef::parse("azure-kv://https://myvault.vault.azure.net/kafka-pw").unwrap(),
+            SecretRef::AzureKv { ref vault, .. } if vault == "myvault.vault.azure.net"
+        ));
+    }
+
+    #[test]
+    fn malformed_references_say_what_is_expected() {
+        for (s, needle) in [
+            ("vault://secret", "vault://<mount>/<path>"),
+            ("vault://secret/kafka?version=x#pw", "version must be"),
+            ("vault://secret/kafka?v=1#pw", "unknown query parameter `v`"),
+            ("vault://secret/kafka#", "JSON field"),
+            ("aws-sm://", "aws-sm://<secret-name-or-arn>"),
+            ("aws-sm://x?version-stage=A&version-id=B", "not both"),
+            ("gcp-sm://p1/kafka", "gcp-sm://projects/"),
+            ("azure-kv://onlyvault", "azure-kv://<vault-name-or-host>"),
+            ("vaultx://a/b", "unknown secret backend `vaultx`"),
+        ] {
+            let e = SecretRef::parse(s).unwrap_err().to_string();
+            assert!(e.contains(needle), "{s}: {e}");
+        }
+    }
+}
