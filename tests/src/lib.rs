@@ -10,6 +10,7 @@
 //!
 //! What the two brokers accept and report differs; [`BrokerKind`] documents the differences that
 //! the smoke tests in `tests/harness.rs` check.
+pub mod schema_registry;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;

@@ -801,3 +801,172 @@ fn secrets_check_reports_without_printing_values() {
     );
     assert!(!stdout.contains(&canary) && !stderr.contains(&canary));
 }
+
+/// Schema Registry alongside the cluster: subject and schema-version records,
+/// exact topic binding (near-miss subjects never bind), and a registry that
+/// goes away costs a warning, not the Kafka part.
+#[test]
+fn schema_registry_subjects_versions_and_topic_binding() {
+    use krawl_tests::schema_registry::{FakeRegistry, FakeRegistryOpts};
+    let broker = Noida::start().unwrap();
+    let ds = seed_dataset(&broker.bootstrap(), BrokerKind::Noida).unwrap();
+    let mut registry = FakeRegistry::start(FakeRegistryOpts::default()).unwrap();
+    let address = r#"{"type":"record","name":"Address","namespace":"com.acme","fields":[{"name":"city","type":"string"}]}"#;
+    registry.register("address", "AVRO", address, &[]).unwrap();
+    let order = r#"{"type":"record","name":"Order","namespace":"com.acme","fields":[{"name":"id","type":"long"},{"name":"note","type":["null","string"],"default":null},{"name":"ship_to","type":"com.acme.Address"}]}"#;
+    registry
+        .register(
+            "orders-value",
+            "AVRO",
+            order,
+            &[("com.acme.Address", "address", 1)],
+        )
+        .unwrap();
+    let order2 = r#"{"type":"record","name":"Order","namespace":"com.acme","fields":[{"name":"id","type":"long"},{"name":"note","type":["null","string"],"default":null},{"name":"ship_to","type":"com.acme.Address"},{"name":"total","type":["null","double"],"default":null}]}"#;
+    registry
+        .register(
+            "orders-value",
+            "AVRO",
+            order2,
+            &[("com.acme.Address", "address", 1)],
+        )
+        .unwrap();
+    registry
+        .register("orders-key", "AVRO", r#""string""#, &[])
+        .unwrap();
+    registry
+        .register(
+            "payments-value",
+            "JSON",
+            r#"{"type":"object","properties":{"amount":{"type":"number"},"currency":{"type":"string"}},"required":["amount"]}"#,
+            &[],
+        )
+        .unwrap();
+    registry
+        .register(
+            "audit-log-value",
+            "PROTOBUF",
+            "syntax = \"proto3\";\npackage audit;\nmessage Entry { string actor = 1; optional int64 at = 2; }\n",
+            &[],
+        )
+        .unwrap();
+    // Near misses: none may bind.
+    for s in [
+        "orders-values",
+        "xorders-value",
+        "empty-topic2-value",
+        "Payments-value",
+    ] {
+        registry.register(s, "AVRO", r#""string""#, &[]).unwrap();
+    }
+    registry
+        .set_compatibility(Some("orders-value"), "FULL")
+        .unwrap();
+
+    let out = Output::parse(&krawl(&[
+        "--bootstrap-servers",
+        &broker.bootstrap(),
+        "--schema-registry-url",
+        &registry.url(),
+        "--all-schema-versions",
+    ]));
+    let topics = out.topics();
+    assert_eq!(
+        topics.keys().cloned().collect::<BTreeSet<_>>(),
+        ds.topic_names()
+    );
+    let orders = topics[TOPIC_ORDERS];
+    assert_eq!(orders.key_subject.as_deref(), Some("orders-key"));
+    assert_eq!(orders.value_subject.as_deref(), Some("orders-value"));
+    assert!(orders.schema_managed);
+    assert_eq!(
+        topics[TOPIC_PAYMENTS].value_subject.as_deref(),
+        Some("payments-value")
+    );
+    assert_eq!(topics[TOPIC_PAYMENTS].key_subject, None);
+    assert_eq!(
+        topics[TOPIC_AUDIT_LOG].value_subject.as_deref(),
+        Some("audit-log-value")
+    );
+    let empty = topics[TOPIC_EMPTY];
+    assert!(!empty.schema_managed && empty.key_subject.is_none() && empty.value_subject.is_none());
+
+    let subjects: BTreeMap<String, krawl_model::SubjectRecord> = out
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Subject(s) => Some((s.name.clone(), s.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(subjects.len(), 9);
+    let ov = &subjects["orders-value"];
+    assert_eq!((ov.latest_version, ov.versions.clone()), (2, vec![1, 2]));
+    assert_eq!(ov.role.as_deref(), Some("value"));
+    assert_eq!(ov.base_name, "orders");
+    assert_eq!(
+        (
+            ov.compatibility.as_deref(),
+            ov.compatibility_source.as_str()
+        ),
+        (Some("FULL"), "subject")
+    );
+    assert_eq!(subjects["payments-value"].compatibility_source, "global");
+    assert_eq!(subjects["payments-value"].schema_type, "JSON");
+    assert_eq!(subjects["audit-log-value"].schema_type, "PROTOBUF");
+
+    let versions: Vec<&krawl_model::SchemaVersionRecord> = out
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::SchemaVersion(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(versions.len(), 10, "all versions of every subject");
+    let v2 = versions
+        .iter()
+        .find(|v| v.subject == "orders-value" && v.version == 2)
+        .unwrap();
+    let paths: Vec<(&str, bool)> = v2
+        .fields
+        .iter()
+        .map(|f| (f.path.as_str(), f.nullable))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("id", false),
+            ("note", true),
+            ("ship_to", false),
+            ("ship_to.city", false),
+            ("total", true)
+        ]
+    );
+    assert_eq!(v2.references[0].subject, "address");
+    let summary = out.summary();
+    assert_eq!(
+        (summary.counts.subjects, summary.counts.schema_versions),
+        (9, 10)
+    );
+    assert!(summary.api_calls["SchemaRegistry (HTTP)"] > 0);
+
+    // The registry goes away: the Kafka part is still delivered, with a warning.
+    let url = registry.url();
+    registry.stop();
+    let out = Output::parse(&krawl(&[
+        "--bootstrap-servers",
+        &broker.bootstrap(),
+        "--schema-registry-url",
+        &url,
+    ]));
+    assert_eq!(out.topics().len(), ds.topics.len());
+    assert!(out.topics().values().all(|t| !t.schema_managed));
+    let w: Vec<_> = out
+        .warnings()
+        .into_iter()
+        .filter(|w| w.code == "schema_registry_unavailable")
+        .collect();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].message.contains("cannot reach"), "{}", w[0].message);
+}

@@ -11,8 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use krawl_kafka::config::{
     ConfigError, ExtractConfig, SaslConfig, SaslMechanism, SecurityProtocol, TlsConfig,
 };
+use krawl_kafka::extract::RegistrySetup;
 use krawl_kafka::{Connection, ExtractError, Extractor, KafkaConfig, Progress, RecordSink};
 use krawl_model::{Envelope, Record, SummaryRecord};
+use krawl_schema_registry::{RegistryClient, SchemaRegistryConfig, VersionsMode};
 use krawl_secrets::{Resolver, SecretRef};
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +72,13 @@ pub struct Args {
     /// Skip consumer groups.
     #[arg(long)]
     no_groups: bool,
+    /// Also extract this Schema Registry (no auth; use a config file's
+    /// [schema_registry] section for auth, TLS and options).
+    #[arg(long)]
+    schema_registry_url: Option<String>,
+    /// With --schema-registry-url: every version of each subject, not only the latest.
+    #[arg(long)]
+    all_schema_versions: bool,
     /// No summary or progress on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -97,6 +106,7 @@ impl Args {
                     kafka: KafkaConfig::new(Vec::new()),
                     extract: Default::default(),
                     secrets: Default::default(),
+                    schema_registry: None,
                 }
             }
         };
@@ -173,6 +183,17 @@ impl Args {
         x.include_internal_topics |= self.include_internal;
         if self.no_groups {
             x.consumer_groups = false;
+        }
+        if let Some(url) = &self.schema_registry_url {
+            let sr = cfg
+                .schema_registry
+                .get_or_insert_with(|| SchemaRegistryConfig::new(url.clone()));
+            sr.url = url.clone();
+        }
+        if self.all_schema_versions {
+            if let Some(sr) = cfg.schema_registry.as_mut() {
+                sr.versions = VersionsMode::All;
+            }
         }
         cfg.validate()?;
         Ok(cfg)
@@ -263,6 +284,16 @@ async fn run_inner(args: &Args) -> Result<(), ExtractError> {
     // One job: its secrets are fetched once and dropped when it ends.
     let job = resolver.job(format!("extract-{}", std::process::id()));
     let conn = Connection::connect(&cfg.kafka, &job).await?;
+    let registry = match &cfg.schema_registry {
+        Some(sr) => Some(RegistrySetup {
+            config: sr.clone(),
+            client: match sr.resolve_secrets(&job).await {
+                Ok(secrets) => RegistryClient::new(sr, secrets).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        }),
+        None => None,
+    };
     drop(job);
     let partial = args.output.as_ref().map(|p| {
         let mut s = p.clone().into_os_string();
@@ -281,6 +312,7 @@ async fn run_inner(args: &Args) -> Result<(), ExtractError> {
     };
     let progress = TerminalProgress::new(!args.quiet && std::io::stderr().is_terminal());
     let result = Extractor::new(&conn, cfg.extract.clone(), &progress)?
+        .with_schema_registry(registry)
         .run(&mut sink)
         .await;
     progress.finish();
@@ -310,13 +342,15 @@ async fn run_inner(args: &Args) -> Result<(), ExtractError> {
 fn render_summary(s: &SummaryRecord, conn: &Connection, output: Option<&PathBuf>) -> String {
     let c = &s.counts;
     let mut out = format!(
-        "krawl: extracted {} ({} brokers) in {:.1} s\n  topics {}  partitions {}  consumer groups {}  warnings {}\n",
+        "krawl: extracted {} ({} brokers) in {:.1} s\n  topics {}  partitions {}  consumer groups {}  subjects {}  schema versions {}  warnings {}\n",
         conn.hosts(),
         c.brokers,
         s.duration_ms as f64 / 1000.0,
         c.topics,
         c.partitions,
         c.consumer_groups,
+        c.subjects,
+        c.schema_versions,
         c.warnings
     );
     let phases: Vec<String> = s

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use krawl_schema_registry::SchemaRegistryConfig;
 use krawl_secrets::{JobSecrets, SecretError, SecretRef, SecretString, SecretsConfig};
 use rdkafka::ClientConfig;
 use regex::Regex;
@@ -23,6 +24,9 @@ pub struct ExtractConfig {
     /// Secret stores and the allowlist of references.
     #[serde(default)]
     pub secrets: SecretsConfig,
+    /// An optional Schema Registry to extract alongside the cluster.
+    #[serde(default)]
+    pub schema_registry: Option<SchemaRegistryConfig>,
 }
 
 impl ExtractConfig {
@@ -34,7 +38,11 @@ impl ExtractConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.kafka.validate()?;
-        self.extract.validate()
+        self.extract.validate()?;
+        if let Some(sr) = &self.schema_registry {
+            sr.validate()?;
+        }
+        Ok(())
     }
 }
 
@@ -780,6 +788,8 @@ pub enum ConfigError {
         #[source]
         source: SecretError,
     },
+    #[error(transparent)]
+    SchemaRegistry(#[from] krawl_schema_registry::RegistryConfigError),
 }
 
 impl ConfigError {

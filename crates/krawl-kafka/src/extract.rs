@@ -15,7 +15,10 @@
 //! 4. `consumer_groups`: ListConsumerGroups, DescribeConsumerGroups in
 //!    batches, committed offsets `offset_fetch_concurrency` groups at once;
 //!    lag from phase 2's latest offsets; one record per group.
-//! 5. `topics`: DescribeConfigs, `describe_configs_batch` topics per request;
+//! 5. `schema_registry` (when configured): subject and schema-version records
+//!    through [`krawl_schema_registry`]; its subject index binds subjects to
+//!    topics in the next phase.
+//! 6. `topics`: DescribeConfigs, `describe_configs_batch` topics per request;
 //!    one record per topic.
 //!
 //! A per-item failure (a topic, partition or group) becomes a warning record;
@@ -39,6 +42,9 @@ use crate::config::{ExtractOptions, Filters};
 use crate::connection::Connection;
 use crate::error::ExtractError;
 use crate::log_dirs;
+use krawl_schema_registry::{
+    Binding, RegistryClient, RegistryExtractError, RegistrySink, SchemaRegistryConfig, SubjectIndex,
+};
 
 /// Where records go. Called from one task, in order.
 pub trait RecordSink: Send {
@@ -64,12 +70,16 @@ struct ApiCalls(Mutex<BTreeMap<String, u64>>);
 
 impl ApiCalls {
     fn add(&self, api: &str) {
+        self.add_n(api, 1);
+    }
+
+    fn add_n(&self, api: &str, n: u64) {
         *self
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(api.to_string())
-            .or_default() += 1;
+            .or_default() += n;
     }
 
     fn snapshot(&self) -> BTreeMap<String, u64> {
@@ -113,7 +123,9 @@ struct ClusterMeta {
 
 /// What the topic records are completed with.
 #[derive(Debug)]
-struct Lookups {
+struct Lookups<'c> {
+    /// Registry subjects and the binding settings, when a registry was read.
+    subjects: Option<(SubjectIndex, &'c SchemaRegistryConfig)>,
     offsets: Offsets,
     /// Bytes on disk per partition, summed over replicas.
     sizes: HashMap<(String, i32), i64>,
@@ -160,6 +172,8 @@ impl<S: RecordSink> Out<'_, S> {
                 self.counts.partitions += t.partitions.len();
             }
             Record::ConsumerGroup(_) => self.counts.consumer_groups += 1,
+            Record::Subject(_) => self.counts.subjects += 1,
+            Record::SchemaVersion(_) => self.counts.schema_versions += 1,
             Record::Cluster(c) => self.counts.brokers = c.broker_count,
             Record::Summary(_) => {}
         }
@@ -190,6 +204,26 @@ impl<S: RecordSink> Out<'_, S> {
     }
 }
 
+/// The Schema Registry part of a run: its settings and the client, or why
+/// there is none (a secret that did not resolve, a client that could not be
+/// built): then the run says so in a warning and delivers the Kafka part.
+#[derive(Debug)]
+pub struct RegistrySetup {
+    pub config: SchemaRegistryConfig,
+    pub client: Result<RegistryClient, String>,
+}
+
+/// Hands the registry's records to the run's output.
+struct RegistryOut<'o, 's, S>(&'o mut Out<'s, S>);
+
+impl<S: RecordSink> RegistrySink for RegistryOut<'_, '_, S> {
+    type Error = ExtractError;
+
+    async fn emit(&mut self, record: Record) -> Result<(), ExtractError> {
+        self.0.emit(record).await
+    }
+}
+
 /// One extraction run over a connection.
 pub struct Extractor<'a> {
     conn: &'a Connection,
@@ -197,6 +231,7 @@ pub struct Extractor<'a> {
     filters: Filters,
     calls: ApiCalls,
     progress: &'a dyn Progress,
+    registry: Option<RegistrySetup>,
 }
 
 impl std::fmt::Debug for Extractor<'_> {
@@ -223,7 +258,14 @@ impl<'a> Extractor<'a> {
             filters,
             calls: ApiCalls::default(),
             progress,
+            registry: None,
         })
+    }
+
+    /// Also extract this Schema Registry and bind its subjects to the topics.
+    pub fn with_schema_registry(mut self, registry: Option<RegistrySetup>) -> Self {
+        self.registry = registry;
+        self
     }
 
     /// Run the whole extraction, writing every record (the summary last) to `sink`.
@@ -263,11 +305,23 @@ impl<'a> Extractor<'a> {
         out.phase_done("consumer_groups", t);
 
         let t = Instant::now();
+        let subjects = match &self.registry {
+            Some(setup) => {
+                self.progress.phase("schema_registry", None);
+                let index = self.registry_phase(setup, &mut out).await?;
+                out.phase_done("schema_registry", t);
+                index.map(|i| (i, &setup.config))
+            }
+            None => None,
+        };
+
+        let t = Instant::now();
         self.progress.phase("topics", Some(topics.len() as u64));
         let lookups = Lookups {
             offsets,
             sizes,
             group_counts,
+            subjects,
         };
         self.topics_phase(topics, &lookups, &mut out).await?;
         out.phase_done("topics", t);
@@ -445,6 +499,47 @@ impl<'a> Extractor<'a> {
             brokers: broker_addrs,
             log_dirs: api.contains_key(&35),
         })
+    }
+
+    /// Subjects and schema versions; an unreachable or failing registry is a
+    /// warning and the Kafka part is still delivered.
+    async fn registry_phase<S: RecordSink>(
+        &self,
+        setup: &RegistrySetup,
+        out: &mut Out<'_, S>,
+    ) -> Result<Option<SubjectIndex>, ExtractError> {
+        let client = match &setup.client {
+            Ok(c) => c,
+            Err(message) => {
+                out.warn(
+                    "schema_registry_unavailable",
+                    "schema_registry",
+                    Some(setup.config.url.clone()),
+                    format!("Schema Registry not extracted: {message}"),
+                )
+                .await?;
+                return Ok(None);
+            }
+        };
+        let result =
+            krawl_schema_registry::extract::extract(client, &setup.config, &mut RegistryOut(out))
+                .await;
+        self.calls
+            .add_n("SchemaRegistry (HTTP)", client.request_count());
+        match result {
+            Ok(output) => Ok(Some(output.index)),
+            Err(RegistryExtractError::Sink(e)) => Err(e),
+            Err(RegistryExtractError::Registry(e)) => {
+                out.warn(
+                    "schema_registry_unavailable",
+                    "schema_registry",
+                    Some(setup.config.url.clone()),
+                    format!("Schema Registry not extracted: {e}; topics carry no subjects"),
+                )
+                .await?;
+                Ok(None)
+            }
+        }
     }
 
     /// Partition sizes from DescribeLogDirs, through krawl's own small
@@ -852,7 +947,7 @@ impl<'a> Extractor<'a> {
     async fn topics_phase<S: RecordSink>(
         &self,
         topics: &[TopicMeta],
-        lookups: &Lookups,
+        lookups: &Lookups<'_>,
         out: &mut Out<'_, S>,
     ) -> Result<(), ExtractError> {
         let admin = self.conn.admin();
@@ -931,7 +1026,7 @@ fn broker(n: admin_ext::Node) -> Broker {
 fn topic_record(
     t: &TopicMeta,
     configs: Vec<admin_ext::ConfigEntry>,
-    lookups: &Lookups,
+    lookups: &Lookups<'_>,
 ) -> TopicRecord {
     let mut configs: Vec<TopicConfig> = configs
         .into_iter()
@@ -970,6 +1065,10 @@ fn topic_record(
         .map(|p| Some((p.latest_offset? - p.earliest_offset?).max(0)))
         .sum::<Option<i64>>();
     let size_bytes = partitions.iter().map(|p| p.size_bytes).sum::<Option<i64>>();
+    let binding = match &lookups.subjects {
+        Some((index, cfg)) => krawl_schema_registry::bind(index, &t.name, cfg),
+        None => Binding::default(),
+    };
     TopicRecord {
         name: t.name.clone(),
         internal: t.internal,
@@ -985,6 +1084,10 @@ fn topic_record(
         record_count,
         size_bytes,
         consumer_group_count: lookups.group_counts.get(&t.name).copied().unwrap_or(0),
+        schema_managed: !binding.is_empty(),
+        key_subject: binding.key_subject,
+        value_subject: binding.value_subject,
+        other_subjects: binding.others,
     }
 }
 

@@ -46,6 +46,8 @@ pub enum Record {
     Cluster(ClusterRecord),
     Topic(TopicRecord),
     ConsumerGroup(ConsumerGroupRecord),
+    Subject(SubjectRecord),
+    SchemaVersion(SchemaVersionRecord),
     Warning(WarningRecord),
     Summary(SummaryRecord),
 }
@@ -56,6 +58,8 @@ impl Record {
             Record::Cluster(_) => "cluster",
             Record::Topic(_) => "topic",
             Record::ConsumerGroup(_) => "consumer_group",
+            Record::Subject(_) => "subject",
+            Record::SchemaVersion(_) => "schema_version",
             Record::Warning(_) => "warning",
             Record::Summary(_) => "summary",
         }
@@ -154,6 +158,83 @@ pub struct TopicRecord {
     pub size_bytes: Option<i64>,
     /// Number of consumer groups with committed offsets on or members assigned to this topic.
     pub consumer_group_count: usize,
+    /// Schema Registry subject of the record keys (TopicNameStrategy
+    /// `<topic>-key`, or TopicRecordNameStrategy when enabled); `null` when none.
+    #[serde(default)]
+    pub key_subject: Option<String>,
+    /// Schema Registry subject of the record values; `null` when none.
+    #[serde(default)]
+    pub value_subject: Option<String>,
+    /// Further subjects bound by RecordNameStrategy / TopicRecordNameStrategy.
+    #[serde(default)]
+    pub other_subjects: Vec<String>,
+    /// Whether any subject is bound to this topic.
+    #[serde(default)]
+    pub schema_managed: bool,
+}
+
+/// A Schema Registry subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SubjectRecord {
+    pub name: String,
+    /// The name without a `-key` / `-value` suffix.
+    pub base_name: String,
+    /// `key` or `value` when the name ends with `-key` / `-value`.
+    pub role: Option<String>,
+    /// AVRO, JSON or PROTOBUF.
+    pub schema_type: String,
+    pub latest_version: i32,
+    pub latest_schema_id: i32,
+    /// All versions (live ones; soft-deleted ones too when asked for).
+    pub versions: Vec<i32>,
+    /// Compatibility level in force (BACKWARD, FULL_TRANSITIVE, NONE, ...).
+    pub compatibility: Option<String>,
+    /// `subject` when the subject sets its own level, else `global`.
+    pub compatibility_source: String,
+    /// READWRITE, READONLY, IMPORT, ...; `null` when the registry has no mode API.
+    pub mode: Option<String>,
+    /// Soft-deleted (only listed when soft-deleted subjects are asked for).
+    pub deleted: bool,
+}
+
+/// A reference from one schema to another subject's version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SchemaReference {
+    pub name: String,
+    pub subject: String,
+    pub version: i32,
+}
+
+/// One field of a parsed schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SchemaField {
+    /// Dotted path from the root (`customer.address.city`).
+    pub path: String,
+    pub name: String,
+    /// The field's type as the schema language names it (`string`, `long`,
+    /// `com.acme.Address`, `array<string>`, `int64`, ...).
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub doc: Option<String>,
+    /// Avro union with null, JSON Schema property not in `required`, Protobuf
+    /// `optional` / message field.
+    pub nullable: bool,
+}
+
+/// One version of a subject's schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SchemaVersionRecord {
+    pub subject: String,
+    pub version: i32,
+    /// Global schema id.
+    pub id: i32,
+    pub schema_type: String,
+    /// The schema text as registered.
+    pub schema: String,
+    pub references: Vec<SchemaReference>,
+    /// Parsed fields, nested ones with their path; empty when parsing failed (see the warnings).
+    pub fields: Vec<SchemaField>,
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, PartialOrd, Ord)]
@@ -217,6 +298,10 @@ pub struct Counts {
     pub topics: usize,
     pub partitions: usize,
     pub consumer_groups: usize,
+    #[serde(default)]
+    pub subjects: usize,
+    #[serde(default)]
+    pub schema_versions: usize,
     pub warnings: usize,
     /// Records in the stream, this summary included.
     pub records: usize,
