@@ -142,6 +142,14 @@ fn resolve_bin(env_var: &str, candidates: &[&str], hint: &str) -> Result<PathBuf
     )
 }
 
+/// A test server's binary: `$env_var`, else `<repo>/.testbed/bin/<name>` (where
+/// `scripts/testbed-install.sh` puts it), else `name` on `PATH`.
+pub fn testbed_bin(env_var: &str, name: &str, install_hint: &str) -> Result<PathBuf> {
+    let local = workspace_root().join(".testbed").join("bin").join(name);
+    let local = local.to_string_lossy().into_owned();
+    resolve_bin(env_var, &[&local, name], install_hint)
+}
+
 /// `true` while any non-zombie process is in process group `pgid` (Linux: scans `/proc`).
 pub fn process_group_alive(pgid: u32) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -87,40 +87,16 @@ fn setup_env() {
 }
 
 fn moto_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("KRAWL_MOTO_SERVER_BIN") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "KRAWL_MOTO_SERVER_BIN={} does not exist; run scripts/testbed-install.sh",
-            p.display()
-        );
-        return p;
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let local = repo.join(".testbed/bin/moto_server");
-    if local.exists() {
-        return local;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("moto_server");
-            if p.exists() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "moto_server not found (needed for the AWS Secrets Manager tests): run \
-         scripts/testbed-install.sh (pip install 'moto[server]'), or set KRAWL_MOTO_SERVER_BIN"
-    );
+    krawl_tests::testbed_bin(
+        "KRAWL_MOTO_SERVER_BIN",
+        "moto_server",
+        "run scripts/testbed-install.sh (pip install 'moto[server]')",
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    krawl_tests::free_port()
 }
 
 /// A moto server on a free port; killed (whole process group) on drop.

@@ -27,34 +27,16 @@ const CANARY: &str = "canary-gcp-5d1e77-do-not-print";
 // --- the emulator --------------------------------------------------------------------------
 
 fn drongo_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("KRAWL_DRONGO_BIN") {
-        return PathBuf::from(p);
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let local = repo.join(".testbed/bin/drongo");
-    if local.exists() {
-        return local;
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join("drongo");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "the GCP Secret Manager emulator `drongo` is not installed: run scripts/testbed-install.sh \
-         (or `python3 -m pip install drongo==0.8.0`), or set KRAWL_DRONGO_BIN to its path"
-    );
+    krawl_tests::testbed_bin(
+        "KRAWL_DRONGO_BIN",
+        "drongo",
+        "run scripts/testbed-install.sh (pip install drongo)",
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    krawl_tests::free_port()
 }
 
 /// A running drongo; killed with its whole process group on drop.

