@@ -789,3 +789,158 @@ fn full_extraction_with_the_password_from_vault() {
     );
     assert!(run.stdout.is_empty());
 }
+
+/// OpenBao 2.x supports namespaces in the dev server: the same path holds a
+/// different value in `team-a`, and the namespace header reaches every call
+/// (the KV preflight, the read, lookup-self, and an AppRole login that exists
+/// only inside the namespace).
+#[tokio::test]
+async fn namespaces_are_sent_on_every_request() {
+    let bao = Bao::start();
+    bao.cli(&["kv", "put", "secret/kafka", "password=root-value"]);
+    bao.cli(&["namespace", "create", "team-a"]);
+    bao.cli(&[
+        "secrets",
+        "enable",
+        "-namespace=team-a",
+        "-path=secret",
+        "kv-v2",
+    ]);
+    bao.cli(&[
+        "kv",
+        "put",
+        "-namespace=team-a",
+        "secret/kafka",
+        &format!("password={CANARY}"),
+    ]);
+
+    let in_ns = |auth: VaultAuth| {
+        let mut cfg = bao.config(auth);
+        cfg.namespace = Some("team-a".into());
+        resolver(cfg)
+    };
+    // The root token, with and without the namespace.
+    let ns = in_ns(token_auth("root"));
+    assert_eq!(
+        get(&ns, "vault://secret/kafka#password").await.unwrap(),
+        CANARY
+    );
+    let root = resolver(bao.config(token_auth("root")));
+    assert_eq!(
+        get(&root, "vault://secret/kafka#password").await.unwrap(),
+        "root-value"
+    );
+
+    // An AppRole login that exists only in team-a: the login carries the header.
+    bao.cli_stdin(
+        &["policy", "write", "-namespace=team-a", "kafka-read", "-"],
+        "path \"secret/data/kafka*\" { capabilities = [\"read\"] }\n",
+    );
+    bao.cli(&["auth", "enable", "-namespace=team-a", "approle"]);
+    bao.cli(&[
+        "write",
+        "-namespace=team-a",
+        "auth/approle/role/krawl",
+        "token_policies=kafka-read",
+        "token_ttl=60s",
+    ]);
+    let role_id = bao.cli(&[
+        "read",
+        "-namespace=team-a",
+        "-field=role_id",
+        "auth/approle/role/krawl/role-id",
+    ]);
+    let secret_id = bao.cli(&[
+        "write",
+        "-namespace=team-a",
+        "-f",
+        "-field=secret_id",
+        "auth/approle/role/krawl/secret-id",
+    ]);
+    let approle = || VaultAuth::Approle {
+        role_id: role_id.clone(),
+        secret_id: SecretRef::parse(&secret_id).unwrap(),
+        mount: "approle".into(),
+    };
+    let ns = in_ns(approle());
+    assert_eq!(
+        get(&ns, "vault://secret/kafka#password").await.unwrap(),
+        CANARY
+    );
+    // The namespaced token's policy (team-a's kafka-read) denies other paths.
+    let e = err(&ns, "vault://secret/other#password").await;
+    assert!(matches!(e, SecretError::PermissionDenied { .. }), "{e}");
+
+    // Without the namespace the login goes to the root, where there is no AppRole.
+    let e = err(
+        &resolver(bao.config(approle())),
+        "vault://secret/kafka#password",
+    )
+    .await;
+    assert!(matches!(e, SecretError::AuthFailed { .. }), "{e}");
+    assert!(
+        e.to_string().contains("AppRole login at auth/approle"),
+        "{e}"
+    );
+}
+
+/// A renewable `token`-method token with a 4 s TTL keeps working well past
+/// 4 s: the provider calls `auth/token/renew-self` as it nears expiry.
+#[tokio::test]
+async fn renewable_token_is_renewed() {
+    let bao = Bao::start();
+    seed_kv(&bao);
+    let created: serde_json::Value = serde_json::from_str(&bao.cli(&[
+        "token",
+        "create",
+        "-ttl=4s",
+        "-explicit-max-ttl=60s",
+        "-renewable=true",
+        "-policy=kafka-read",
+        "-format=json",
+    ]))
+    .unwrap();
+    let token = created["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let accessor = created["auth"]["accessor"].as_str().unwrap().to_string();
+    assert_eq!(created["auth"]["renewable"], true);
+    assert_eq!(created["auth"]["lease_duration"], 4);
+    let lookup = || -> Result<serde_json::Value, String> {
+        bao.try_cli(
+            &["token", "lookup", "-format=json", "-accessor", &accessor],
+            None,
+        )
+        .map(|out| serde_json::from_str(&out).unwrap())
+    };
+    assert!(lookup().unwrap()["data"]["last_renewal_time"].is_null());
+
+    std::env::set_var("KRAWL_VAULT_TEST_RENEWABLE_TOKEN", &token);
+    let res = resolver(bao.config(token_auth("env://KRAWL_VAULT_TEST_RENEWABLE_TOKEN")));
+    let start = Instant::now();
+    // Resolve every 500 ms for 7 s, well past the original 4 s TTL.
+    while start.elapsed() < Duration::from_secs(7) {
+        assert_eq!(
+            get(&res, "vault://secret/kafka#password")
+                .await
+                .unwrap_or_else(|e| panic!("after {:?}: {e}", start.elapsed())),
+            CANARY
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Still alive after 7 s (it would have expired at 4 s), and renewed.
+    let info = lookup().unwrap_or_else(|e| panic!("token gone after 7 s: {e}"));
+    let data = &info["data"];
+    // (Not `ttl`: Vault rounds it down, so it can read 0 just before the
+    // provider's next renewal.)
+    assert!(
+        data["last_renewal_time"].as_i64() > data["creation_time"].as_i64(),
+        "{data}"
+    );
+
+    // Without renewal the token lapses: stop resolving and it expires.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(lookup().is_err(), "token outlived its TTL unrenewed");
+}
