@@ -342,17 +342,21 @@ async fn run_inner(args: &Args) -> Result<(), ExtractError> {
 fn render_summary(s: &SummaryRecord, conn: &Connection, output: Option<&PathBuf>) -> String {
     let c = &s.counts;
     let mut out = format!(
-        "krawl: extracted {} ({} brokers) in {:.1} s\n  topics {}  partitions {}  consumer groups {}  subjects {}  schema versions {}  warnings {}\n",
+        "krawl: extracted {} ({} brokers) in {:.1} s\n  topics {}  partitions {}  consumer groups {}",
         conn.hosts(),
         c.brokers,
         s.duration_ms as f64 / 1000.0,
         c.topics,
         c.partitions,
         c.consumer_groups,
-        c.subjects,
-        c.schema_versions,
-        c.warnings
     );
+    if c.subjects > 0 || c.schema_versions > 0 {
+        out.push_str(&format!(
+            "  subjects {}  schema versions {}",
+            c.subjects, c.schema_versions
+        ));
+    }
+    out.push_str(&format!("  warnings {}\n", c.warnings));
     let phases: Vec<String> = s
         .phases
         .iter()
