@@ -42,26 +42,8 @@ die() { say "error: $*"; exit 2; }
 [[ $SR_WAIT =~ ^[1-9][0-9]*$ ]] || die "BENCH_SR_WAIT: '$SR_WAIT' is not a positive number"
 
 # --- tools -----------------------------------------------------------------------------------
-if [[ ! -x /usr/bin/time ]]; then
-    say "installing /usr/bin/time (Debian package 'time')"
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends time; } >/dev/null ||
-        die "cannot install the 'time' package (apt-get install time)"
-fi
-noida_bin() {
-    "$PYTHON" -c 'from importlib.resources import files; p = files("noida_db").joinpath("noida-db"); print(p if p.is_file() else "")' 2>/dev/null || true
-}
-NOIDA=${KRAWL_NOIDA_BIN:-$(noida_bin)}
-if [[ -z "$NOIDA" ]]; then
-    say "installing noida-db==0.2.3 (pip)"
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check noida-db==0.2.3 ||
-        die "cannot install noida-db"
-    NOIDA=$(noida_bin)
-    [[ -n "$NOIDA" ]] || die "noida-db binary not found after installing it"
-fi
-if [[ -f "$NOIDA" && ! -x "$NOIDA" ]]; then chmod +x "$NOIDA"; fi
-command -v "$NOIDA" >/dev/null || die "noida-db launcher '$NOIDA' not found (KRAWL_NOIDA_BIN)"
-KRAWL_NOIDA_BIN=$NOIDA # what start_noida runs
+ensure_gnu_time || die "cannot install the 'time' package (apt-get install time)"
+ensure_noida || die "cannot install or find noida-db (pip install noida-db==0.2.3, or set KRAWL_NOIDA_BIN)"
 
 say "building krawl (cargo build --release -p krawl-cli)"
 cargo build --release --quiet -p krawl-cli || die "cargo build of krawl failed"

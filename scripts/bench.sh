@@ -65,34 +65,13 @@ if ((${#SWEEP_VALUES[@]} > 0)); then
 fi
 
 # --- tools -----------------------------------------------------------------------------------
-if [[ ! -x /usr/bin/time ]]; then
-    say "installing /usr/bin/time (Debian package 'time')"
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends time; } >/dev/null ||
-        die "cannot install the 'time' package (apt-get install time)"
-fi
+ensure_gnu_time || die "cannot install the 'time' package (apt-get install time)"
 if ! "$PYTHON" -c 'import confluent_kafka' 2>/dev/null; then
     say "installing confluent-kafka (pip)"
     "$PYTHON" -m pip install --quiet --disable-pip-version-check confluent-kafka ||
         die "cannot install confluent-kafka (python3 -m pip install confluent-kafka)"
 fi
-# The broker: KRAWL_NOIDA_BIN if set, else the binary shipped in the noida_db package
-# (run directly rather than through the `noida-db` console script, one process less;
-# start_noida/stop_noida handle a wrapper either way, by process group).
-noida_bin() {
-    "$PYTHON" -c 'from importlib.resources import files; p = files("noida_db").joinpath("noida-db"); print(p if p.is_file() else "")' 2>/dev/null || true
-}
-NOIDA=${KRAWL_NOIDA_BIN:-$(noida_bin)}
-if [[ -z "$NOIDA" ]]; then
-    say "installing noida-db==0.2.3 (pip)"
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check noida-db==0.2.3 ||
-        die "cannot install noida-db"
-    NOIDA=$(noida_bin)
-    [[ -n "$NOIDA" ]] || die "noida-db binary not found after installing it"
-fi
-if [[ -f "$NOIDA" && ! -x "$NOIDA" ]]; then chmod +x "$NOIDA"; fi
-command -v "$NOIDA" >/dev/null || die "noida-db launcher '$NOIDA' not found (KRAWL_NOIDA_BIN)"
-KRAWL_NOIDA_BIN=$NOIDA # what start_noida runs
+ensure_noida || die "cannot install or find noida-db (pip install noida-db==0.2.3, or set KRAWL_NOIDA_BIN)"
 
 say "building krawl (cargo build --release -p krawl-cli)"
 cargo build --release --quiet -p krawl-cli || die "cargo build failed"

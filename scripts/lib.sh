@@ -83,3 +83,33 @@ stop_noida() {
     wait "$pgid" 2>/dev/null || true
     return 0
 }
+
+# ensure_gnu_time: make /usr/bin/time (GNU time, for `-v` peak RSS) available,
+# installing Debian's `time` package when it is missing.
+ensure_gnu_time() {
+    [[ -x /usr/bin/time ]] && return 0
+    echo "installing /usr/bin/time (Debian package 'time')" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends time; } >/dev/null
+}
+
+# ensure_noida: set KRAWL_NOIDA_BIN (what start_noida runs) to the broker:
+# KRAWL_NOIDA_BIN if already set, else the server binary shipped in the
+# noida_db package (run directly, one process less than the console script),
+# installing noida-db==0.2.3 with pip when it is missing.
+ensure_noida() {
+    local py=${PYTHON:-python3} bin
+    _noida_pkg_bin() {
+        "$py" -c 'from importlib.resources import files; p = files("noida_db").joinpath("noida-db"); print(p if p.is_file() else "")' 2>/dev/null || true
+    }
+    bin=${KRAWL_NOIDA_BIN:-$(_noida_pkg_bin)}
+    if [[ -z "$bin" ]]; then
+        echo "installing noida-db==0.2.3 (pip)" >&2
+        "$py" -m pip install --quiet --disable-pip-version-check noida-db==0.2.3 || return 1
+        bin=$(_noida_pkg_bin)
+        [[ -n "$bin" ]] || return 1
+    fi
+    if [[ -f "$bin" && ! -x "$bin" ]]; then chmod +x "$bin"; fi
+    command -v "$bin" >/dev/null || return 1
+    KRAWL_NOIDA_BIN=$bin
+}
