@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf "\n==> %s  [%s, +%ss]\n" "$*" "$(date -u +%H:%M:%S)" "$SECONDS"; }
 
 step "installing test dependencies (scripts/testbed-install.sh)"
 scripts/testbed-install.sh

@@ -191,6 +191,25 @@ pub fn wait_process_group_gone(pgid: u32, timeout: Duration) -> bool {
     }
 }
 
+/// Kills `child` and everything in its process group, then reaps it.
+///
+/// The group is signalled only while `child` still leads its own group (it was spawned with
+/// `process_group(0)` and is not yet reaped, so its pid cannot have been reused) and that group
+/// is not the caller's own: a stale or shared group id can never take the test run with it.
+pub fn kill_process_group(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: getpgid/getpgrp/kill are plain syscalls on integers; no memory is involved.
+        unsafe {
+            let pgid = libc::getpgid(pid);
+            if pid > 1 && pgid == pid && pgid != libc::getpgrp() {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 // ------------------------------------------------------------------------------------------------
 // Managed child processes
 // ------------------------------------------------------------------------------------------------
@@ -279,16 +298,7 @@ impl ManagedProcess {
     }
 
     fn kill(&mut self) {
-        // The child is not reaped before this point, so its pid (= the group id) cannot have been
-        // reused: killing the group reaches the child and everything it spawned.
-        if let Ok(pgid) = i32::try_from(self.child.id()) {
-            // SAFETY: kill(2) with a negative pid signals a process group; no memory involved.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_process_group(&mut self.child);
     }
 }
 

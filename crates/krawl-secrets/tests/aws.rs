@@ -151,12 +151,7 @@ impl Moto {
 
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // The whole group: the console script may have children.
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
+            krawl_tests::kill_process_group(&mut child);
         }
     }
 

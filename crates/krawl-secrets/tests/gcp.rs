@@ -85,13 +85,7 @@ impl Drongo {
 
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // The whole group: the pyenv shim, python, anything it forked.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
+            krawl_tests::kill_process_group(&mut child);
         }
         // Wait until the port is closed, so that the next call is refused.
         let deadline = Instant::now() + Duration::from_secs(10);

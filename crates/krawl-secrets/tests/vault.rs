@@ -144,12 +144,7 @@ impl Bao {
 
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let pgid = child.id().to_string();
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pgid}")])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
+            krawl_tests::kill_process_group(&mut child);
         }
     }
 
