@@ -175,7 +175,10 @@ impl<S: RecordSink> Out<'_, S> {
             Record::Subject(_) => self.counts.subjects += 1,
             Record::SchemaVersion(_) => self.counts.schema_versions += 1,
             Record::Cluster(c) => self.counts.brokers = c.broker_count,
-            Record::Summary(_) => {}
+            Record::Summary(_)
+            | Record::ConnectionTest(_)
+            | Record::Permission(_)
+            | Record::TopicListing(_) => {}
         }
         self.sink.emit(record).await
     }

@@ -50,6 +50,9 @@ pub enum Record {
     SchemaVersion(SchemaVersionRecord),
     Warning(WarningRecord),
     Summary(SummaryRecord),
+    ConnectionTest(ConnectionTestRecord),
+    Permission(PermissionRecord),
+    TopicListing(TopicListingRecord),
 }
 
 impl Record {
@@ -62,6 +65,9 @@ impl Record {
             Record::SchemaVersion(_) => "schema_version",
             Record::Warning(_) => "warning",
             Record::Summary(_) => "summary",
+            Record::ConnectionTest(_) => "connection_test",
+            Record::Permission(_) => "permission",
+            Record::TopicListing(_) => "topic_listing",
         }
     }
 }
@@ -325,6 +331,51 @@ pub struct SummaryRecord {
     pub api_calls: BTreeMap<String, u64>,
     /// Warning counts by code.
     pub warnings: BTreeMap<String, u64>,
+}
+
+/// The verdict of a `kafka.test_connection` job: one record per job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConnectionTestRecord {
+    /// `true` when the cluster was reached, authentication passed and metadata came back.
+    pub ok: bool,
+    /// One line for a human: what worked, or what failed and what to do.
+    pub verdict: String,
+    pub bootstrap_servers: String,
+    pub security_protocol: String,
+    pub sasl_mechanism: Option<String>,
+    /// A TCP (and TLS, where configured) connection to a bootstrap server succeeded.
+    pub reachable: bool,
+    /// The cluster accepted the credentials (a metadata request succeeded).
+    pub authenticated: bool,
+    /// Stable error class when `ok` is false (dns, connection_refused, tls, authentication,
+    /// authorization, timeout, secret, config, other).
+    pub error_class: Option<String>,
+    pub cluster_id: Option<String>,
+    pub brokers: Vec<Broker>,
+    pub api_versions: Vec<ApiVersionRange>,
+    pub duration_ms: u64,
+}
+
+/// Whether the principal holds one permission krawl needs (`kafka.preflight`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PermissionRecord {
+    /// Stable name: describe_cluster, describe_topics, describe_configs, list_offsets,
+    /// describe_groups, describe_group_offsets, describe_log_dirs, read_schema_registry.
+    pub permission: String,
+    /// `true` granted, `false` denied, `null` when it could not be checked (see `detail`).
+    pub granted: Option<bool>,
+    /// What was tried and what came back.
+    pub detail: String,
+    /// For a denied permission: the ACL (or registry role) to add, ready to paste.
+    pub remedy: Option<String>,
+}
+
+/// A topic name and its partition count (`kafka.list_topics`), for filter pickers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TopicListingRecord {
+    pub name: String,
+    pub partitions: usize,
+    pub internal: bool,
 }
 
 /// The JSON Schema of one output line.
