@@ -11,6 +11,7 @@
 //! What the two brokers accept and report differs; [`BrokerKind`] documents the differences that
 //! the smoke tests in `tests/harness.rs` check.
 pub mod schema_registry;
+pub mod stack;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -1025,6 +1026,14 @@ impl RecordingProxy {
             .insert(api_key);
     }
 
+    /// Forwards requests with this API key again (requests already swallowed stay unanswered).
+    pub fn unswallow(&self, api_key: i16) {
+        self.swallowed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&api_key);
+    }
+
     /// Forgets the requests recorded so far.
     pub fn clear(&self) {
         lock_records(&self.records).clear();
@@ -1410,6 +1419,44 @@ fn seed_blocking(
     wait_for_watermarks(bootstrap, props, &ds)?;
     commit_group_offsets(bootstrap, props, &ds)?;
     Ok(ds)
+}
+
+/// Creates `count` empty topics `PREFIX-NNNNN` with `partitions` partitions each (no messages),
+/// in one CreateTopics request; runs on its own thread and runtime (callable from any test).
+pub fn create_topics(bootstrap: &str, prefix: &str, count: usize, partitions: i32) -> Result<()> {
+    let bootstrap = bootstrap.to_string();
+    let prefix = prefix.to_string();
+    std::thread::spawn(move || -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("building runtime")?;
+        runtime.block_on(async {
+            let admin: AdminClient<DefaultClientContext> = client_config(&bootstrap, &[])
+                .create()
+                .context("creating admin client")?;
+            let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i:05}")).collect();
+            let new_topics: Vec<NewTopic<'_>> = names
+                .iter()
+                .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+                .collect();
+            let opts = AdminOptions::new()
+                .operation_timeout(Some(CLIENT_TIMEOUT))
+                .request_timeout(Some(CLIENT_TIMEOUT));
+            for r in admin
+                .create_topics(&new_topics, &opts)
+                .await
+                .with_context(|| format!("CreateTopics on {bootstrap}"))?
+            {
+                if let Err((topic, code)) = r {
+                    bail!("creating topic {topic} on {bootstrap}: {code:?}");
+                }
+            }
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("topic creation thread panicked"))?
 }
 
 async fn create_and_produce(

@@ -1,0 +1,300 @@
+//! The whole system as separate processes: `krawl controlplane` (SQLite in a temp dir) and
+//! `krawl run` agents, each in its own process group, killed on drop. Used by the end-to-end
+//! tests in `tests/tests/agent.rs` and by nothing else: what runs here is the shipped binary.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{free_port, krawl_bin, spawn_listening, ManagedProcess, PortWait};
+
+/// Admin token of every test control plane.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0b9d";
+/// Bootstrap (registration) token of every test control plane.
+pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-77c1";
+
+/// Extra settings for [`ControlPlane::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ControlPlaneOpts {
+    /// Seconds a poll is held open (the tests use short waits).
+    pub poll_wait_secs: Option<u32>,
+    /// Default lease TTL for submitted jobs.
+    pub lease_ttl_secs: Option<u32>,
+    /// `--agent-rate-limit` value (e.g. `"1/2"`: rate per second / burst).
+    pub agent_rate_limit: Option<String>,
+}
+
+/// A `krawl controlplane` process with its database in a temp dir.
+#[derive(Debug)]
+pub struct ControlPlane {
+    proc: Option<ManagedProcess>,
+    port: u16,
+    dir: tempfile::TempDir,
+    opts: ControlPlaneOpts,
+    starts: u32,
+}
+
+impl ControlPlane {
+    pub fn start() -> Result<Self> {
+        Self::start_with(ControlPlaneOpts::default())
+    }
+
+    pub fn start_with(opts: ControlPlaneOpts) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("krawl-cp-")
+            .tempdir()
+            .context("creating control-plane temp dir")?;
+        let mut cp = Self {
+            proc: None,
+            port: 0,
+            dir,
+            opts,
+            starts: 0,
+        };
+        cp.spawn(None)?;
+        Ok(cp)
+    }
+
+    fn command(&self, port: u16) -> Result<Command> {
+        let mut cmd = Command::new(krawl_bin()?);
+        cmd.arg("--log-format")
+            .arg("json")
+            .arg("--log-level")
+            .arg("info")
+            .arg("controlplane")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--db")
+            .arg(self.db_path())
+            .env("KRAWL_CP_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("KRAWL_CP_BOOTSTRAP_TOKEN", BOOTSTRAP_TOKEN);
+        if let Some(w) = self.opts.poll_wait_secs {
+            cmd.arg("--poll-wait-secs").arg(w.to_string());
+        }
+        if let Some(t) = self.opts.lease_ttl_secs {
+            cmd.arg("--lease-ttl-secs").arg(t.to_string());
+        }
+        if let Some(r) = &self.opts.agent_rate_limit {
+            cmd.arg("--agent-rate-limit").arg(r);
+        }
+        Ok(cmd)
+    }
+
+    fn spawn(&mut self, port: Option<u16>) -> Result<()> {
+        self.starts += 1;
+        let log = self.dir.path().join(format!("controlplane-{}.log", self.starts));
+        let (proc, port) = match port {
+            // A restart keeps its port: the agents know only that URL.
+            Some(port) => {
+                let mut proc =
+                    ManagedProcess::spawn("krawl controlplane", self.command(port)?, log)?;
+                match proc.wait_for_port(port, Duration::from_secs(30)) {
+                    PortWait::Ready => (proc, port),
+                    PortWait::Exited(m) | PortWait::TimedOut(m) => bail!(m),
+                }
+            }
+            None => spawn_listening("krawl controlplane", &log, free_port, |p| self.command(p))?,
+        };
+        self.proc = Some(proc);
+        self.port = port;
+        Ok(())
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts again on the same port and database.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn(Some(self.port))
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("controlplane.db")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Everything every run of this control plane logged.
+    pub fn output(&self) -> String {
+        let mut out = String::new();
+        for i in 1..=self.starts {
+            let path = self.dir.path().join(format!("controlplane-{i}.log"));
+            out.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+        }
+        out
+    }
+
+    /// `krawl jobs ARGS...` against this control plane.
+    pub fn jobs_cli(&self, args: &[&str]) -> Result<std::process::Output> {
+        Command::new(krawl_bin()?)
+            .arg("jobs")
+            .args(args)
+            .env("KRAWL_CP_URL", self.url())
+            .env("KRAWL_CP_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .context("running krawl jobs")
+    }
+}
+
+/// A `krawl run` agent with its config in a temp dir.
+#[derive(Debug)]
+pub struct Agent {
+    proc: Option<ManagedProcess>,
+    dir: tempfile::TempDir,
+    health_port: u16,
+}
+
+/// Agent settings for [`Agent::start`]; `extra_toml` is appended to the generated config.
+#[derive(Debug, Clone)]
+pub struct AgentOpts {
+    pub name: String,
+    pub max_concurrent_jobs: u32,
+    pub shutdown_grace_secs: u32,
+    /// The bootstrap token the agent presents (a wrong one for the auth test).
+    pub bootstrap_token: String,
+    pub extra_toml: String,
+    /// Extra environment for the agent process (e.g. the Kafka password for `env://`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for AgentOpts {
+    fn default() -> Self {
+        Self {
+            name: "test-agent".into(),
+            max_concurrent_jobs: 5,
+            shutdown_grace_secs: 30,
+            bootstrap_token: BOOTSTRAP_TOKEN.into(),
+            extra_toml: String::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Agent {
+    pub fn start(cp: &ControlPlane, opts: AgentOpts) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("krawl-agent-")
+            .tempdir()
+            .context("creating agent temp dir")?;
+        let health_port = free_port();
+        let config = dir.path().join("krawl.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[agent]\nname = \"{name}\"\nmax_concurrent_jobs = {max}\nshutdown_grace_secs = {grace}\n\
+                 health_listen = \"127.0.0.1:{health_port}\"\n\n\
+                 [control_plane]\nurl = \"{url}\"\n\
+                 [control_plane.auth]\nbootstrap_token = \"env://KRAWL_TEST_BOOTSTRAP_TOKEN\"\n\n{extra}\n",
+                name = opts.name,
+                max = opts.max_concurrent_jobs,
+                grace = opts.shutdown_grace_secs,
+                url = cp.url(),
+                extra = opts.extra_toml,
+            ),
+        )
+        .context("writing agent config")?;
+        let mut cmd = Command::new(krawl_bin()?);
+        cmd.arg("--log-format")
+            .arg("json")
+            .arg("--log-level")
+            .arg("info,librdkafka=error")
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("KRAWL_TEST_BOOTSTRAP_TOKEN", &opts.bootstrap_token)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)));
+        let proc = ManagedProcess::spawn("krawl run", cmd, dir.path().join("agent.log"))?;
+        let mut agent = Self {
+            proc: Some(proc),
+            dir,
+            health_port,
+        };
+        agent.wait_health()?;
+        Ok(agent)
+    }
+
+    fn wait_health(&mut self) -> Result<()> {
+        let port = self.health_port;
+        let Some(proc) = self.proc.as_mut() else {
+            bail!("agent not running");
+        };
+        match proc.wait_for_port(port, Duration::from_secs(30)) {
+            PortWait::Ready => Ok(()),
+            PortWait::Exited(m) | PortWait::TimedOut(m) => bail!(m),
+        }
+    }
+
+    pub fn health_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.health_port)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("krawl.toml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The agent's log so far (JSON lines).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(ManagedProcess::pid)
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the agent process.
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid().and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill(2) on our own child's pid; no memory involved.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+    }
+
+    /// Waits for the agent to exit; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let Some(proc) = self.proc.as_mut() else {
+            bail!("agent not running");
+        };
+        loop {
+            if let Some(status) = proc.child.try_wait().context("waiting for the agent")? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("agent still running after {timeout:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("agent log has no {needle:?} after {timeout:?}; log:\n{}", self.log())
+    }
+}
