@@ -7,6 +7,8 @@
 //! - [`admin_ext`]: safe async wrappers over librdkafka admin calls the
 //!   `rdkafka` crate lacks. The only `unsafe` code in krawl lives there.
 //! - [`extract`]: the extraction itself, streaming records to a sink.
+//! - [`probe`]: the read-only probes of the agent's short jobs (connection test, preflight
+//!   permissions, topic list).
 
 pub mod admin_ext;
 pub mod api_keys;
@@ -16,6 +18,7 @@ pub mod context;
 pub mod error;
 pub mod extract;
 pub mod log_dirs;
+pub mod probe;
 
 pub use config::{ExtractConfig, ExtractOptions, KafkaConfig};
 pub use connection::Connection;
