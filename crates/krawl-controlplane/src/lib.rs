@@ -1,1 +1,102 @@
-//! placeholder
+//! The reference krawl control plane.
+//!
+//! A small, durable server for the agent ⇄ control-plane protocol of [`krawl_protocol`]:
+//! agents register, long-poll for jobs, heartbeat, upload result chunks and complete their
+//! attempts; admins submit, watch, cancel jobs and download results. Agents, jobs, attempts and
+//! chunks live in one SQLite database (WAL), so a killed server restarted on the same database
+//! carries on where it stopped.
+//!
+//! Map:
+//! - [`start`] / [`RunningServer`] (`server.rs`): listener, optional TLS, the lease reaper.
+//! - `api.rs`: routes, authentication, parsing. `store.rs`: every state change, in SQL.
+//! - `auth.rs`: tokens (only their sha256 is stored; compared in constant time).
+//! - `ratelimit.rs`: per-agent token buckets.
+//! - [`admin`]: the HTTP client of the admin API; [`cli`]: `krawl controlplane` and `krawl jobs`.
+
+pub mod admin;
+mod api;
+mod auth;
+pub mod cli;
+mod error;
+mod ratelimit;
+mod server;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use error::ApiError;
+pub use ratelimit::RateLimit;
+pub use server::{start, RunningServer};
+pub use store::{StoreError, PERMANENT_ERROR_CLASSES};
+
+/// PEM files of the server certificate (chain, leaf first) and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_pem: PathBuf,
+    pub key_pem: PathBuf,
+}
+
+/// How to run the control plane. Tokens are credentials: [`ServerConfig`]'s `Debug` hides them.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub db_path: PathBuf,
+    /// Bearer token of the job API (`/v1/jobs…`, `/v1/agents`, drain).
+    pub admin_token: String,
+    /// Bearer token agents register with.
+    pub bootstrap_token: String,
+    /// `None`: plain HTTP (loopback demos only).
+    pub tls: Option<TlsFiles>,
+    /// How long a poll is held open before answering 204.
+    pub poll_wait: Duration,
+    /// Lease TTL of jobs that do not set one.
+    pub default_lease_ttl: Duration,
+    /// Attempts of jobs that do not set a maximum.
+    pub default_max_attempts: u32,
+    /// Largest request body (a compressed chunk, a JSON document).
+    pub max_body_bytes: usize,
+    /// Per-agent request rate; `None`: unlimited.
+    pub agent_rate_limit: Option<RateLimit>,
+}
+
+impl ServerConfig {
+    /// The defaults: loopback, 30 s polls, 60 s leases, 3 attempts, 16 MiB bodies, no limit.
+    pub fn new(
+        listen: SocketAddr,
+        db_path: PathBuf,
+        admin_token: String,
+        bootstrap_token: String,
+    ) -> Self {
+        Self {
+            listen,
+            db_path,
+            admin_token,
+            bootstrap_token,
+            tls: None,
+            poll_wait: Duration::from_secs(u64::from(krawl_protocol::DEFAULT_POLL_WAIT_SECS)),
+            default_lease_ttl: Duration::from_secs(60),
+            default_max_attempts: 3,
+            max_body_bytes: 16 * 1024 * 1024,
+            agent_rate_limit: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("db_path", &self.db_path)
+            .field("admin_token", &"<redacted>")
+            .field("bootstrap_token", &"<redacted>")
+            .field("tls", &self.tls)
+            .field("poll_wait", &self.poll_wait)
+            .field("default_lease_ttl", &self.default_lease_ttl)
+            .field("default_max_attempts", &self.default_max_attempts)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("agent_rate_limit", &self.agent_rate_limit)
+            .finish()
+    }
+}

@@ -1,0 +1,604 @@
+//! The HTTP API: the routes of [`krawl_protocol::paths`], authentication, parsing, and calls
+//! into [`crate::store`].
+//!
+//! Every handler authenticates first, then parses its body (so an unauthenticated caller
+//! learns nothing from parse errors), then calls the store. Every error is an
+//! [`krawl_protocol::ErrorBody`] (see [`ApiError`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use krawl_protocol::chunk::{self, Encoding};
+use krawl_protocol::{
+    paths, AgentHeartbeat, AgentHeartbeatResponse, CompleteRequest, CompleteResponse, JobHeartbeat,
+    PollRequest, RegisterRequest, RegisterResponse, SubmitJob, CHUNK_RECORDS_HEADER,
+    CHUNK_SHA256_HEADER, MAX_CHUNK_DECODED_BYTES,
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::ratelimit::RateLimiter;
+use crate::store::{self, now_ms, JobDefaults, Store, VerifiedChunk};
+
+// Route templates. `routes_match_protocol_paths` checks them against `krawl_protocol::paths`.
+const ROUTE_POLL: &str = "/v1/agents/{agent_id}/poll";
+const ROUTE_AGENT_HEARTBEAT: &str = "/v1/agents/{agent_id}/heartbeat";
+const ROUTE_AGENT_DRAIN: &str = "/v1/agents/{agent_id}/drain";
+const ROUTE_JOB: &str = "/v1/jobs/{job_id}";
+const ROUTE_JOB_RESULTS: &str = "/v1/jobs/{job_id}/results";
+const ROUTE_JOB_CANCEL: &str = "/v1/jobs/{job_id}/cancel";
+const ROUTE_JOB_HEARTBEAT: &str = "/v1/jobs/{job_id}/attempts/{attempt}/heartbeat";
+const ROUTE_CHUNKS: &str = "/v1/jobs/{job_id}/attempts/{attempt}/chunks";
+const ROUTE_CHUNK: &str = "/v1/jobs/{job_id}/attempts/{attempt}/chunks/{seq}";
+const ROUTE_COMPLETE: &str = "/v1/jobs/{job_id}/attempts/{attempt}/complete";
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub admin_token_sha256: Arc<str>,
+    pub bootstrap_token_sha256: Arc<str>,
+    pub poll_wait: Duration,
+    pub defaults: JobDefaults,
+    pub max_body_bytes: usize,
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// Woken when a job becomes leasable (submitted or re-queued).
+    pub queue_changed: Arc<Notify>,
+    /// Cancelled when the server shuts down: open polls answer 204 at once.
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route(paths::REGISTER, post(register))
+        .route(ROUTE_POLL, post(poll))
+        .route(ROUTE_AGENT_HEARTBEAT, post(agent_heartbeat))
+        .route(ROUTE_AGENT_DRAIN, post(drain_agent))
+        .route(paths::AGENTS, get(list_agents))
+        .route(paths::JOBS, post(submit_job).get(list_jobs))
+        .route(ROUTE_JOB, get(get_job))
+        .route(ROUTE_JOB_RESULTS, get(job_results))
+        .route(ROUTE_JOB_CANCEL, post(cancel_job))
+        .route(ROUTE_JOB_HEARTBEAT, post(job_heartbeat))
+        .route(ROUTE_CHUNKS, get(list_chunks))
+        .route(ROUTE_CHUNK, put(put_chunk))
+        .route(ROUTE_COMPLETE, post(complete))
+        .fallback(|| async { ApiError::not_found("no such endpoint; see docs/openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "bad_request",
+                "method not allowed on this endpoint; see docs/openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Extractors: body and path, with every rejection turned into an ErrorBody
+// ------------------------------------------------------------------------------------------------
+
+/// The raw request body, refused with 413 past `max_body_bytes`.
+struct Body_(Bytes);
+
+impl FromRequest<AppState> for Body_ {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Body_(b)),
+            Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::too_large(format!(
+                    "request body is larger than the limit of {} bytes",
+                    state.max_body_bytes
+                )))
+            }
+            Err(rej) => Err(ApiError::bad_request(format!(
+                "cannot read the request body: {}",
+                rej.body_text()
+            ))),
+        }
+    }
+}
+
+/// Parses a JSON body; serde's message names the field and position.
+fn parse_json<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed {what} JSON: {e}")))
+}
+
+/// Path parameters; a non-numeric attempt or seq is a 400.
+struct ApiPath<T>(T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| ApiPath(t))
+            .map_err(|e: PathRejection| ApiError::bad_request(e.body_text()))
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Authentication
+// ------------------------------------------------------------------------------------------------
+
+impl AppState {
+    fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match auth::bearer(headers) {
+            Some(t) if auth::token_matches(t, &self.admin_token_sha256) => Ok(()),
+            Some(_) => Err(ApiError::unauthorized(
+                "the bearer token is not the admin token; the job API needs the admin token (KRAWL_CP_ADMIN_TOKEN)",
+            )),
+            None => Err(ApiError::unauthorized(
+                "missing `Authorization: Bearer` header: the job API needs the admin token (KRAWL_CP_ADMIN_TOKEN)",
+            )),
+        }
+    }
+
+    fn require_bootstrap(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match auth::bearer(headers) {
+            Some(t) if auth::token_matches(t, &self.bootstrap_token_sha256) => Ok(()),
+            Some(_) => Err(ApiError::unauthorized(
+                "the bearer token is not the bootstrap token; registration needs the bootstrap (registration) token",
+            )),
+            None => Err(ApiError::unauthorized(
+                "missing `Authorization: Bearer` header: registration needs the bootstrap (registration) token",
+            )),
+        }
+    }
+
+    /// The caller must present `agent_id`'s token; then the agent's rate limit applies.
+    async fn require_agent(&self, headers: &HeaderMap, agent_id: &str) -> Result<(), ApiError> {
+        let Some(token) = auth::bearer(headers) else {
+            return Err(ApiError::unauthorized(format!(
+                "missing `Authorization: Bearer` header: this endpoint needs the agent token of {agent_id} (returned by register)"
+            )));
+        };
+        let id = agent_id.to_string();
+        let stored = self
+            .store
+            .call(move |c| store::agent_token_hash(c, &id))
+            .await?;
+        // An unknown agent is a 404 so that the agent registers again (the server may have
+        // lost its database); a wrong token for a known agent is a 401.
+        let Some(stored) = stored else {
+            return Err(ApiError::not_found(format!(
+                "unknown agent {agent_id}: register again with the bootstrap token"
+            )));
+        };
+        if !auth::token_matches(token, &stored) {
+            return Err(ApiError::unauthorized(format!(
+                "the bearer token is not the agent token of {agent_id}; register again if the agent lost it"
+            )));
+        }
+        self.rate_limit(agent_id)
+    }
+
+    /// The caller must present the token of the agent holding the attempt.
+    async fn require_attempt_holder(
+        &self,
+        headers: &HeaderMap,
+        job_id: &str,
+        attempt: u32,
+    ) -> Result<String, ApiError> {
+        if auth::bearer(headers).is_none() {
+            return Err(ApiError::unauthorized(
+                "missing `Authorization: Bearer` header: this endpoint needs the agent token of the agent holding the attempt",
+            ));
+        }
+        let (job, n) = (job_id.to_string(), attempt);
+        let holder = self
+            .store
+            .call(move |c| store::attempt_holder(c, &job, n))
+            .await?;
+        self.require_agent(headers, &holder).await?;
+        Ok(holder)
+    }
+
+    fn rate_limit(&self, agent_id: &str) -> Result<(), ApiError> {
+        match &self.limiter {
+            Some(l) => l.check(agent_id).map_err(|wait| {
+                tracing::debug!(agent_id, "rate limited");
+                ApiError::rate_limited(wait.as_secs_f64().ceil().max(1.0) as u64)
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Agent endpoints
+// ------------------------------------------------------------------------------------------------
+
+async fn register(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Body_(body): Body_,
+) -> Result<Json<RegisterResponse>, ApiError> {
+    st.require_bootstrap(&headers)?;
+    let req: RegisterRequest = parse_json(&body, "register request")?;
+    if req.name.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "field `name` is empty: name the agent (e.g. its host name)",
+        ));
+    }
+    let token = auth::new_token();
+    let hash = auth::token_hash(&token);
+    let name = req.name.clone();
+    let agent_id = st
+        .store
+        .call(move |c| store::register_agent(c, &req, &hash, now_ms()))
+        .await?;
+    tracing::info!(%agent_id, name = %name, "agent registered");
+    let lease_secs = st.defaults.lease_ttl_secs;
+    Ok(Json(RegisterResponse {
+        agent_id,
+        agent_token: token,
+        poll_wait_secs: u32::try_from(st.poll_wait.as_secs()).unwrap_or(u32::MAX),
+        heartbeat_interval_secs: (lease_secs / 4).clamp(1, 30),
+    }))
+}
+
+/// Long poll: leases a job as soon as one matches, else answers 204 after `poll_wait`.
+async fn poll(
+    State(st): State<AppState>,
+    ApiPath(agent_id): ApiPath<String>,
+    headers: HeaderMap,
+    Body_(body): Body_,
+) -> Result<Response, ApiError> {
+    st.require_agent(&headers, &agent_id).await?;
+    let req: PollRequest = parse_json(&body, "poll request")?;
+    let id = agent_id.clone();
+    let agent = st
+        .store
+        .call(move |c| store::agent_polled(c, &id, now_ms()))
+        .await?;
+    if agent.drain_requested || req.free_slots == 0 {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let deadline = tokio::time::Instant::now() + st.poll_wait;
+    let labels = Arc::new(agent.labels);
+    let kinds = Arc::new(req.kinds);
+    loop {
+        // Register for the wake-up before looking, so a submit between the look and the wait
+        // is not missed.
+        let notified = st.queue_changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (id, l, k) = (agent_id.clone(), Arc::clone(&labels), Arc::clone(&kinds));
+        let lease = st
+            .store
+            .call(move |c| store::try_lease(c, &id, &l, &k, now_ms()))
+            .await?;
+        if let Some(lease) = lease {
+            return Ok(Json(lease).into_response());
+        }
+        tokio::select! {
+            _ = &mut notified => continue,
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = st.shutdown.cancelled() => break,
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn agent_heartbeat(
+    State(st): State<AppState>,
+    ApiPath(agent_id): ApiPath<String>,
+    headers: HeaderMap,
+    Body_(body): Body_,
+) -> Result<Json<AgentHeartbeatResponse>, ApiError> {
+    st.require_agent(&headers, &agent_id).await?;
+    let hb: AgentHeartbeat = parse_json(&body, "agent heartbeat")?;
+    let drain = st
+        .store
+        .call(move |c| store::agent_heartbeat(c, &agent_id, &hb, now_ms()))
+        .await?;
+    Ok(Json(AgentHeartbeatResponse { drain }))
+}
+
+async fn job_heartbeat(
+    State(st): State<AppState>,
+    ApiPath((job_id, attempt)): ApiPath<(String, u32)>,
+    headers: HeaderMap,
+    Body_(body): Body_,
+) -> Result<Response, ApiError> {
+    st.require_attempt_holder(&headers, &job_id, attempt)
+        .await?;
+    let hb: JobHeartbeat = parse_json(&body, "job heartbeat")?;
+    let resp = st
+        .store
+        .call(move |c| store::job_heartbeat(c, &job_id, attempt, &hb, now_ms()))
+        .await?;
+    Ok(Json(resp).into_response())
+}
+
+async fn put_chunk(
+    State(st): State<AppState>,
+    ApiPath((job_id, attempt, seq)): ApiPath<(String, u32, u32)>,
+    headers: HeaderMap,
+    Body_(body): Body_,
+) -> Result<Response, ApiError> {
+    st.require_attempt_holder(&headers, &job_id, attempt)
+        .await?;
+    let (j, n) = (job_id.clone(), attempt);
+    st.store
+        .call(move |c| store::check_live(c, &j, n, now_ms()))
+        .await?;
+
+    let encoding = Encoding::from_header(header_str(&headers, header::CONTENT_ENCODING.as_str())?)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let sha256 = header_str(&headers, CHUNK_SHA256_HEADER)?
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "missing header {CHUNK_SHA256_HEADER}: the sha256 (hex) of the decoded chunk"
+            ))
+        })?
+        .trim()
+        .to_ascii_lowercase();
+    let records: u64 = header_str(&headers, CHUNK_RECORDS_HEADER)?
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "missing header {CHUNK_RECORDS_HEADER}: the number of records in the chunk"
+            ))
+        })?
+        .trim()
+        .parse()
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "header {CHUNK_RECORDS_HEADER} is not a whole number"
+            ))
+        })?;
+
+    // Decoding is CPU work: off the async threads, and outside the database lock.
+    let body = body.to_vec();
+    let chunk =
+        tokio::task::spawn_blocking(move || verify_chunk(seq, encoding, body, sha256, records))
+            .await
+            .map_err(|e| ApiError::internal(format!("chunk verification task failed: {e}")))??;
+    let ack = st
+        .store
+        .call(move |c| store::put_chunk(c, &job_id, attempt, &chunk, now_ms()))
+        .await?;
+    Ok(Json(ack).into_response())
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request(format!("header {name} is not ASCII")))
+        })
+        .transpose()
+}
+
+/// Decodes (capped), checks the sha256 and counts the lines against the records header.
+fn verify_chunk(
+    seq: u32,
+    encoding: Encoding,
+    body: Vec<u8>,
+    sha256: String,
+    records: u64,
+) -> Result<VerifiedChunk, ApiError> {
+    let decoded = chunk::decode(&body, encoding, MAX_CHUNK_DECODED_BYTES).map_err(|e| match e {
+        chunk::ChunkError::TooLarge { .. } => ApiError::too_large(format!("chunk {seq}: {e}")),
+        e => ApiError::bad_request(format!("chunk {seq}: {e}")),
+    })?;
+    chunk::verify(&decoded, &sha256)
+        .map_err(|e| ApiError::bad_request(format!("chunk {seq}: {e}")))?;
+    let lines = count_lines(&decoded);
+    if lines != records {
+        return Err(ApiError::bad_request(format!(
+            "chunk {seq}: header {CHUNK_RECORDS_HEADER} says {records} records but the chunk holds {lines} lines"
+        )));
+    }
+    Ok(VerifiedChunk {
+        seq,
+        sha256,
+        records,
+        encoding,
+        body,
+    })
+}
+
+/// NDJSON lines: newline-terminated, plus a last line without its newline.
+fn count_lines(ndjson: &[u8]) -> u64 {
+    let newlines = ndjson.iter().filter(|b| **b == b'\n').count() as u64;
+    match ndjson.last() {
+        Some(b'\n') | None => newlines,
+        Some(_) => newlines + 1,
+    }
+}
+
+async fn list_chunks(
+    State(st): State<AppState>,
+    ApiPath((job_id, attempt)): ApiPath<(String, u32)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    st.require_attempt_holder(&headers, &job_id, attempt)
+        .await?;
+    let list = st
+        .store
+        .call(move |c| store::list_chunks(c, &job_id, attempt))
+        .await?;
+    Ok(Json(list).into_response())
+}
+
+async fn complete(
+    State(st): State<AppState>,
+    ApiPath((job_id, attempt)): ApiPath<(String, u32)>,
+    headers: HeaderMap,
+    Body_(body): Body_,
+) -> Result<Response, ApiError> {
+    st.require_attempt_holder(&headers, &job_id, attempt)
+        .await?;
+    let req: CompleteRequest = parse_json(&body, "complete request")?;
+    let done = st
+        .store
+        .call(move |c| store::complete(c, &job_id, attempt, &req, now_ms()))
+        .await?;
+    if done.state == krawl_protocol::JobState::Queued {
+        st.queue_changed.notify_waiters();
+    }
+    match done.rejected {
+        Some(reason) => Err(ApiError::bad_request(format!(
+            "result refused: {reason}; attempt {attempt} is marked failed and the job is now {}",
+            done.state.as_str()
+        ))),
+        None => Ok(Json(CompleteResponse { state: done.state }).into_response()),
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Admin endpoints
+// ------------------------------------------------------------------------------------------------
+
+async fn submit_job(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Body_(body): Body_,
+) -> Result<Response, ApiError> {
+    st.require_admin(&headers)?;
+    let job: SubmitJob = parse_json(&body, "job submission")?;
+    let defaults = st.defaults;
+    let view = st
+        .store
+        .call(move |c| store::submit_job(c, &job, defaults, now_ms()))
+        .await?;
+    st.queue_changed.notify_waiters();
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn list_jobs(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    st.require_admin(&headers)?;
+    let list = st.store.call(store::list_jobs).await?;
+    Ok(Json(list).into_response())
+}
+
+async fn get_job(
+    State(st): State<AppState>,
+    ApiPath(job_id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    st.require_admin(&headers)?;
+    let view = st.store.call(move |c| store::job_view(c, &job_id)).await?;
+    Ok(Json(view).into_response())
+}
+
+async fn cancel_job(
+    State(st): State<AppState>,
+    ApiPath(job_id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    st.require_admin(&headers)?;
+    let view = st
+        .store
+        .call(move |c| store::cancel_job(c, &job_id, now_ms()))
+        .await?;
+    Ok(Json(view).into_response())
+}
+
+/// Streams the accepted attempt's chunks, decoded, in sequence order: one chunk in memory at a
+/// time.
+async fn job_results(
+    State(st): State<AppState>,
+    ApiPath(job_id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    st.require_admin(&headers)?;
+    let j = job_id.clone();
+    let result = st.store.call(move |c| store::result_of(c, &j)).await?;
+    let store = st.store.clone();
+    let attempt = result.attempt;
+    let stream = futures::stream::unfold(0u32, move |seq| {
+        let (store, job_id) = (store.clone(), job_id.clone());
+        async move {
+            if seq >= result.chunks {
+                return None;
+            }
+            let next = store
+                .call(move |c| {
+                    let (enc, body) = store::read_chunk(c, &job_id, attempt, seq)?;
+                    store::decode_stored(enc, &body)
+                })
+                .await
+                .map(Bytes::from)
+                .map_err(|e| std::io::Error::other(e.message));
+            Some((next, seq + 1))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn list_agents(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    st.require_admin(&headers)?;
+    let list = st.store.call(store::list_agents).await?;
+    Ok(Json(list).into_response())
+}
+
+async fn drain_agent(
+    State(st): State<AppState>,
+    ApiPath(agent_id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    st.require_admin(&headers)?;
+    st.store
+        .call(move |c| store::request_drain(c, &agent_id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_protocol_paths() {
+        let fill = |t: &str| {
+            t.replace("{agent_id}", "A")
+                .replace("{job_id}", "J")
+                .replace("{attempt}", "7")
+                .replace("{seq}", "9")
+        };
+        assert_eq!(fill(ROUTE_POLL), paths::poll("A"));
+        assert_eq!(fill(ROUTE_AGENT_HEARTBEAT), paths::agent_heartbeat("A"));
+        assert_eq!(fill(ROUTE_AGENT_DRAIN), paths::agent_drain("A"));
+        assert_eq!(fill(ROUTE_JOB), paths::job("J"));
+        assert_eq!(fill(ROUTE_JOB_RESULTS), paths::job_results("J"));
+        assert_eq!(fill(ROUTE_JOB_CANCEL), paths::job_cancel("J"));
+        assert_eq!(fill(ROUTE_JOB_HEARTBEAT), paths::job_heartbeat("J", 7));
+        assert_eq!(fill(ROUTE_CHUNKS), paths::chunks("J", 7));
+        assert_eq!(fill(ROUTE_CHUNK), paths::chunk("J", 7, 9));
+        assert_eq!(fill(ROUTE_COMPLETE), paths::complete("J", 7));
+    }
+
+    #[test]
+    fn lines_are_counted_with_or_without_a_final_newline() {
+        assert_eq!(count_lines(b""), 0);
+        assert_eq!(count_lines(b"{}\n{}\n"), 2);
+        assert_eq!(count_lines(b"{}\n{}"), 2);
+    }
+}

@@ -1,0 +1,1183 @@
+//! Durable state in SQLite: agents, jobs, attempts and result chunks.
+//!
+//! Every function here takes the connection, runs its statements (in one transaction when it
+//! reads and then writes) and returns protocol types or an [`ApiError`]; the HTTP layer
+//! (`api.rs`) only authenticates, parses and calls them. The connection lives behind a mutex and
+//! every call runs on a blocking thread ([`Store::call`]), so two requests never interleave
+//! inside one transaction: leasing cannot hand a job to two agents.
+//!
+//! Lifecycle of a job: `queued` → (`poll` leases it: attempt n, `running`) → `succeeded` |
+//! `failed` | `cancelled`, or back to `queued` when the attempt fails with a transient error,
+//! is interrupted, or its lease expires — until `max_attempts` attempts have failed.
+//!
+//! Times are stored as milliseconds since the Unix epoch and shown as RFC 3339 UTC.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use krawl_protocol::chunk::{self, Encoding, StreamHash};
+use krawl_protocol::{
+    AgentHeartbeat, AgentList, AgentView, AttemptView, ChunkAck, ChunkInfo, ChunkList,
+    CompleteRequest, CompletionStatus, JobError, JobHeartbeat, JobHeartbeatResponse, JobLease,
+    JobList, JobState, JobView, RegisterRequest, ResultSummary, SubmitJob, MAX_CHUNK_DECODED_BYTES,
+};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::ApiError;
+
+/// Error classes that no retry can fix: the job fails at once.
+pub const PERMANENT_ERROR_CLASSES: &[&str] = &[
+    "config",
+    "authentication",
+    "authorization",
+    "secret",
+    "invalid_job",
+    "policy",
+];
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is the number applied so far.
+/// Never edit a released migration: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE agents (
+    id                  TEXT PRIMARY KEY,
+    name                TEXT NOT NULL,
+    version             TEXT NOT NULL,
+    capabilities        TEXT NOT NULL,              -- JSON array of job kinds
+    labels              TEXT NOT NULL,              -- JSON object
+    max_concurrent_jobs INTEGER NOT NULL,
+    token_sha256        TEXT NOT NULL,              -- never the token itself
+    registered_at       INTEGER NOT NULL,
+    last_seen_at        INTEGER NOT NULL,
+    running_jobs        INTEGER NOT NULL DEFAULT 0,
+    draining            INTEGER NOT NULL DEFAULT 0, -- reported by the agent
+    drain_requested     INTEGER NOT NULL DEFAULT 0  -- set by an admin
+);
+CREATE TABLE jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT, -- queue order
+    id               TEXT NOT NULL UNIQUE,
+    kind             TEXT NOT NULL,
+    spec             TEXT NOT NULL,                     -- raw JSON, handed to the agent as is
+    labels           TEXT NOT NULL,                     -- JSON object
+    state            TEXT NOT NULL,
+    max_attempts     INTEGER NOT NULL,
+    lease_ttl_secs   INTEGER NOT NULL,
+    current_attempt  INTEGER NOT NULL DEFAULT 0,        -- 0: never leased
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    progress         TEXT,                              -- JSON JobHeartbeat
+    result           TEXT,                              -- JSON ResultSummary
+    error            TEXT,                              -- JSON JobError
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE INDEX jobs_by_state ON jobs(state, seq);
+CREATE TABLE attempts (
+    job_id           TEXT NOT NULL REFERENCES jobs(id),
+    attempt          INTEGER NOT NULL,
+    agent_id         TEXT NOT NULL REFERENCES agents(id),
+    state            TEXT NOT NULL, -- running, succeeded, failed, interrupted, cancelled, expired
+    started_at       INTEGER NOT NULL,
+    finished_at      INTEGER,
+    lease_expires_at INTEGER NOT NULL,
+    chunks           INTEGER NOT NULL DEFAULT 0,
+    records          INTEGER NOT NULL DEFAULT 0,
+    error            TEXT,
+    PRIMARY KEY (job_id, attempt)
+);
+CREATE INDEX attempts_by_lease ON attempts(state, lease_expires_at);
+CREATE TABLE chunks (
+    job_id      TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,    -- of the decoded NDJSON
+    records     INTEGER NOT NULL,
+    encoding    TEXT NOT NULL,    -- Content-Encoding of body
+    body        BLOB NOT NULL,    -- as received (compressed)
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (job_id, attempt, seq),
+    FOREIGN KEY (job_id, attempt) REFERENCES attempts(job_id, attempt)
+);
+"#];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("the database {path} has schema version {found}, newer than this krawl understands ({known}); use a newer krawl or another --db")]
+    TooNew {
+        path: String,
+        found: i64,
+        known: usize,
+    },
+    #[error("migrating the database {path} to schema version {version} failed: {source}")]
+    Migrate {
+        path: String,
+        version: usize,
+        source: rusqlite::Error,
+    },
+}
+
+/// The database handle shared by the request handlers and the lease reaper.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database, in WAL mode with full syncs, so that
+    /// a killed server loses nothing it acknowledged.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        let open_err = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        migrate(&mut conn, &shown)?;
+        grant_restart_grace(&conn, now_ms()).map_err(open_err)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on a blocking thread.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, ApiError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("database task failed: {e}")))?
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|source| StoreError::Open {
+            path: path.to_string(),
+            source,
+        })?;
+    let applied = usize::try_from(found).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::TooNew {
+            path: path.to_string(),
+            found,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let version = i + 1;
+        let err = |source| StoreError::Migrate {
+            path: path.to_string(),
+            version,
+            source,
+        };
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", version as i64)
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        tracing::info!(version, "database migrated");
+    }
+    Ok(())
+}
+
+/// After a restart, running attempts get at least one full lease TTL from now: their agents
+/// could not heartbeat while the server was down, and should be able to continue.
+fn grant_restart_grace(conn: &Connection, now: i64) -> rusqlite::Result<()> {
+    let n = conn.execute(
+        "UPDATE attempts SET lease_expires_at = MAX(lease_expires_at,
+             ?1 + 1000 * (SELECT lease_ttl_secs FROM jobs WHERE jobs.id = attempts.job_id))
+         WHERE state = 'running'",
+        params![now],
+    )?;
+    if n > 0 {
+        tracing::info!(
+            attempts = n,
+            "running attempts keep their lease after the restart"
+        );
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Time
+// ------------------------------------------------------------------------------------------------
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn fmt_ts(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Agents
+// ------------------------------------------------------------------------------------------------
+
+/// Registers an agent under a new id; `token_sha256` is the hash of the token it was issued.
+pub fn register_agent(
+    c: &mut Connection,
+    req: &RegisterRequest,
+    token_sha256: &str,
+    now: i64,
+) -> Result<String, ApiError> {
+    let id = format!("agent-{}", uuid::Uuid::new_v4());
+    c.execute(
+        "INSERT INTO agents (id, name, version, capabilities, labels, max_concurrent_jobs,
+                             token_sha256, registered_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        params![
+            id,
+            req.name,
+            req.version,
+            serde_json::to_string(&req.capabilities)?,
+            serde_json::to_string(&req.labels)?,
+            req.max_concurrent_jobs,
+            token_sha256,
+            now
+        ],
+    )?;
+    Ok(id)
+}
+
+/// The token hash of an agent; `None` when the agent is unknown.
+pub fn agent_token_hash(c: &mut Connection, agent_id: &str) -> Result<Option<String>, ApiError> {
+    Ok(c.query_row(
+        "SELECT token_sha256 FROM agents WHERE id = ?1",
+        params![agent_id],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+/// What a poll needs to know about the polling agent.
+#[derive(Debug)]
+pub struct PollingAgent {
+    pub labels: BTreeMap<String, String>,
+    pub drain_requested: bool,
+}
+
+/// Records that the agent polled and returns its labels and drain flag.
+pub fn agent_polled(
+    c: &mut Connection,
+    agent_id: &str,
+    now: i64,
+) -> Result<PollingAgent, ApiError> {
+    c.execute(
+        "UPDATE agents SET last_seen_at = ?2 WHERE id = ?1",
+        params![agent_id, now],
+    )?;
+    let (labels, drain): (String, bool) = c.query_row(
+        "SELECT labels, drain_requested FROM agents WHERE id = ?1",
+        params![agent_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(PollingAgent {
+        labels: serde_json::from_str(&labels)?,
+        drain_requested: drain,
+    })
+}
+
+/// Stores an agent heartbeat; answers whether an admin asked the agent to drain.
+pub fn agent_heartbeat(
+    c: &mut Connection,
+    agent_id: &str,
+    hb: &AgentHeartbeat,
+    now: i64,
+) -> Result<bool, ApiError> {
+    c.execute(
+        "UPDATE agents SET last_seen_at = ?2, running_jobs = ?3, draining = ?4 WHERE id = ?1",
+        params![agent_id, now, hb.running_jobs, hb.draining],
+    )?;
+    Ok(c.query_row(
+        "SELECT drain_requested FROM agents WHERE id = ?1",
+        params![agent_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Asks an agent to drain: its next heartbeat answers `drain: true` and polls get no jobs.
+pub fn request_drain(c: &mut Connection, agent_id: &str) -> Result<(), ApiError> {
+    let n = c.execute(
+        "UPDATE agents SET drain_requested = 1 WHERE id = ?1",
+        params![agent_id],
+    )?;
+    if n == 0 {
+        return Err(ApiError::not_found(format!("no agent {agent_id:?}")));
+    }
+    tracing::info!(agent_id, "drain requested");
+    Ok(())
+}
+
+pub fn list_agents(c: &mut Connection) -> Result<AgentList, ApiError> {
+    let mut stmt = c.prepare(
+        "SELECT id, name, version, capabilities, labels, registered_at, last_seen_at,
+                running_jobs, draining, drain_requested
+         FROM agents ORDER BY registered_at, id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(6)?,
+            r.get::<_, u32>(7)?,
+            r.get::<_, bool>(8)?,
+            r.get::<_, bool>(9)?,
+        ))
+    })?;
+    let mut agents = Vec::new();
+    for row in rows {
+        let (id, name, version, caps, labels, reg, seen, running, draining, drain_req) = row?;
+        agents.push(AgentView {
+            id,
+            name,
+            version,
+            capabilities: serde_json::from_str(&caps)?,
+            labels: serde_json::from_str(&labels)?,
+            registered_at: fmt_ts(reg),
+            last_seen_at: fmt_ts(seen),
+            running_jobs: running,
+            draining: draining || drain_req,
+        });
+    }
+    Ok(AgentList { agents })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Jobs: submit, lease, view, cancel
+// ------------------------------------------------------------------------------------------------
+
+/// Defaults for what a [`SubmitJob`] leaves out.
+#[derive(Debug, Clone, Copy)]
+pub struct JobDefaults {
+    pub max_attempts: u32,
+    pub lease_ttl_secs: u32,
+}
+
+pub fn submit_job(
+    c: &mut Connection,
+    job: &SubmitJob,
+    defaults: JobDefaults,
+    now: i64,
+) -> Result<JobView, ApiError> {
+    if job.kind.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "field `kind` is empty: give a job kind such as kafka.extract",
+        ));
+    }
+    let max_attempts = job.max_attempts.unwrap_or(defaults.max_attempts);
+    if max_attempts == 0 {
+        return Err(ApiError::bad_request(
+            "field `max_attempts` must be at least 1",
+        ));
+    }
+    let lease_ttl_secs = job.lease_ttl_secs.unwrap_or(defaults.lease_ttl_secs);
+    if lease_ttl_secs == 0 {
+        return Err(ApiError::bad_request(
+            "field `lease_ttl_secs` must be at least 1",
+        ));
+    }
+    let id = format!("job-{}", uuid::Uuid::new_v4());
+    c.execute(
+        "INSERT INTO jobs (id, kind, spec, labels, state, max_attempts, lease_ttl_secs,
+                           created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?7)",
+        params![
+            id,
+            job.kind,
+            serde_json::to_string(&job.spec)?,
+            serde_json::to_string(&job.labels)?,
+            max_attempts,
+            lease_ttl_secs,
+            now
+        ],
+    )?;
+    tracing::info!(job_id = %id, kind = %job.kind, "job submitted");
+    job_view(c, &id)
+}
+
+/// Leases the oldest queued job this agent may run, in one immediate transaction.
+///
+/// A job matches when every one of its labels is among the agent's labels, and its kind is in
+/// `kinds` (any kind when `kinds` is empty). The queue is scanned in order; fine for a reference
+/// server, an index on labels would be the next step.
+pub fn try_lease(
+    c: &mut Connection,
+    agent_id: &str,
+    agent_labels: &BTreeMap<String, String>,
+    kinds: &[String],
+    now: i64,
+) -> Result<Option<JobLease>, ApiError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut found = None;
+    {
+        let mut stmt = tx.prepare(
+            "SELECT id, kind, spec, labels, lease_ttl_secs, current_attempt
+             FROM jobs WHERE state = 'queued' ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let kind: String = r.get(1)?;
+            if !kinds.is_empty() && !kinds.contains(&kind) {
+                continue;
+            }
+            let labels: BTreeMap<String, String> = serde_json::from_str(&r.get::<_, String>(3)?)?;
+            if !labels.iter().all(|(k, v)| agent_labels.get(k) == Some(v)) {
+                continue;
+            }
+            found = Some((
+                r.get::<_, String>(0)?,
+                kind,
+                r.get::<_, String>(2)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, u32>(5)?,
+            ));
+            break;
+        }
+    }
+    let Some((job_id, kind, spec, ttl, previous)) = found else {
+        return Ok(None);
+    };
+    let attempt = previous + 1;
+    tx.execute(
+        "UPDATE jobs SET state = 'running', current_attempt = ?2, progress = NULL, updated_at = ?3
+         WHERE id = ?1",
+        params![job_id, attempt, now],
+    )?;
+    tx.execute(
+        "INSERT INTO attempts (job_id, attempt, agent_id, state, started_at, lease_expires_at)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+        params![job_id, attempt, agent_id, now, now + 1000 * i64::from(ttl)],
+    )?;
+    tx.commit()?;
+    tracing::info!(%job_id, agent_id, attempt, "job leased");
+    Ok(Some(JobLease {
+        job_id,
+        kind,
+        attempt,
+        lease_ttl_secs: ttl,
+        spec: serde_json::from_str(&spec)?,
+    }))
+}
+
+pub fn job_view(c: &Connection, job_id: &str) -> Result<JobView, ApiError> {
+    let row = c
+        .query_row(
+            "SELECT kind, state, created_at, updated_at, max_attempts, progress, result, error
+             FROM jobs WHERE id = ?1",
+            params![job_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, u32>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((kind, state, created, updated, max_attempts, progress, result, error)) = row else {
+        return Err(ApiError::not_found(format!("no job {job_id:?}")));
+    };
+    let mut stmt = c.prepare(
+        "SELECT attempt, agent_id, state, started_at, finished_at, chunks, records, error
+         FROM attempts WHERE job_id = ?1 ORDER BY attempt",
+    )?;
+    let rows = stmt.query_map(params![job_id], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, Option<i64>>(4)?,
+            r.get::<_, u32>(5)?,
+            r.get::<_, u64>(6)?,
+            r.get::<_, Option<String>>(7)?,
+        ))
+    })?;
+    let mut attempts = Vec::new();
+    for row in rows {
+        let (attempt, agent_id, state, started, finished, chunks, records, error) = row?;
+        attempts.push(AttemptView {
+            attempt,
+            agent_id,
+            state,
+            started_at: fmt_ts(started),
+            finished_at: finished.map(fmt_ts),
+            chunks,
+            records,
+            error: error.as_deref().map(serde_json::from_str).transpose()?,
+        });
+    }
+    Ok(JobView {
+        id: job_id.to_string(),
+        kind,
+        state: parse_state(&state)?,
+        created_at: fmt_ts(created),
+        updated_at: fmt_ts(updated),
+        max_attempts,
+        attempts,
+        progress: progress.as_deref().map(serde_json::from_str).transpose()?,
+        result: result.as_deref().map(serde_json::from_str).transpose()?,
+        error: error.as_deref().map(serde_json::from_str).transpose()?,
+    })
+}
+
+fn parse_state(s: &str) -> Result<JobState, ApiError> {
+    s.parse()
+        .map_err(|e: String| ApiError::internal(format!("stored job state: {e}")))
+}
+
+pub fn list_jobs(c: &mut Connection) -> Result<JobList, ApiError> {
+    let ids: Vec<String> = {
+        let mut stmt = c.prepare("SELECT id FROM jobs ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let jobs = ids
+        .iter()
+        .map(|id| job_view(c, id))
+        .collect::<Result<_, _>>()?;
+    Ok(JobList { jobs })
+}
+
+/// Cancels a queued job at once; a running job is flagged, and the next job heartbeat tells its
+/// agent to stop (the job becomes `cancelled` when the agent completes, or its lease expires).
+pub fn cancel_job(c: &mut Connection, job_id: &str, now: i64) -> Result<JobView, ApiError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let state: Option<String> = tx
+        .query_row(
+            "SELECT state FROM jobs WHERE id = ?1",
+            params![job_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(state) = state else {
+        return Err(ApiError::not_found(format!("no job {job_id:?}")));
+    };
+    match parse_state(&state)? {
+        JobState::Queued => {
+            tx.execute(
+                "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
+                params![job_id, now],
+            )?;
+        }
+        JobState::Running => {
+            tx.execute(
+                "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
+                params![job_id, now],
+            )?;
+        }
+        terminal => {
+            return Err(ApiError::conflict(format!(
+                "job {job_id} is already {}; only queued or running jobs can be cancelled",
+                terminal.as_str()
+            )))
+        }
+    }
+    tx.commit()?;
+    tracing::info!(job_id, "job cancellation requested");
+    job_view(c, job_id)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Attempts: lease checks, heartbeats, chunks, completion, expiry
+// ------------------------------------------------------------------------------------------------
+
+/// The agent holding attempt `attempt` of `job_id` (for authentication).
+pub fn attempt_holder(c: &mut Connection, job_id: &str, attempt: u32) -> Result<String, ApiError> {
+    c.query_row(
+        "SELECT agent_id FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| ApiError::not_found(format!("no attempt {attempt} of job {job_id:?}")))
+}
+
+/// What the attempt endpoints need about a live attempt.
+#[derive(Debug)]
+struct LiveAttempt {
+    lease_ttl_secs: u32,
+    cancel_requested: bool,
+}
+
+/// Refuses (409 `lease_lost`) an attempt that is not the job's current running attempt with a
+/// valid lease.
+fn live_attempt(
+    c: &Connection,
+    job_id: &str,
+    attempt: u32,
+    now: i64,
+) -> Result<LiveAttempt, ApiError> {
+    let row = c
+        .query_row(
+            "SELECT j.current_attempt, j.lease_ttl_secs, j.cancel_requested, a.state, a.lease_expires_at
+             FROM jobs j JOIN attempts a ON a.job_id = j.id
+             WHERE j.id = ?1 AND a.attempt = ?2",
+            params![job_id, attempt],
+            |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((current, ttl, cancel_requested, state, expires)) = row else {
+        return Err(ApiError::not_found(format!(
+            "no attempt {attempt} of job {job_id:?}"
+        )));
+    };
+    if current != attempt {
+        return Err(ApiError::lease_lost(format!(
+            "attempt {attempt} of job {job_id} is no longer current (attempt {current} is); stop it and drop its results"
+        )));
+    }
+    if state != "running" {
+        return Err(ApiError::lease_lost(format!(
+            "attempt {attempt} of job {job_id} has ended ({state}); stop it and drop its results"
+        )));
+    }
+    if expires <= now {
+        return Err(ApiError::lease_lost(format!(
+            "the lease of attempt {attempt} of job {job_id} expired at {}; the job will be re-queued, stop this attempt",
+            fmt_ts(expires)
+        )));
+    }
+    Ok(LiveAttempt {
+        lease_ttl_secs: ttl,
+        cancel_requested,
+    })
+}
+
+/// Extends the lease, stores the progress and says whether an admin cancelled the job.
+pub fn job_heartbeat(
+    c: &mut Connection,
+    job_id: &str,
+    attempt: u32,
+    hb: &JobHeartbeat,
+    now: i64,
+) -> Result<JobHeartbeatResponse, ApiError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let live = live_attempt(&tx, job_id, attempt, now)?;
+    tx.execute(
+        "UPDATE attempts SET lease_expires_at = ?3 WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt, now + 1000 * i64::from(live.lease_ttl_secs)],
+    )?;
+    tx.execute(
+        "UPDATE jobs SET progress = ?2, updated_at = ?3 WHERE id = ?1",
+        params![job_id, serde_json::to_string(hb)?, now],
+    )?;
+    tx.commit()?;
+    Ok(JobHeartbeatResponse {
+        lease_ttl_secs: live.lease_ttl_secs,
+        cancel: live.cancel_requested,
+    })
+}
+
+/// A chunk whose body was decoded and verified against its sha256 and record count.
+#[derive(Debug)]
+pub struct VerifiedChunk {
+    pub seq: u32,
+    pub sha256: String,
+    pub records: u64,
+    pub encoding: Encoding,
+    pub body: Vec<u8>,
+}
+
+/// Checks the attempt's lease without changing anything (to fail fast before decoding a chunk).
+pub fn check_live(
+    c: &mut Connection,
+    job_id: &str,
+    attempt: u32,
+    now: i64,
+) -> Result<(), ApiError> {
+    live_attempt(c, job_id, attempt, now).map(|_| ())
+}
+
+/// Stores a chunk once; the same sha256 again is a duplicate, a different one a conflict.
+pub fn put_chunk(
+    c: &mut Connection,
+    job_id: &str,
+    attempt: u32,
+    chunk: &VerifiedChunk,
+    now: i64,
+) -> Result<ChunkAck, ApiError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    live_attempt(&tx, job_id, attempt, now)?;
+    let stored: Option<String> = tx
+        .query_row(
+            "SELECT sha256 FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
+            params![job_id, attempt, chunk.seq],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(stored) = stored {
+        if stored.eq_ignore_ascii_case(&chunk.sha256) {
+            return Ok(ChunkAck {
+                seq: chunk.seq,
+                duplicate: true,
+            });
+        }
+        return Err(ApiError::conflict(format!(
+            "chunk {} of attempt {attempt} of job {job_id} is already stored with sha256 {stored}; this body hashes to {}. A sequence number cannot be reused for different data",
+            chunk.seq, chunk.sha256
+        )));
+    }
+    tx.execute(
+        "INSERT INTO chunks (job_id, attempt, seq, sha256, records, encoding, body, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            job_id,
+            attempt,
+            chunk.seq,
+            chunk.sha256.to_ascii_lowercase(),
+            chunk.records,
+            chunk.encoding.header_value(),
+            chunk.body,
+            now
+        ],
+    )?;
+    tx.execute(
+        "UPDATE attempts SET chunks = chunks + 1, records = records + ?3
+         WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt, chunk.records],
+    )?;
+    tx.commit()?;
+    tracing::debug!(
+        job_id,
+        attempt,
+        seq = chunk.seq,
+        records = chunk.records,
+        "chunk stored"
+    );
+    Ok(ChunkAck {
+        seq: chunk.seq,
+        duplicate: false,
+    })
+}
+
+pub fn list_chunks(c: &mut Connection, job_id: &str, attempt: u32) -> Result<ChunkList, ApiError> {
+    let mut stmt = c.prepare(
+        "SELECT seq, records, sha256 FROM chunks WHERE job_id = ?1 AND attempt = ?2 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![job_id, attempt], |r| {
+        Ok(ChunkInfo {
+            seq: r.get(0)?,
+            records: r.get(1)?,
+            sha256: r.get(2)?,
+        })
+    })?;
+    Ok(ChunkList {
+        chunks: rows.collect::<Result<_, _>>()?,
+    })
+}
+
+/// What a completion did: the job's new state, and for a refused `succeeded` the reason.
+#[derive(Debug)]
+pub struct Completion {
+    pub state: JobState,
+    /// `Some`: the `succeeded` claim did not match the stored chunks (answered with 400).
+    pub rejected: Option<String>,
+}
+
+/// Ends the attempt as the agent reports, and moves the job on.
+pub fn complete(
+    c: &mut Connection,
+    job_id: &str,
+    attempt: u32,
+    req: &CompleteRequest,
+    now: i64,
+) -> Result<Completion, ApiError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    live_attempt(&tx, job_id, attempt, now)?;
+    let completion = match req.status {
+        CompletionStatus::Succeeded => match verify_stream(&tx, job_id, attempt, req)? {
+            Ok(bytes) => {
+                let summary = ResultSummary {
+                    attempt,
+                    chunks: req.chunks,
+                    records: req.records,
+                    sha256: req.sha256.to_ascii_lowercase(),
+                    bytes,
+                };
+                end_attempt(&tx, job_id, attempt, "succeeded", None, now)?;
+                tx.execute(
+                    "UPDATE jobs SET state = 'succeeded', result = ?2, error = NULL, updated_at = ?3
+                     WHERE id = ?1",
+                    params![job_id, serde_json::to_string(&summary)?, now],
+                )?;
+                Completion {
+                    state: JobState::Succeeded,
+                    rejected: None,
+                }
+            }
+            Err(reason) => {
+                let error = JobError {
+                    class: "output".to_string(),
+                    message: format!("the control plane refused the result: {reason}"),
+                };
+                end_attempt(&tx, job_id, attempt, "failed", Some(&error), now)?;
+                let state = requeue_or_fail(&tx, job_id, &error, now)?;
+                Completion {
+                    state,
+                    rejected: Some(reason),
+                }
+            }
+        },
+        CompletionStatus::Failed => {
+            let error = req.error.clone().unwrap_or_else(|| JobError {
+                class: "other".to_string(),
+                message: "the agent reported a failure without an error".to_string(),
+            });
+            end_attempt(&tx, job_id, attempt, "failed", Some(&error), now)?;
+            let state = if PERMANENT_ERROR_CLASSES.contains(&error.class.as_str()) {
+                fail_job(&tx, job_id, &error, now)?
+            } else {
+                requeue_or_fail(&tx, job_id, &error, now)?
+            };
+            Completion {
+                state,
+                rejected: None,
+            }
+        }
+        CompletionStatus::Interrupted => {
+            end_attempt(&tx, job_id, attempt, "interrupted", req.error.as_ref(), now)?;
+            // An interruption is not the job's fault: it does not use up an attempt.
+            let state = requeue(&tx, job_id, now)?;
+            Completion {
+                state,
+                rejected: None,
+            }
+        }
+        CompletionStatus::Cancelled => {
+            end_attempt(&tx, job_id, attempt, "cancelled", req.error.as_ref(), now)?;
+            set_state(&tx, job_id, JobState::Cancelled, now)?;
+            Completion {
+                state: JobState::Cancelled,
+                rejected: None,
+            }
+        }
+    };
+    tx.commit()?;
+    tracing::info!(
+        job_id,
+        attempt,
+        status = ?req.status,
+        state = completion.state.as_str(),
+        rejected = completion.rejected.as_deref().unwrap_or(""),
+        "attempt completed"
+    );
+    Ok(completion)
+}
+
+/// Checks a `succeeded` claim against the stored chunks: sequence numbers exactly
+/// `0..req.chunks`, the record total, and the sha256 of the decoded stream. `Ok(Ok(bytes))`
+/// gives the compressed size; `Ok(Err(reason))` a precise refusal.
+///
+/// Decoding every chunk under the database lock is simple and correct; a server with large
+/// results would hash the stream as chunks arrive instead.
+fn verify_stream(
+    c: &Connection,
+    job_id: &str,
+    attempt: u32,
+    req: &CompleteRequest,
+) -> Result<Result<u64, String>, ApiError> {
+    let stored: Vec<(u32, u64)> = {
+        let mut stmt = c.prepare(
+            "SELECT seq, records FROM chunks WHERE job_id = ?1 AND attempt = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![job_id, attempt], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let missing: Vec<u32> = (0..req.chunks)
+        .filter(|s| stored.binary_search_by_key(s, |(seq, _)| *seq).is_err())
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Err(format!(
+            "the completion claims {} chunks but chunk(s) {} of attempt {attempt} were never uploaded",
+            req.chunks,
+            list_u32(&missing)
+        )));
+    }
+    let extra: Vec<u32> = stored
+        .iter()
+        .map(|(seq, _)| *seq)
+        .filter(|s| *s >= req.chunks)
+        .collect();
+    if !extra.is_empty() {
+        return Ok(Err(format!(
+            "the completion claims {} chunks but chunk(s) {} were also uploaded",
+            req.chunks,
+            list_u32(&extra)
+        )));
+    }
+    let total: u64 = stored.iter().map(|(_, r)| r).sum();
+    if total != req.records {
+        return Ok(Err(format!(
+            "the completion claims {} records but the {} uploaded chunks hold {total}",
+            req.records, req.chunks
+        )));
+    }
+    let mut hash = StreamHash::default();
+    let mut bytes = 0u64;
+    for seq in 0..req.chunks {
+        let (encoding, body) = read_chunk(c, job_id, attempt, seq)?;
+        bytes += body.len() as u64;
+        let decoded = decode_stored(encoding, &body)?;
+        hash.update(&decoded);
+    }
+    let actual = hash.hex();
+    if !actual.eq_ignore_ascii_case(req.sha256.trim()) {
+        return Ok(Err(format!(
+            "the completion claims stream sha256 {} but the uploaded chunks, decoded in sequence order, hash to {actual}",
+            req.sha256
+        )));
+    }
+    Ok(Ok(bytes))
+}
+
+fn list_u32(v: &[u32]) -> String {
+    const SHOWN: usize = 20;
+    let mut s = v
+        .iter()
+        .take(SHOWN)
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if v.len() > SHOWN {
+        s.push_str(&format!(" and {} more", v.len() - SHOWN));
+    }
+    s
+}
+
+fn end_attempt(
+    c: &Connection,
+    job_id: &str,
+    attempt: u32,
+    state: &str,
+    error: Option<&JobError>,
+    now: i64,
+) -> Result<(), ApiError> {
+    let error = error.map(serde_json::to_string).transpose()?;
+    c.execute(
+        "UPDATE attempts SET state = ?3, finished_at = ?4, error = ?5 WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt, state, now, error],
+    )?;
+    Ok(())
+}
+
+fn set_state(
+    c: &Connection,
+    job_id: &str,
+    state: JobState,
+    now: i64,
+) -> Result<JobState, ApiError> {
+    c.execute(
+        "UPDATE jobs SET state = ?2, updated_at = ?3 WHERE id = ?1",
+        params![job_id, state.as_str(), now],
+    )?;
+    Ok(state)
+}
+
+fn fail_job(
+    c: &Connection,
+    job_id: &str,
+    error: &JobError,
+    now: i64,
+) -> Result<JobState, ApiError> {
+    c.execute(
+        "UPDATE jobs SET state = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1",
+        params![job_id, serde_json::to_string(error)?, now],
+    )?;
+    tracing::warn!(job_id, class = %error.class, message = %error.message, "job failed");
+    Ok(JobState::Failed)
+}
+
+/// Back to the queue, unless an admin cancelled the job meanwhile.
+fn requeue(c: &Connection, job_id: &str, now: i64) -> Result<JobState, ApiError> {
+    let cancel: bool = c.query_row(
+        "SELECT cancel_requested FROM jobs WHERE id = ?1",
+        params![job_id],
+        |r| r.get(0),
+    )?;
+    if cancel {
+        return set_state(c, job_id, JobState::Cancelled, now);
+    }
+    tracing::info!(job_id, "job re-queued");
+    set_state(c, job_id, JobState::Queued, now)
+}
+
+/// After a failed or expired attempt: re-queue while fewer than `max_attempts` attempts have
+/// failed, else fail the job with `error`.
+fn requeue_or_fail(
+    c: &Connection,
+    job_id: &str,
+    error: &JobError,
+    now: i64,
+) -> Result<JobState, ApiError> {
+    let (failures, max): (u32, u32) = c.query_row(
+        "SELECT (SELECT COUNT(*) FROM attempts WHERE job_id = ?1 AND state IN ('failed', 'expired')),
+                max_attempts
+         FROM jobs WHERE id = ?1",
+        params![job_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if failures < max {
+        requeue(c, job_id, now)
+    } else {
+        let error = JobError {
+            class: error.class.clone(),
+            message: format!(
+                "{} (attempt {failures} of {max}; no attempts left)",
+                error.message
+            ),
+        };
+        fail_job(c, job_id, &error, now)
+    }
+}
+
+/// Expires every running attempt whose lease ran out; returns how many jobs went back to the
+/// queue (so that waiting polls can be woken).
+pub fn reap_expired(c: &mut Connection, now: i64) -> Result<usize, ApiError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let expired: Vec<(String, u32, String, i64)> = {
+        let mut stmt = tx.prepare(
+            "SELECT job_id, attempt, agent_id, lease_expires_at FROM attempts
+             WHERE state = 'running' AND lease_expires_at <= ?1",
+        )?;
+        let rows = stmt.query_map(params![now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut requeued = 0;
+    for (job_id, attempt, agent_id, expires) in expired {
+        let error = JobError {
+            class: "lease_expired".to_string(),
+            message: format!(
+                "agent {agent_id} stopped heartbeating attempt {attempt}; its lease expired at {}",
+                fmt_ts(expires)
+            ),
+        };
+        end_attempt(&tx, &job_id, attempt, "expired", Some(&error), now)?;
+        let state = requeue_or_fail(&tx, &job_id, &error, now)?;
+        tracing::warn!(%job_id, %agent_id, attempt, state = state.as_str(), "lease expired");
+        if state == JobState::Queued {
+            requeued += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(requeued)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Results
+// ------------------------------------------------------------------------------------------------
+
+/// The accepted attempt and its chunk count; 409 unless the job succeeded.
+pub fn result_of(c: &mut Connection, job_id: &str) -> Result<ResultSummary, ApiError> {
+    let view = job_view(c, job_id)?;
+    match (view.state, view.result) {
+        (JobState::Succeeded, Some(result)) => Ok(result),
+        (state, _) => Err(ApiError::conflict(format!(
+            "job {job_id} is {}; results exist only once it has succeeded",
+            state.as_str()
+        ))),
+    }
+}
+
+/// One stored chunk: its encoding and compressed body.
+pub fn read_chunk(
+    c: &Connection,
+    job_id: &str,
+    attempt: u32,
+    seq: u32,
+) -> Result<(Encoding, Vec<u8>), ApiError> {
+    let (encoding, body): (String, Vec<u8>) = c
+        .query_row(
+            "SELECT encoding, body FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
+            params![job_id, attempt, seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .ok_or_else(|| {
+            ApiError::internal(format!(
+                "chunk {seq} of attempt {attempt} of job {job_id} is missing from the database"
+            ))
+        })?;
+    let encoding = Encoding::from_header(Some(&encoding))
+        .map_err(|e| ApiError::internal(format!("stored chunk encoding: {e}")))?;
+    Ok((encoding, body))
+}
+
+/// Decodes a chunk the server accepted earlier (so a failure is the server's fault).
+pub fn decode_stored(encoding: Encoding, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    chunk::decode(body, encoding, MAX_CHUNK_DECODED_BYTES)
+        .map_err(|e| ApiError::internal(format!("a stored chunk does not decode: {e}")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_refuse_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.db");
+        drop(Store::open(&path).unwrap());
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path).unwrap_err().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(fmt_ts(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}
