@@ -21,6 +21,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build (binaries and tests)"
 cargo build --workspace --all-targets
 
+step "deploy artefacts: hadolint, helm, kubernetes-validate, yamllint, systemd-analyze (scripts/lint-deploy.sh)"
+scripts/lint-deploy.sh
+
 step "cargo test"
 cargo test --workspace -- --test-threads="${KRAWL_TEST_THREADS:-4}"
 
