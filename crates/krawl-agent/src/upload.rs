@@ -1,0 +1,379 @@
+//! The [`RecordSink`] of a job: records become NDJSON lines, cut into chunks of at most
+//! `chunk_max_records` records or about `chunk_max_bytes` decoded bytes, compressed with zstd and
+//! `PUT` in sequence.
+//!
+//! Lossless and duplicate-free across retries and control-plane restarts: a chunk keeps its
+//! (seq, bytes) until it is acknowledged and is re-sent unchanged after a transport error, a 5xx
+//! or a 429/503 (honouring `Retry-After`), until the job is cancelled or `upload_retry_secs`
+//! pass; the control plane stores a repeated (seq, sha256) once. Memory: one chunk being filled,
+//! and it is uploaded inline (in `emit`) when full, so at most one chunk is in flight.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use krawl_kafka::{ExtractError, RecordSink};
+use krawl_model::{Envelope, Record};
+use krawl_protocol::chunk::{self, Encoding, StreamHash};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Backoff, ClientError, ControlPlaneClient};
+use crate::config::AgentSection;
+use crate::health::Telemetry;
+use crate::progress::JobProgress;
+
+/// Chunking and retry settings (from `[agent]`).
+#[derive(Debug, Clone)]
+pub struct UploadSettings {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    /// How long one chunk is retried before the job fails.
+    pub retry_for: Duration,
+    /// First and largest delay between retries.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        Self::from(&AgentSection::default())
+    }
+}
+
+impl From<&AgentSection> for UploadSettings {
+    fn from(a: &AgentSection) -> Self {
+        Self {
+            max_records: a.chunk_max_records.max(1),
+            max_bytes: a.chunk_max_bytes.max(1),
+            retry_for: Duration::from_secs(a.upload_retry_secs),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why an upload stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UploadError {
+    #[error("upload cancelled")]
+    Cancelled,
+    #[error("chunk {seq}: {message}")]
+    LeaseLost { seq: u32, message: String },
+    #[error("chunk {seq} was not accepted after retrying for {}s: {last_error}", retried_for.as_secs())]
+    GaveUp {
+        seq: u32,
+        retried_for: Duration,
+        last_error: String,
+    },
+    #[error("chunk {seq} was refused: {error}")]
+    Refused { seq: u32, error: String },
+    #[error("cannot encode a record or chunk: {0}")]
+    Encode(String),
+}
+
+/// Totals of an uploaded stream, for `complete`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSummary {
+    pub chunks: u32,
+    pub records: u64,
+    pub sha256: String,
+    /// Compressed bytes acknowledged.
+    pub bytes: u64,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct ChunkUploader {
+    client: Arc<ControlPlaneClient>,
+    job_id: String,
+    attempt: u32,
+    settings: UploadSettings,
+    cancel: CancellationToken,
+    progress: Arc<JobProgress>,
+    telemetry: Arc<Telemetry>,
+    cutter: ChunkCutter,
+    next_seq: u32,
+    records: u64,
+    bytes: u64,
+    hash: StreamHash,
+    failure: Option<UploadError>,
+}
+
+/// The pure part: NDJSON lines into chunks.
+#[derive(Debug)]
+pub struct ChunkCutter {
+    max_records: usize,
+    max_bytes: usize,
+    buf: Vec<u8>,
+    records: u64,
+}
+
+impl ChunkCutter {
+    pub fn new(max_records: usize, max_bytes: usize) -> Self {
+        Self {
+            max_records: max_records.max(1),
+            max_bytes: max_bytes.max(1),
+            buf: Vec::new(),
+            records: 0,
+        }
+    }
+
+    /// Appends one record as a line; `true` when the chunk is full and should be cut.
+    pub fn push(&mut self, record: Record) -> Result<bool, serde_json::Error> {
+        serde_json::to_writer(&mut self.buf, &Envelope::new(record))?;
+        self.buf.push(b'\n');
+        self.records += 1;
+        Ok(self.is_full())
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.records >= self.max_records as u64 || self.buf.len() >= self.max_bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The buffered NDJSON bytes and their record count (left in place until [`Self::clear`]).
+    pub fn pending(&self) -> (&[u8], u64) {
+        (&self.buf, self.records)
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.records = 0;
+        // Do not keep a large allocation around between chunks of a small job.
+        if self.buf.capacity() > 2 * self.max_bytes {
+            self.buf.shrink_to(self.max_bytes);
+        }
+    }
+}
+
+impl ChunkUploader {
+    pub fn new(
+        client: Arc<ControlPlaneClient>,
+        job_id: impl Into<String>,
+        attempt: u32,
+        settings: UploadSettings,
+        cancel: CancellationToken,
+        progress: Arc<JobProgress>,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        let cutter = ChunkCutter::new(settings.max_records, settings.max_bytes);
+        Self {
+            client,
+            job_id: job_id.into(),
+            attempt,
+            settings,
+            cancel,
+            progress,
+            telemetry,
+            cutter,
+            next_seq: 0,
+            records: 0,
+            bytes: 0,
+            hash: StreamHash::default(),
+            failure: None,
+        }
+    }
+
+    /// Why the upload stopped, when it did (the executor sees only an `ExtractError`).
+    pub fn failure(&self) -> Option<&UploadError> {
+        self.failure.as_ref()
+    }
+
+    /// What has been acknowledged so far (buffered records excluded).
+    pub fn summary(&self) -> UploadSummary {
+        UploadSummary {
+            chunks: self.next_seq,
+            records: self.records,
+            sha256: self.hash.hex(),
+            bytes: self.bytes,
+        }
+    }
+
+    /// Uploads the last partial chunk and returns the totals for `complete`.
+    pub async fn finish(&mut self) -> Result<UploadSummary, UploadError> {
+        if let Some(f) = &self.failure {
+            return Err(f.clone());
+        }
+        self.flush().await?;
+        Ok(self.summary())
+    }
+
+    async fn push(&mut self, record: Record) -> Result<(), UploadError> {
+        if let Some(f) = &self.failure {
+            return Err(f.clone());
+        }
+        let full = self
+            .cutter
+            .push(record)
+            .map_err(|e| UploadError::Encode(e.to_string()))?;
+        self.progress.add_records(1);
+        if full {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Uploads the buffered chunk (if any), retrying the same (seq, bytes) until acknowledged.
+    async fn flush(&mut self) -> Result<(), UploadError> {
+        if self.cutter.is_empty() {
+            return Ok(());
+        }
+        let result = self.upload_pending().await;
+        if let Err(e) = &result {
+            self.failure = Some(e.clone());
+        }
+        result
+    }
+
+    async fn upload_pending(&mut self) -> Result<(), UploadError> {
+        let seq = self.next_seq;
+        let (ndjson, n) = self.cutter.pending();
+        let sha = chunk::sha256_hex(ndjson);
+        let body = Bytes::from(
+            chunk::encode(ndjson, Encoding::Zstd)
+                .map_err(|e| UploadError::Encode(e.to_string()))?,
+        );
+        let compressed = body.len() as u64;
+        let started = Instant::now();
+        let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_cap);
+        loop {
+            let attempt = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(UploadError::Cancelled),
+                r = self.client.put_chunk(&self.job_id, self.attempt, seq, body.clone(), &sha, n) => r,
+            };
+            match attempt {
+                Ok(ack) => {
+                    if ack.duplicate {
+                        tracing::info!(seq, "chunk was already stored (acknowledged as duplicate)");
+                    }
+                    break;
+                }
+                Err(ClientError::LeaseLost { message, .. }) => {
+                    return Err(UploadError::LeaseLost { seq, message });
+                }
+                Err(e) if e.is_retryable() => {
+                    let delay = backoff.delay_after(&e);
+                    if started.elapsed() + delay > self.settings.retry_for {
+                        return Err(UploadError::GaveUp {
+                            seq,
+                            retried_for: started.elapsed(),
+                            last_error: e.to_string(),
+                        });
+                    }
+                    tracing::warn!(seq, error = %e, retry_in_ms = delay.as_millis() as u64, "chunk upload failed; retrying the same chunk");
+                    tokio::select! {
+                        biased;
+                        _ = self.cancel.cancelled() => return Err(UploadError::Cancelled),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(e) => {
+                    return Err(UploadError::Refused {
+                        seq,
+                        error: e.to_string(),
+                    })
+                }
+            }
+        }
+        let (ndjson, n) = self.cutter.pending();
+        self.hash.update(ndjson);
+        self.records += n;
+        self.bytes += compressed;
+        self.next_seq += 1;
+        self.progress.add_chunk();
+        let m = &self.telemetry.metrics;
+        m.records_uploaded.inc_by(n);
+        m.bytes_uploaded.inc_by(compressed);
+        m.chunks_uploaded.inc();
+        tracing::debug!(seq, records = n, bytes = compressed, "chunk uploaded");
+        self.cutter.clear();
+        Ok(())
+    }
+}
+
+impl RecordSink for ChunkUploader {
+    async fn emit(&mut self, record: Record) -> Result<(), ExtractError> {
+        self.push(record).await.map_err(|e| match e {
+            UploadError::Cancelled => ExtractError::Cancelled,
+            other => ExtractError::Output(other.to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use krawl_model::WarningRecord;
+
+    pub(crate) fn warning(i: usize) -> Record {
+        Record::Warning(WarningRecord {
+            code: "test".into(),
+            scope: "cluster".into(),
+            subject: None,
+            message: format!("warning {i}"),
+        })
+    }
+
+    #[test]
+    fn cuts_at_the_record_limit_and_counts_lines() {
+        let mut c = ChunkCutter::new(3, 1 << 20);
+        assert!(!c.push(warning(0)).unwrap());
+        assert!(!c.push(warning(1)).unwrap());
+        assert!(c.push(warning(2)).unwrap());
+        let (bytes, n) = c.pending();
+        assert_eq!(n, 3);
+        assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 3);
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let env: Envelope = serde_json::from_slice(line).unwrap();
+            assert_eq!(env.schema_version, krawl_model::SCHEMA_VERSION);
+        }
+        c.clear();
+        assert!(c.is_empty());
+        assert_eq!(c.pending().0.len(), 0);
+    }
+
+    #[test]
+    fn cuts_at_the_byte_limit() {
+        let mut c = ChunkCutter::new(1_000_000, 200);
+        let mut pushed = 0;
+        while !c.push(warning(pushed)).unwrap() {
+            pushed += 1;
+        }
+        let (bytes, n) = c.pending();
+        assert!(bytes.len() >= 200);
+        assert_eq!(n, pushed as u64 + 1);
+        // The previous line still fitted.
+        let last = bytes[..bytes.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1);
+        assert!(last < 200);
+    }
+
+    #[test]
+    fn chunk_hashes_compose_into_the_stream_hash() {
+        let mut c = ChunkCutter::new(2, 1 << 20);
+        let mut stream = StreamHash::default();
+        let mut all = Vec::new();
+        for i in 0..5 {
+            if c.push(warning(i)).unwrap() {
+                let (b, _) = c.pending();
+                stream.update(b);
+                all.extend_from_slice(b);
+                let enc = chunk::encode(b, Encoding::Zstd).unwrap();
+                let dec = chunk::decode(&enc, Encoding::Zstd, 1 << 20).unwrap();
+                chunk::verify(&dec, &chunk::sha256_hex(b)).unwrap();
+                c.clear();
+            }
+        }
+        let (b, n) = c.pending();
+        assert_eq!(n, 1);
+        stream.update(b);
+        all.extend_from_slice(b);
+        assert_eq!(stream.hex(), chunk::sha256_hex(&all));
+    }
+}
