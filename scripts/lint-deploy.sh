@@ -19,6 +19,8 @@
 #                     systemd-analyze security --offline=true with exposure <= 2.0.
 #                     `verify` fails when ExecStart's binary is missing, so both run on a temp
 #                     copy of the unit whose /usr/local/bin/krawl is replaced by the built binary.
+#   release archive   scripts/release.sh --bin <binary>: files, both SHA256SUMS, the packaged
+#                     binary runs, the third-party licence list is filled.
 #
 # The binary: $KRAWL_BIN, else target/debug/krawl, else target/release/krawl (debug and release
 # link the same shared libraries).
@@ -316,6 +318,31 @@ elif awk -v e="${exposure}" -v m="${MAX_EXPOSURE}" 'BEGIN { exit !(e <= m) }'; t
     log "systemd-analyze security: exposure ${exposure} (limit ${MAX_EXPOSURE})"
 else
     fail "systemd-analyze security: exposure ${exposure} is above ${MAX_EXPOSURE}"
+fi
+
+# --- release archive ----------------------------------------------------------------------------
+# scripts/release.sh with the binary above (no release build here): the archive must hold every
+# file, its checksums must match, and the packaged binary must run.
+if scripts/release.sh --bin "${KRAWL_BIN}" --out "${WORK}/dist" >"${WORK}/release.log" 2>&1; then
+    archive="$(ls "${WORK}"/dist/krawl-*.tar.gz)"
+    (cd "${WORK}/dist" && sha256sum --quiet -c SHA256SUMS) || fail "release: archive checksum"
+    tar -xzf "${archive}" -C "${WORK}/dist"
+    adir="${archive%.tar.gz}"
+    for f in bin/krawl systemd/krawl.service krawl.example.toml LICENSE THIRD-PARTY-LICENSES.md \
+        README.md SHA256SUMS; do
+        [[ -s "${adir}/${f}" ]] || fail "release: ${f} missing from the archive"
+    done
+    (cd "${adir}" && sha256sum --quiet -c SHA256SUMS) || fail "release: SHA256SUMS inside the archive"
+    crates="$(grep -c '^| [a-z0-9_-]* | [0-9]' "${adir}/THIRD-PARTY-LICENSES.md" || true)"
+    ((crates > 50)) || fail "release: THIRD-PARTY-LICENSES.md lists only ${crates} crates"
+    if v="$("${adir}/bin/krawl" --version 2>&1)" && [[ "${v}" == *"(commit "* ]]; then
+        log "release: $(basename "${archive}") ok: ${v}, ${crates} third-party crates listed"
+    else
+        fail "release: packaged binary: ${v}"
+    fi
+else
+    cat "${WORK}/release.log" >&2
+    fail "scripts/release.sh (above)"
 fi
 
 if ((${#failures[@]})); then
