@@ -104,7 +104,7 @@ for p in third:
     print(f"| {p['name']} | {p['version']} | {p.get('license') or 'see ' + p['license_file']} | {src} |")
 PY
 
-(cd "${dir}" && find . -type f ! -name SHA256SUMS -printf '%P\n' | sort | xargs sha256sum >SHA256SUMS)
+(cd "${dir}" && find . -type f -printf "%P\n" | sort | xargs sha256sum >"${stage}/SHA256SUMS") && mv "${stage}/SHA256SUMS" "${dir}/SHA256SUMS"
 tar -C "${stage}" --owner=0 --group=0 --numeric-owner --sort=name -czf "${OUT}/${name}.tar.gz" "${name}"
 (cd "${OUT}" && sha256sum "${name}.tar.gz" >SHA256SUMS)
 log "${OUT}/${name}.tar.gz ($(du -h "${OUT}/${name}.tar.gz" | cut -f1)), ${version_line}"
