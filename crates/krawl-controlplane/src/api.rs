@@ -92,13 +92,13 @@ pub fn router(state: AppState) -> Router {
 // ------------------------------------------------------------------------------------------------
 
 /// The raw request body, refused with 413 past `max_body_bytes`.
-struct Body_(Bytes);
+struct RawBody(Bytes);
 
-impl FromRequest<AppState> for Body_ {
+impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         match Bytes::from_request(req, state).await {
-            Ok(b) => Ok(Body_(b)),
+            Ok(b) => Ok(RawBody(b)),
             Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::too_large(format!(
                     "request body is larger than the limit of {} bytes",
@@ -231,7 +231,7 @@ impl AppState {
 async fn register(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Body_(body): Body_,
+    RawBody(body): RawBody,
 ) -> Result<Json<RegisterResponse>, ApiError> {
     st.require_bootstrap(&headers)?;
     let req: RegisterRequest = parse_json(&body, "register request")?;
@@ -262,7 +262,7 @@ async fn poll(
     State(st): State<AppState>,
     ApiPath(agent_id): ApiPath<String>,
     headers: HeaderMap,
-    Body_(body): Body_,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     st.require_agent(&headers, &agent_id).await?;
     let req: PollRequest = parse_json(&body, "poll request")?;
@@ -304,7 +304,7 @@ async fn agent_heartbeat(
     State(st): State<AppState>,
     ApiPath(agent_id): ApiPath<String>,
     headers: HeaderMap,
-    Body_(body): Body_,
+    RawBody(body): RawBody,
 ) -> Result<Json<AgentHeartbeatResponse>, ApiError> {
     st.require_agent(&headers, &agent_id).await?;
     let hb: AgentHeartbeat = parse_json(&body, "agent heartbeat")?;
@@ -319,7 +319,7 @@ async fn job_heartbeat(
     State(st): State<AppState>,
     ApiPath((job_id, attempt)): ApiPath<(String, u32)>,
     headers: HeaderMap,
-    Body_(body): Body_,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     st.require_attempt_holder(&headers, &job_id, attempt)
         .await?;
@@ -335,7 +335,7 @@ async fn put_chunk(
     State(st): State<AppState>,
     ApiPath((job_id, attempt, seq)): ApiPath<(String, u32, u32)>,
     headers: HeaderMap,
-    Body_(body): Body_,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     st.require_attempt_holder(&headers, &job_id, attempt)
         .await?;
@@ -447,7 +447,7 @@ async fn complete(
     State(st): State<AppState>,
     ApiPath((job_id, attempt)): ApiPath<(String, u32)>,
     headers: HeaderMap,
-    Body_(body): Body_,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     st.require_attempt_holder(&headers, &job_id, attempt)
         .await?;
@@ -475,7 +475,7 @@ async fn complete(
 async fn submit_job(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Body_(body): Body_,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     st.require_admin(&headers)?;
     let job: SubmitJob = parse_json(&body, "job submission")?;

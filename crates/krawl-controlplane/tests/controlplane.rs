@@ -1,0 +1,904 @@
+//! End-to-end tests of the reference control plane: a real server on 127.0.0.1:0, real HTTP.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use krawl_controlplane::admin::AdminClient;
+use krawl_controlplane::{start, RateLimit, TlsFiles};
+use krawl_protocol::chunk::{self, Encoding};
+use krawl_protocol::{paths, ChunkAck, ChunkList, JobHeartbeatResponse, JobState};
+use reqwest::StatusCode;
+use serde_json::json;
+
+fn extract_job() -> serde_json::Value {
+    json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": "b:9092"}}})
+}
+
+#[tokio::test]
+async fn register_and_auth_failures_name_the_expected_token() {
+    let cp = start_cp(|_| {}).await;
+    let body = json!({"name": "a", "version": "t", "capabilities": [], "max_concurrent_jobs": 1});
+
+    // Registration: missing token, the admin token instead of the bootstrap token.
+    let resp = cp
+        .http
+        .post(cp.url(paths::REGISTER))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, msg) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    assert!(msg.contains("bootstrap"), "{msg}");
+    let resp = cp
+        .http
+        .post(cp.url(paths::REGISTER))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(msg.contains("bootstrap") && !msg.contains(ADMIN), "{msg}");
+
+    let a = cp.register("a", json!({})).await;
+    let b = cp.register("b", json!({})).await;
+
+    // Agent endpoints: another agent's token, no token, an unknown agent.
+    let resp = cp
+        .poll_raw(
+            &Agent {
+                id: a.id.clone(),
+                token: b.token.clone(),
+            },
+            &[],
+        )
+        .await;
+    let (status, _, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        msg.contains(&a.id) && msg.contains("agent token") && !msg.contains(&b.token),
+        "{msg}"
+    );
+    let resp = cp
+        .http
+        .post(cp.url(&paths::agent_heartbeat(&a.id)))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await.0, StatusCode::UNAUTHORIZED);
+    let resp = cp
+        .poll_raw(
+            &Agent {
+                id: "agent-nope".into(),
+                token: a.token.clone(),
+            },
+            &[],
+        )
+        .await;
+    let (status, code, _) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+
+    // Admin endpoints: none, an agent token.
+    let resp = cp.http.get(cp.url(paths::JOBS)).send().await.unwrap();
+    let (status, _, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(msg.contains("admin token"), "{msg}");
+    let resp = cp
+        .http
+        .get(cp.url(paths::AGENTS))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await.0, StatusCode::UNAUTHORIZED);
+
+    // Attempt endpoints: only the agent holding the attempt.
+    let job = cp.submit(extract_job()).await;
+    let lease = cp.poll(&a).await.unwrap();
+    assert_eq!(lease.job_id, job.id);
+    let resp = cp.job_heartbeat(&b, &lease.job_id, lease.attempt).await;
+    let (status, _, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(msg.contains(&a.id), "{msg}");
+    let resp = cp.job_heartbeat(&a, &lease.job_id, lease.attempt).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = cp.job_heartbeat(&a, "job-unknown", 1).await;
+    assert_eq!(error_of(resp).await.0, StatusCode::NOT_FOUND);
+
+    // The admin sees both agents.
+    let admin = AdminClient::new(&cp.base, ADMIN, None).unwrap();
+    let agents = admin.agents().await.unwrap();
+    assert_eq!(agents.agents.len(), 2);
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn long_poll_answers_204_then_200_when_a_job_arrives_mid_poll() {
+    let cp = start_cp(|c| c.poll_wait = Duration::from_secs(1)).await;
+    let a = cp.register("a", json!({})).await;
+    let t = Instant::now();
+    assert!(cp.poll(&a).await.is_none());
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    cp.server.unwrap().shutdown().await;
+
+    let cp = start_cp(|c| c.poll_wait = Duration::from_secs(10)).await;
+    let a = cp.register("a", json!({})).await;
+    let t = Instant::now();
+    let poller = {
+        let (http, url, token) = (
+            cp.http.clone(),
+            cp.url(&paths::poll(&a.id)),
+            a.token.clone(),
+        );
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&json!({"free_slots": 1}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let job = cp.submit(extract_job()).await;
+    let resp = poller.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let lease: krawl_protocol::JobLease = resp.json().await.unwrap();
+    assert_eq!((lease.job_id.as_str(), lease.attempt), (job.id.as_str(), 1));
+    assert_eq!(lease.spec["kafka"]["bootstrap_servers"], "b:9092");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "woken, not timed out: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(cp.job(&job.id).await.state, JobState::Running);
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn a_job_is_leased_once_to_concurrent_pollers_and_routed_by_labels_and_kinds() {
+    let cp = start_cp(|c| c.poll_wait = Duration::from_secs(1)).await;
+    let agents = [
+        cp.register("a", json!({})).await,
+        cp.register("b", json!({})).await,
+    ];
+    let job = cp.submit(extract_job()).await;
+    let mut polls = Vec::new();
+    for i in 0..8 {
+        let agent = agents[i % 2].clone();
+        let (http, url) = (cp.http.clone(), cp.url(&paths::poll(&agent.id)));
+        polls.push(tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(agent.token)
+                .json(&json!({"free_slots": 1}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut leased = 0;
+    for p in polls {
+        if p.await.unwrap() == StatusCode::OK {
+            leased += 1;
+        }
+    }
+    assert_eq!(leased, 1, "exactly one poll gets the job");
+    let view = cp.job(&job.id).await;
+    assert_eq!(view.attempts.len(), 1);
+
+    // Labels: the job needs env=prod; kinds: the poll restricts kinds.
+    let plain = cp.register("plain", json!({})).await;
+    let prod = cp
+        .register("prod", json!({"env": "prod", "zone": "a"}))
+        .await;
+    let job = cp
+        .submit(json!({"kind": "kafka.preflight", "spec": {}, "labels": {"env": "prod"}}))
+        .await;
+    assert!(cp.poll(&plain).await.is_none());
+    assert_eq!(
+        cp.poll_raw(&prod, &["kafka.extract"]).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let resp = cp
+        .poll_raw(&prod, &["kafka.extract", "kafka.preflight"])
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let lease: krawl_protocol::JobLease = resp.json().await.unwrap();
+    assert_eq!(lease.job_id, job.id);
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn chunks_dedup_conflict_and_refuse_bad_sha_or_record_counts() {
+    let cp = start_cp(|_| {}).await;
+    let a = cp.register("a", json!({})).await;
+    cp.submit(extract_job()).await;
+    let lease = cp.poll(&a).await.unwrap();
+    let data = ndjson(5, "x");
+
+    let resp = cp.put_chunk(&a, &lease, 0, &data).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.json::<ChunkAck>().await.unwrap(),
+        ChunkAck {
+            seq: 0,
+            duplicate: false
+        }
+    );
+    // Same body again (another encoding even): a duplicate, stored once.
+    let resp = cp.put_chunk_enc(&a, &lease, 0, &data, Encoding::Gzip).await;
+    assert_eq!(
+        resp.json::<ChunkAck>().await.unwrap(),
+        ChunkAck {
+            seq: 0,
+            duplicate: true
+        }
+    );
+    // A different body for seq 0: conflict.
+    let resp = cp.put_chunk(&a, &lease, 0, &ndjson(5, "y")).await;
+    let (status, code, msg) = error_of(resp).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "conflict"));
+    assert!(msg.contains("chunk 0"), "{msg}");
+
+    // sha256 header does not match the body.
+    let body = chunk::encode(&data, Encoding::Zstd).unwrap();
+    let resp = cp
+        .put_chunk_raw(
+            &a,
+            &lease.job_id,
+            lease.attempt,
+            1,
+            body.clone(),
+            Encoding::Zstd,
+            &"0".repeat(64),
+            5,
+        )
+        .await;
+    let (status, code, msg) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    assert!(msg.contains("sha256 mismatch"), "{msg}");
+    // Records header does not match the lines.
+    let resp = cp
+        .put_chunk_raw(
+            &a,
+            &lease.job_id,
+            lease.attempt,
+            1,
+            body.clone(),
+            Encoding::Zstd,
+            &chunk::sha256_hex(&data),
+            4,
+        )
+        .await;
+    let (status, _, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        msg.contains("says 4 records") && msg.contains("5 lines"),
+        "{msg}"
+    );
+    // Not zstd at all; an unknown encoding.
+    let resp = cp
+        .put_chunk_raw(
+            &a,
+            &lease.job_id,
+            lease.attempt,
+            1,
+            b"garbage".to_vec(),
+            Encoding::Zstd,
+            &chunk::sha256_hex(&data),
+            5,
+        )
+        .await;
+    assert_eq!(error_of(resp).await.0, StatusCode::BAD_REQUEST);
+
+    let list: ChunkList = cp
+        .http
+        .get(cp.url(&paths::chunks(&lease.job_id, lease.attempt)))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.chunks.len(), 1);
+    assert_eq!((list.chunks[0].seq, list.chunks[0].records), (0, 5));
+    assert_eq!(list.chunks[0].sha256, chunk::sha256_hex(&data));
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn complete_verifies_chunks_records_and_stream_sha_then_results_equal_the_upload() {
+    let cp = start_cp(|_| {}).await;
+    let a = cp.register("a", json!({})).await;
+    let job = cp
+        .submit(json!({"kind": "kafka.extract", "spec": {}, "max_attempts": 5}))
+        .await;
+    let parts = [ndjson(3, "a"), ndjson(1, "b"), ndjson(2, "c")];
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+
+    // Attempt 1: chunk 1 never uploaded.
+    let lease = cp.poll(&a).await.unwrap();
+    cp.put_chunk(&a, &lease, 0, &parts[0]).await;
+    cp.put_chunk(&a, &lease, 2, &parts[2]).await;
+    let (status, code, msg) = error_of(cp.complete(&a, &lease, succeeded(&refs)).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    assert!(
+        msg.contains("chunk(s) 1 of attempt 1 were never uploaded") && msg.contains("queued"),
+        "{msg}"
+    );
+    // The attempt is over: its lease is lost.
+    let (status, code, _) = error_of(cp.job_heartbeat(&a, &job.id, 1).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "lease_lost")
+    );
+
+    // Attempt 2: wrong record total; also an extra chunk 3.
+    let lease = cp.poll(&a).await.unwrap();
+    assert_eq!(lease.attempt, 2);
+    for (i, p) in parts.iter().enumerate() {
+        cp.put_chunk(&a, &lease, i as u32, p).await;
+    }
+    let mut claim = succeeded(&refs);
+    claim["records"] = json!(7);
+    let (status, _, msg) = error_of(cp.complete(&a, &lease, claim).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        msg.contains("claims 7 records") && msg.contains("hold 6"),
+        "{msg}"
+    );
+
+    // Attempt 3: wrong stream sha (chunks hashed out of order).
+    let lease = cp.poll(&a).await.unwrap();
+    for (i, p) in parts.iter().enumerate() {
+        cp.put_chunk(&a, &lease, i as u32, p).await;
+    }
+    let claim = json!({"status": "succeeded", "chunks": 3, "records": 6,
+                       "sha256": chunk::sha256_hex(&[parts[1].clone(), parts[0].clone(), parts[2].clone()].concat())});
+    let (status, _, msg) = error_of(cp.complete(&a, &lease, claim).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        msg.contains("stream sha256") && msg.contains("hash to"),
+        "{msg}"
+    );
+
+    // Attempt 4: an extra chunk past the claimed count.
+    let lease = cp.poll(&a).await.unwrap();
+    for (i, p) in parts.iter().enumerate() {
+        cp.put_chunk(&a, &lease, i as u32, p).await;
+    }
+    cp.put_chunk(&a, &lease, 3, &ndjson(1, "extra")).await;
+    let (status, _, msg) = error_of(cp.complete(&a, &lease, succeeded(&refs)).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("chunk(s) 3 were also uploaded"), "{msg}");
+
+    // Attempt 5: right, with every encoding.
+    let results_before = cp.results(&job.id).await;
+    let (status, code, msg) = error_of(results_before).await;
+    assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "conflict"));
+    assert!(msg.contains("queued"), "{msg}");
+    let lease = cp.poll(&a).await.unwrap();
+    assert_eq!(lease.attempt, 5);
+    for (i, (p, enc)) in parts
+        .iter()
+        .zip([Encoding::Zstd, Encoding::Gzip, Encoding::Identity])
+        .enumerate()
+    {
+        assert_eq!(
+            cp.put_chunk_enc(&a, &lease, i as u32, p, enc)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let resp = cp.complete(&a, &lease, succeeded(&refs)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["state"],
+        "succeeded"
+    );
+
+    let view = cp.job(&job.id).await;
+    assert_eq!(view.state, JobState::Succeeded);
+    let result = view.result.unwrap();
+    assert_eq!((result.attempt, result.chunks, result.records), (5, 3, 6));
+    assert_eq!(result.sha256, chunk::sha256_hex(&parts.concat()));
+    assert_eq!(
+        view.attempts.iter().filter(|a| a.state == "failed").count(),
+        4
+    );
+    assert_eq!(view.attempts[0].error.as_ref().unwrap().class, "output");
+
+    let resp = cp.results(&job.id).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), parts.concat());
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_requeues_with_attempt_2_and_the_old_attempt_gets_lease_lost() {
+    let cp = start_cp(|c| c.poll_wait = Duration::from_secs(5)).await;
+    let a = cp.register("a", json!({})).await;
+    let b = cp.register("b", json!({})).await;
+    let job = cp
+        .submit(json!({"kind": "kafka.extract", "spec": {}, "lease_ttl_secs": 1}))
+        .await;
+    let old = cp.poll(&a).await.unwrap();
+    assert_eq!(old.lease_ttl_secs, 1);
+    // The reaper re-queues within about a second of expiry; b's poll is woken then.
+    let new = cp.poll(&b).await.expect("re-queued job leased to b");
+    assert_eq!((new.job_id.as_str(), new.attempt), (job.id.as_str(), 2));
+
+    let (status, code, msg) = error_of(cp.job_heartbeat(&a, &old.job_id, old.attempt).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "lease_lost")
+    );
+    assert!(msg.contains("attempt 1"), "{msg}");
+    let (_, code, _) = error_of(cp.put_chunk(&a, &old, 0, &ndjson(1, "x")).await).await;
+    assert_eq!(code, "lease_lost");
+    let (_, code, _) = error_of(cp.complete(&a, &old, succeeded(&[])).await).await;
+    assert_eq!(code, "lease_lost");
+
+    let view = cp.job(&job.id).await;
+    assert_eq!(view.attempts[0].state, "expired");
+    assert_eq!(
+        view.attempts[0].error.as_ref().unwrap().class,
+        "lease_expired"
+    );
+    assert_eq!(view.attempts[1].agent_id, b.id);
+    // Heartbeats keep attempt 2 alive past its TTL.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let hb: JobHeartbeatResponse = cp
+            .job_heartbeat(&b, &new.job_id, 2)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            hb,
+            JobHeartbeatResponse {
+                lease_ttl_secs: 1,
+                cancel: false
+            }
+        );
+    }
+    assert_eq!(cp.job(&job.id).await.progress.unwrap().phase, "upload");
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn max_attempts_fail_the_job_and_failure_classes_decide_retries() {
+    let cp = start_cp(|c| c.poll_wait = Duration::from_secs(5)).await;
+    let a = cp.register("a", json!({})).await;
+    let job = cp
+        .submit(
+            json!({"kind": "kafka.extract", "spec": {}, "lease_ttl_secs": 1, "max_attempts": 2}),
+        )
+        .await;
+    let l1 = cp.poll(&a).await.unwrap();
+    let l2 = cp.poll(&a).await.unwrap();
+    assert_eq!((l1.attempt, l2.attempt), (1, 2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let v = cp.job(&job.id).await;
+        if v.state.is_terminal() || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(view.state, JobState::Failed);
+    let err = view.error.unwrap();
+    assert_eq!(err.class, "lease_expired");
+    assert!(err.message.contains("no attempts left"), "{}", err.message);
+    assert!(cp.poll(&a).await.is_none());
+
+    // A transient failure re-queues; a permanent one fails at once.
+    let job = cp
+        .submit(json!({"kind": "kafka.extract", "spec": {}}))
+        .await;
+    let l = cp.poll(&a).await.unwrap();
+    let resp = cp
+        .complete(
+            &a,
+            &l,
+            json!({"status": "failed", "chunks": 0, "records": 0, "sha256": "",
+                                 "error": {"class": "timeout", "message": "brokers slow"}}),
+        )
+        .await;
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["state"],
+        "queued"
+    );
+    let l = cp.poll(&a).await.unwrap();
+    assert_eq!(l.attempt, 2);
+    // Interrupted: back to the queue without using up an attempt.
+    let resp = cp
+        .complete(
+            &a,
+            &l,
+            json!({"status": "interrupted", "chunks": 0, "records": 0, "sha256": ""}),
+        )
+        .await;
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["state"],
+        "queued"
+    );
+    let l = cp.poll(&a).await.unwrap();
+    assert_eq!(l.attempt, 3);
+    let resp = cp
+        .complete(
+            &a,
+            &l,
+            json!({"status": "failed", "chunks": 0, "records": 0, "sha256": "",
+                                 "error": {"class": "authentication", "message": "SASL failed"}}),
+        )
+        .await;
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["state"],
+        "failed"
+    );
+    let view = cp.job(&job.id).await;
+    assert_eq!(view.error.unwrap().class, "authentication");
+    assert_eq!(view.attempts[1].state, "interrupted");
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_on_the_same_database_keeps_jobs_chunks_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(common::config(dir.path())).await.unwrap();
+    let addr = server.addr();
+    let cp = Cp {
+        base: server.base_url(),
+        server: Some(server),
+        http: reqwest::Client::new(),
+        dir,
+    };
+    let a = cp.register("a", json!({})).await;
+    let job = cp.submit(extract_job()).await;
+    let queued = cp.submit(extract_job()).await;
+    let lease = cp.poll(&a).await.unwrap();
+    let parts = [ndjson(4, "p0"), ndjson(2, "p1")];
+    assert_eq!(
+        cp.put_chunk(&a, &lease, 0, &parts[0]).await.status(),
+        StatusCode::OK
+    );
+
+    let Cp {
+        server, http, dir, ..
+    } = cp;
+    server.unwrap().shutdown().await;
+    let mut cfg = common::config(dir.path());
+    cfg.listen = addr;
+    let server = start(cfg).await.unwrap();
+    let cp = Cp {
+        base: server.base_url(),
+        server: Some(server),
+        http,
+        dir,
+    };
+
+    // The agent's token and attempt survived; the server holds chunk 0.
+    let list: ChunkList = cp
+        .http
+        .get(cp.url(&paths::chunks(&lease.job_id, lease.attempt)))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.chunks.iter().map(|c| c.seq).collect::<Vec<_>>(), [0]);
+    assert_eq!(
+        cp.job_heartbeat(&a, &lease.job_id, lease.attempt)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        cp.put_chunk(&a, &lease, 1, &parts[1]).await.status(),
+        StatusCode::OK
+    );
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    assert_eq!(
+        cp.complete(&a, &lease, succeeded(&refs)).await.status(),
+        StatusCode::OK
+    );
+    let body = cp.results(&job.id).await.bytes().await.unwrap();
+    assert_eq!(body.to_vec(), parts.concat());
+    // The other job is still queued and leasable.
+    assert_eq!(cp.job(&queued.id).await.state, JobState::Queued);
+    assert_eq!(cp.poll(&a).await.unwrap().job_id, queued.id);
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_get_precise_errors() {
+    let cp = start_cp(|c| c.max_body_bytes = 1024).await;
+    let big = json!({"kind": "kafka.extract", "spec": {"pad": "x".repeat(2000)}});
+    let resp = cp
+        .http
+        .post(cp.url(paths::JOBS))
+        .bearer_auth(ADMIN)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, msg) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+    assert!(msg.contains("1024 bytes"), "{msg}");
+
+    let resp = cp
+        .http
+        .post(cp.url(paths::JOBS))
+        .bearer_auth(ADMIN)
+        .body(r#"{"kind": 5, "spec": {}}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, msg) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    assert!(
+        msg.contains("malformed job submission JSON") && msg.contains("invalid type: integer `5`"),
+        "{msg}"
+    );
+    let resp = cp
+        .http
+        .post(cp.url(paths::JOBS))
+        .bearer_auth(ADMIN)
+        .body(r#"{"kind": "kafka.extract"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (_, _, msg) = error_of(resp).await;
+    assert!(msg.contains("missing field `spec`"), "{msg}");
+    let resp = cp
+        .http
+        .post(cp.url(paths::JOBS))
+        .bearer_auth(ADMIN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await.0, StatusCode::BAD_REQUEST);
+
+    // Unknown ids and paths are 404 ErrorBodies; a non-numeric attempt is a 400.
+    let resp = cp
+        .http
+        .get(cp.url(&paths::job("job-nope")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, msg) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    assert!(msg.contains("job-nope"), "{msg}");
+    let resp = cp.http.get(cp.url("/v2/nothing")).send().await.unwrap();
+    assert_eq!(error_of(resp).await.1, "not_found");
+    let resp = cp
+        .http
+        .post(cp.url("/v1/jobs/j/attempts/x/heartbeat"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await.0, StatusCode::BAD_REQUEST);
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn agents_over_their_rate_get_429_with_retry_after() {
+    let cp = start_cp(|c| {
+        c.agent_rate_limit = Some(RateLimit {
+            per_second: 0.5,
+            burst: 2,
+        })
+    })
+    .await;
+    let a = cp.register("a", json!({})).await;
+    let hb = || {
+        cp.http
+            .post(cp.url(&paths::agent_heartbeat(&a.id)))
+            .bearer_auth(&a.token)
+            .json(&json!({"running_jobs": 0, "draining": false}))
+            .send()
+    };
+    assert_eq!(hb().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(hb().await.unwrap().status(), StatusCode::OK);
+    let resp = hb().await.unwrap();
+    let retry: u64 = resp.headers()[reqwest::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    let (status, code, _) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    // Another agent has its own bucket.
+    let b = cp.register("b", json!({})).await;
+    let resp = cp
+        .http
+        .post(cp.url(&paths::agent_heartbeat(&b.id)))
+        .bearer_auth(&b.token)
+        .json(&json!({"running_jobs": 0, "draining": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_cancel_reaches_the_agent_and_drain_stops_polls() {
+    let cp = start_cp(|_| {}).await;
+    let a = cp.register("a", json!({})).await;
+    let admin = AdminClient::new(&cp.base, ADMIN, None).unwrap();
+
+    // A queued job is cancelled at once; a running one through its heartbeat.
+    let queued = cp.submit(extract_job()).await;
+    assert_eq!(
+        admin.cancel(&queued.id).await.unwrap().state,
+        JobState::Cancelled
+    );
+    let err = admin.cancel(&queued.id).await.unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    let job = cp.submit(extract_job()).await;
+    let lease = cp.poll(&a).await.unwrap();
+    assert_eq!(lease.job_id, job.id, "the cancelled job is never leased");
+    let hb: JobHeartbeatResponse = cp.job_heartbeat(&a, &job.id, 1).await.json().await.unwrap();
+    assert!(!hb.cancel);
+    assert_eq!(
+        admin.cancel(&job.id).await.unwrap().state,
+        JobState::Running
+    );
+    let hb: JobHeartbeatResponse = cp.job_heartbeat(&a, &job.id, 1).await.json().await.unwrap();
+    assert!(hb.cancel);
+    let resp = cp
+        .complete(
+            &a,
+            &lease,
+            json!({"status": "cancelled", "chunks": 0, "records": 0, "sha256": ""}),
+        )
+        .await;
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["state"],
+        "cancelled"
+    );
+    assert_eq!(
+        admin
+            .wait(&job.id, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .state,
+        JobState::Cancelled
+    );
+
+    // Drain.
+    let hb = |agent: &Agent| {
+        cp.http
+            .post(cp.url(&paths::agent_heartbeat(&agent.id)))
+            .bearer_auth(agent.token.clone())
+            .json(&json!({"running_jobs": 1, "draining": false}))
+            .send()
+    };
+    let r: krawl_protocol::AgentHeartbeatResponse = hb(&a).await.unwrap().json().await.unwrap();
+    assert!(!r.drain);
+    admin.drain(&a.id).await.unwrap();
+    assert_eq!(
+        admin.drain("agent-nope").await.unwrap_err().status(),
+        Some(404)
+    );
+    let r: krawl_protocol::AgentHeartbeatResponse = hb(&a).await.unwrap().json().await.unwrap();
+    assert!(r.drain);
+    cp.submit(extract_job()).await;
+    let t = Instant::now();
+    assert!(cp.poll(&a).await.is_none(), "a draining agent gets no job");
+    assert!(t.elapsed() < Duration::from_millis(500));
+    let agents = admin.agents().await.unwrap();
+    assert!(agents.agents[0].draining);
+    assert_eq!(agents.agents[0].running_jobs, 1);
+    cp.server.unwrap().shutdown().await;
+}
+
+/// TLS with a private CA; the admin client trusts only that CA.
+#[tokio::test]
+async fn tls_serving_and_the_admin_client() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let (cert_pem, key_pem, ca_pem) = (
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+        dir.path().join("ca.pem"),
+    );
+    std::fs::write(&cert_pem, leaf.pem()).unwrap();
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+
+    let mut cfg = common::config(dir.path());
+    cfg.tls = Some(TlsFiles { cert_pem, key_pem });
+    let server = start(cfg).await.unwrap();
+    let base = server.base_url();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+
+    let admin = AdminClient::new(&base, ADMIN, Some(&ca_pem)).unwrap();
+    let job = admin
+        .submit(&krawl_protocol::SubmitJob {
+            kind: "kafka.list_topics".into(),
+            spec: json!({"kafka": {}}),
+            labels: Default::default(),
+            max_attempts: Some(1),
+            lease_ttl_secs: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.max_attempts, 1);
+    assert_eq!(admin.list().await.unwrap().jobs.len(), 1);
+    assert_eq!(admin.get(&job.id).await.unwrap().id, job.id);
+    let err = admin.results(&job.id).await.unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    let err = admin
+        .wait(&job.id, Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("still queued"), "{err}");
+
+    // Without the CA the handshake fails; a wrong admin token is a 401.
+    let untrusting = AdminClient::new(&base, ADMIN, None).unwrap();
+    assert!(untrusting.list().await.unwrap_err().status().is_none());
+    let wrong = AdminClient::new(&base, "wrong-token-xyz", Some(&ca_pem)).unwrap();
+    let err = wrong.list().await.unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert!(
+        !err.to_string().contains("wrong-token-xyz"),
+        "the token is never echoed: {err}"
+    );
+    server.shutdown().await;
+}
