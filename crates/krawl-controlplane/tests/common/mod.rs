@@ -1,5 +1,5 @@
 //! A real control plane on 127.0.0.1:0 and a small agent-side HTTP helper (reqwest).
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::too_many_arguments, dead_code)]
 
 use std::path::Path;
 use std::time::Duration;
