@@ -166,6 +166,10 @@ pub struct AgentOpts {
     pub shutdown_grace_secs: u32,
     /// The bootstrap token the agent presents (a wrong one for the auth test).
     pub bootstrap_token: String,
+    /// `[agent] chunk_max_records` (small values make many chunks).
+    pub chunk_max_records: Option<usize>,
+    /// The `[policy]` table; by default any 127.0.0.1 broker and registry.
+    pub policy_toml: String,
     pub extra_toml: String,
     /// Extra environment for the agent process (e.g. the Kafka password for `env://`).
     pub env: Vec<(String, String)>,
@@ -178,6 +182,10 @@ impl Default for AgentOpts {
             max_concurrent_jobs: 5,
             shutdown_grace_secs: 30,
             bootstrap_token: BOOTSTRAP_TOKEN.into(),
+            chunk_max_records: None,
+            policy_toml: "[policy]\nallowed_bootstrap_servers = [\"127.0.0.1:*\"]\n\
+                          allowed_schema_registry_urls = [\"http://127.0.0.1:*\", \"https://127.0.0.1:*\"]\n"
+                .into(),
             extra_toml: String::new(),
             env: Vec::new(),
         }
@@ -196,13 +204,19 @@ impl Agent {
             &config,
             format!(
                 "[agent]\nname = \"{name}\"\nmax_concurrent_jobs = {max}\nshutdown_grace_secs = {grace}\n\
-                 health_listen = \"127.0.0.1:{health_port}\"\n\n\
+                 health_listen = \"127.0.0.1:{health_port}\"\n{chunks}\n\
                  [control_plane]\nurl = \"{url}\"\n\
-                 [control_plane.auth]\nbootstrap_token = \"env://KRAWL_TEST_BOOTSTRAP_TOKEN\"\n\n{extra}\n",
+                 [control_plane.auth]\nbootstrap_token = \"env://KRAWL_TEST_BOOTSTRAP_TOKEN\"\n\n\
+                 {policy}\n{extra}\n",
                 name = opts.name,
                 max = opts.max_concurrent_jobs,
                 grace = opts.shutdown_grace_secs,
                 url = cp.url(),
+                chunks = opts
+                    .chunk_max_records
+                    .map(|n| format!("chunk_max_records = {n}\n"))
+                    .unwrap_or_default(),
+                policy = opts.policy_toml,
                 extra = opts.extra_toml,
             ),
         )

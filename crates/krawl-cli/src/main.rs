@@ -2,6 +2,7 @@
 
 mod extract;
 mod logging;
+mod run;
 mod secrets;
 
 use std::process::ExitCode;
@@ -20,13 +21,9 @@ const VERSION: &str = concat!(
 #[command(name = "krawl", version = VERSION, about, long_about = None)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG also works.
-    #[arg(
-        long,
-        global = true,
-        env = "KRAWL_LOG",
-        default_value = "warn,librdkafka=error"
-    )]
-    log_level: String,
+    /// Default: info for the daemons (run, controlplane), warn for the one-shot commands.
+    #[arg(long, global = true, env = "KRAWL_LOG")]
+    log_level: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
     log_format: logging::Format,
@@ -38,6 +35,15 @@ struct Cli {
 enum Command {
     /// Extract a cluster's metadata once and write NDJSON records.
     Extract(Box<extract::Args>),
+    /// Run the agent: long-poll the control plane, run jobs, stream results back.
+    Run(run::Args),
+    /// Validate the agent config and reach the control plane, without running jobs.
+    Check(run::Args),
+    /// Run the reference control plane (SQLite; agents, jobs, results).
+    Controlplane(krawl_controlplane::cli::ServeArgs),
+    /// Submit, list, inspect and cancel jobs on a control plane; download results.
+    #[command(subcommand)]
+    Jobs(krawl_controlplane::cli::JobsCommand),
     /// Operator tools for secret references.
     #[command(subcommand)]
     Secrets(secrets::Command),
@@ -45,7 +51,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(&cli.log_level, cli.log_format);
+    let default_level = match cli.command {
+        Command::Run(_) | Command::Controlplane(_) => "info,librdkafka=error",
+        _ => "warn,librdkafka=error",
+    };
+    logging::init(
+        cli.log_level.as_deref().unwrap_or(default_level),
+        cli.log_format,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -60,6 +73,10 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Extract(args) => extract::run(*args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Check(args) => run::check(args).await,
+            Command::Controlplane(args) => krawl_controlplane::cli::serve(args).await,
+            Command::Jobs(cmd) => krawl_controlplane::cli::jobs(cmd).await,
             Command::Secrets(cmd) => secrets::run(cmd).await,
         }
     });
