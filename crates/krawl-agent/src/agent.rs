@@ -349,6 +349,7 @@ impl Agent {
             _ = async { while tasks.join_next().await.is_some() {} } => {}
             _ = hard_stop.cancelled() => {
                 tracing::warn!(running = tasks.len(), "stopping at once; running jobs are abandoned (their leases expire and the control plane re-queues them)");
+                jobs_token.cancel();
                 tasks.abort_all();
                 return Ok(());
             }
@@ -357,7 +358,7 @@ impl Agent {
                 jobs_token.cancel();
                 tokio::select! {
                     _ = async { while tasks.join_next().await.is_some() {} } => {}
-                    _ = hard_stop.cancelled() => { tasks.abort_all(); }
+                    _ = hard_stop.cancelled() => tasks.abort_all(),
                 }
             }
         }
@@ -612,7 +613,7 @@ fn log_unauthorized(e: &ClientError, streak: u32, delay: Duration) {
     if streak == 1 {
         tracing::error!(
             retry_in_secs = delay.as_secs(),
-            "control plane rejected the agent's credentials: {e}. The agent keeps retrying with back-off."
+            "{e}. The agent keeps retrying with back-off (up to 60 s) until the credential is fixed."
         );
     } else if streak.is_multiple_of(20) {
         tracing::warn!(
