@@ -376,9 +376,9 @@ impl Agent {
     }
 
     fn reregisters_on_unauthorized(&self) -> bool {
-        // Only a bootstrap credential can get a fresh agent token; with OAuth2 or a static token
-        // the same bearer would be refused again.
-        self.client.uses_bootstrap() && self.client.agent_id().is_some()
+        // A rejected agent token is replaced by registering again; a rejected OAuth2 or static
+        // bearer (no agent token) would be refused again, so that one only backs off.
+        self.client.has_agent_token()
     }
 
     /// Registers, retrying with back-off; `None` when `stop` fires first.

@@ -282,7 +282,7 @@ pub struct Registration {
 
 struct Session {
     agent_id: String,
-    /// Present with a bootstrap credential: the bearer of every agent call.
+    /// The bearer of every agent call, when register returned a non-empty one.
     agent_token: Option<SecretString>,
     poll_wait: Duration,
 }
@@ -415,10 +415,17 @@ impl ControlPlaneClient {
         })
     }
 
-    /// The credential is a bootstrap token (a rejected agent token can be replaced by
+    /// Agent calls use the agent token from registration (a rejected one is replaced by
     /// registering again).
-    pub fn uses_bootstrap(&self) -> bool {
-        matches!(self.credential, Credential::Bootstrap(_))
+    pub fn has_agent_token(&self) -> bool {
+        self.session_token().is_some()
+    }
+
+    fn session_token(&self) -> Option<SecretString> {
+        self.session
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().and_then(|s| s.agent_token.clone()))
     }
 
     pub fn base_url(&self) -> &str {
@@ -443,15 +450,19 @@ impl ControlPlaneClient {
         format!("{}{}", self.base, path)
     }
 
+    /// The bearer of a call: for agent calls the agent token from registration when the server
+    /// issued one (the reference control plane always does), else the configured credential
+    /// (a control plane that accepts OAuth2 or static tokens everywhere answers with an empty
+    /// `agent_token`).
     async fn bearer(&self, which: &Bearer) -> Result<SecretString, ClientError> {
+        if matches!(which, Bearer::Agent) {
+            if let Some(t) = self.session_token() {
+                return Ok(t);
+            }
+        }
         match (&self.credential, which) {
             (Credential::Bootstrap(t), Bearer::Register) => Ok(t.clone()),
-            (Credential::Bootstrap(_), Bearer::Agent) => self
-                .session
-                .read()
-                .ok()
-                .and_then(|s| s.as_ref().and_then(|s| s.agent_token.clone()))
-                .ok_or(ClientError::NotRegistered),
+            (Credential::Bootstrap(_), Bearer::Agent) => Err(ClientError::NotRegistered),
             (Credential::Static(t), _) => Ok(t.clone()),
             (
                 Credential::OAuth2 {
@@ -637,8 +648,16 @@ impl ControlPlaneClient {
             ),
         };
         let registering = matches!(bearer, Bearer::Register);
+        let agent_token = !registering && self.has_agent_token();
         let s = status.as_u16();
         Err(match s {
+            401 | 403 if agent_token => ClientError::Unauthorized {
+                url,
+                status: s,
+                credential: "agent token issued at registration",
+                message,
+                hint: "the control plane no longer accepts this agent's token (revoked, agent deleted, or state lost); the agent registers again",
+            },
             401 | 403 => ClientError::Unauthorized {
                 url,
                 status: s,
@@ -719,8 +738,7 @@ impl ControlPlaneClient {
         if let Ok(mut s) = self.session.write() {
             *s = Some(Session {
                 agent_id,
-                agent_token: matches!(self.credential, Credential::Bootstrap(_))
-                    .then_some(agent_token),
+                agent_token: (!agent_token.expose().is_empty()).then_some(agent_token),
                 poll_wait: reg.poll_wait,
             });
         }

@@ -471,3 +471,24 @@ async fn shutdown_interrupts_jobs_after_the_grace_period_and_they_are_requeued()
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_token_registers_and_then_uses_the_issued_agent_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(server_config(dir.path(), "127.0.0.1:0"))
+        .await
+        .unwrap();
+    let base = server.base_url();
+    let admin = AdminClient::new(&base, ADMIN, None).unwrap();
+    // A literal for the test; deployments reference a secret (env://, vault://, ...).
+    let text = format!(
+        "[agent]\nhealth_listen = \"\"\n[control_plane]\nurl = \"{base}\"\nauth = {{ static_token = \"{BOOT}\" }}\n"
+    );
+    let cfg = AgentConfig::from_toml(&text, "test", &|_| None).unwrap();
+    let agent = spawn_agent(cfg, TestExec::new());
+    let job = submit(&admin, json!({"records": 12}), None).await;
+    let view = admin.wait(&job, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(view.state, JobState::Succeeded, "{view:?}");
+    agent.stop().await;
+    server.shutdown().await;
+}
