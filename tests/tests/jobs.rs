@@ -715,3 +715,53 @@ async fn a_cancelled_job_stops_promptly() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(silent.accepted.load(Ordering::SeqCst), before);
 }
+
+/// Tansu: a broker with other gaps (no internal topics, its own group listing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_connection_list_topics_and_preflight_against_tansu() {
+    let broker = krawl_tests::Tansu::start(krawl_tests::TansuOpts::default()).unwrap();
+    let bs = broker.bootstrap();
+    let ds = seed_dataset(&bs, BrokerKind::Tansu).unwrap();
+    let deps = deps(local_policy(), Duration::from_secs(300));
+
+    let t = connection_test(
+        &run(&deps, "kafka.test_connection", plain(&bs))
+            .await
+            .unwrap(),
+    );
+    assert!(t.ok, "{t:?}");
+    assert_eq!(
+        t.brokers.iter().map(|b| b.id).collect::<Vec<_>>(),
+        [BrokerKind::Tansu.broker_id()]
+    );
+    assert!(!t.api_versions.is_empty());
+
+    let got = listings(&run(&deps, "kafka.list_topics", plain(&bs)).await.unwrap());
+    assert_eq!(
+        got.iter()
+            .map(|t| (t.name.clone(), t.partitions))
+            .collect::<Vec<_>>(),
+        ds.topics
+            .values()
+            .map(|t| (t.name.clone(), t.partitions as usize))
+            .collect::<Vec<_>>()
+    );
+
+    let p = permissions(&run(&deps, "kafka.preflight", plain(&bs)).await.unwrap());
+    for (name, rec) in &p {
+        eprintln!(
+            "preflight on tansu: {name}: {:?}: {}",
+            rec.granted, rec.detail
+        );
+    }
+    assert_eq!(p.len(), 7);
+    // Tansu has no authorizer: nothing is denied.
+    assert!(p.values().all(|r| r.granted != Some(false)), "{p:?}");
+    for name in ["describe_topics", "describe_configs", "list_offsets"] {
+        assert_eq!(p[name].granted, Some(true), "{name}: {}", p[name].detail);
+    }
+    // Tansu does not offer DescribeLogDirs: unknown, and the detail says so.
+    let logs = &p["describe_log_dirs"];
+    assert_eq!(logs.granted, None, "{logs:?}");
+    assert!(logs.detail.contains("API 35"), "{logs:?}");
+}
