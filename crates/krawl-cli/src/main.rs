@@ -80,5 +80,8 @@ fn main() -> ExitCode {
             Command::Secrets(cmd) => secrets::run(cmd).await,
         }
     });
+    // Jobs still winding down on blocking threads (after a second signal) must not hold the
+    // process: give them a moment, then exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
