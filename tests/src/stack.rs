@@ -85,7 +85,10 @@ impl ControlPlane {
 
     fn spawn(&mut self, port: Option<u16>) -> Result<()> {
         self.starts += 1;
-        let log = self.dir.path().join(format!("controlplane-{}.log", self.starts));
+        let log = self
+            .dir
+            .path()
+            .join(format!("controlplane-{}.log", self.starts));
         let (proc, port) = match port {
             // A restart keeps its port: the agents know only that URL.
             Some(port) => {
@@ -294,7 +297,10 @@ impl Agent {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                bail!("agent still running after {timeout:?}; log:\n{}", self.log());
+                bail!(
+                    "agent still running after {timeout:?}; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -309,6 +315,9 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("agent log has no {needle:?} after {timeout:?}; log:\n{}", self.log())
+        bail!(
+            "agent log has no {needle:?} after {timeout:?}; log:\n{}",
+            self.log()
+        )
     }
 }

@@ -160,6 +160,7 @@ pub async fn run_with<E: Executor>(
         max_jobs: cfg.agent.max_concurrent_jobs,
         grace: cfg.shutdown_grace(),
         upload: UploadSettings::from(&cfg.agent),
+        policy_kinds: cfg.policy.allowed_job_kinds.clone(),
         register: proto::RegisterRequest {
             name: cfg.agent.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -188,6 +189,8 @@ struct Agent {
     max_jobs: u32,
     grace: Duration,
     upload: UploadSettings,
+    /// `[policy] allowed_job_kinds`: the kinds asked for in polls (empty: any).
+    policy_kinds: Vec<String>,
     register: proto::RegisterRequest,
     client: Arc<ControlPlaneClient>,
     telemetry: Arc<Telemetry>,
@@ -238,10 +241,10 @@ impl Agent {
 
         let mut backoff = Backoff::standard();
         let mut unauthorized_streak = 0u32;
-        let kinds: Vec<String> = JobKind::ALL
-            .iter()
-            .map(|k| k.as_str().to_string())
-            .collect();
+        // Ask only for the kinds the local policy allows when it restricts them; otherwise take
+        // any job, so that a kind this agent does not know still gets an `invalid_job` answer
+        // instead of waiting in the queue for ever.
+        let kinds: Vec<String> = this.policy_kinds.clone();
         loop {
             // Reap finished job tasks (their panics are already turned into completions).
             while tasks.try_join_next().is_some() {}

@@ -83,7 +83,9 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         } else {
-            tracing::debug!(status = %self.status, code = self.code, message = %self.message, "request refused");
+            // Refusals are what an operator looks for (a wrong token, a throttled agent, a bad
+            // request): one line each, never with a token or a body.
+            tracing::info!(status = self.status.as_u16(), code = self.code, message = %self.message, "request refused");
         }
         let mut resp = (self.status, Json(ErrorBody::new(self.code, self.message))).into_response();
         if let Some(secs) = self.retry_after_secs {

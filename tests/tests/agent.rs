@@ -1,0 +1,483 @@
+//! End to end: a real `krawl controlplane`, real `krawl run` agents and a real broker, each its
+//! own process (tests/src/stack.rs). What is asserted is what an operator would check: the job's
+//! state and attempts in the job API, and the result records.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use krawl_controlplane::admin::AdminClient;
+use krawl_model::{Envelope, Record};
+use krawl_protocol::{JobState, JobView, SubmitJob};
+use krawl_tests::stack::{Agent, AgentOpts, ControlPlane, ControlPlaneOpts, ADMIN_TOKEN};
+use krawl_tests::{seed_dataset, BrokerKind, Noida, ProxiedTansu};
+use serde_json::json;
+
+const CANARY: &str = "canary-agent-e2e-4f2a-do-not-print";
+
+fn admin(cp: &ControlPlane) -> AdminClient {
+    AdminClient::new(&cp.url(), ADMIN_TOKEN, None).unwrap()
+}
+
+fn spec(bootstrap: &str) -> serde_json::Value {
+    json!({ "kafka": { "bootstrap_servers": [bootstrap], "timeout_secs": 10 } })
+}
+
+async fn submit(cp: &ControlPlane, kind: &str, spec: serde_json::Value) -> String {
+    admin(cp)
+        .submit(&SubmitJob {
+            kind: kind.into(),
+            spec,
+            labels: BTreeMap::new(),
+            max_attempts: None,
+            lease_ttl_secs: None,
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+async fn wait_terminal(cp: &ControlPlane, id: &str, agent: Option<&Agent>) -> JobView {
+    match admin(cp).wait(id, Duration::from_secs(120)).await {
+        Ok(view) => view,
+        Err(e) => panic!(
+            "job {id} did not finish: {e:#}\nagent log:\n{}\ncontrol plane log:\n{}",
+            agent.map(Agent::log).unwrap_or_default(),
+            cp.output()
+        ),
+    }
+}
+
+async fn records(cp: &ControlPlane, id: &str) -> Vec<Record> {
+    let body = admin(cp).results(id).await.unwrap();
+    String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Envelope>(l).unwrap().record)
+        .collect()
+}
+
+fn topic_names(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Topic(t) => Some(t.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `krawl_chunks_uploaded_total` from an agent's `/metrics`.
+async fn chunks_uploaded(metrics_url: &str) -> f64 {
+    let Ok(resp) = reqwest::get(metrics_url).await else {
+        return 0.0;
+    };
+    let text = resp.text().await.unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("krawl_chunks_uploaded_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `f` until it is true.
+async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_kind_returns_correct_results() {
+    let broker = Noida::start().unwrap();
+    let seeded = seed_dataset(&broker.bootstrap(), BrokerKind::Noida).unwrap();
+    let cp = ControlPlane::start().unwrap();
+    let agent = Agent::start(&cp, AgentOpts::default()).unwrap();
+
+    // kafka.extract: the seeded topics and groups, nothing duplicated, summary last.
+    let id = submit(&cp, "kafka.extract", spec(&broker.bootstrap())).await;
+    let view = wait_terminal(&cp, &id, Some(&agent)).await;
+    assert_eq!(view.state, JobState::Succeeded, "{view:?}");
+    let recs = records(&cp, &id).await;
+    let names = topic_names(&recs);
+    let unique: BTreeSet<_> = names.iter().cloned().collect();
+    assert_eq!(names.len(), unique.len(), "duplicate topic records");
+    for (name, t) in &seeded.topics {
+        let topic = recs
+            .iter()
+            .find_map(|r| match r {
+                Record::Topic(x) if &x.name == name => Some(x),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("topic {name} missing"));
+        assert_eq!(
+            topic.partition_count,
+            usize::try_from(t.partitions).unwrap()
+        );
+        assert_eq!(topic.record_count, Some(t.messages.iter().sum::<i64>()));
+    }
+    for group in seeded.groups.keys() {
+        assert!(
+            recs.iter()
+                .any(|r| matches!(r, Record::ConsumerGroup(g) if &g.group_id == group)),
+            "group {group} missing"
+        );
+    }
+    assert!(matches!(recs.last(), Some(Record::Summary(_))));
+    let result = view.result.unwrap();
+    assert_eq!(result.records, u64::try_from(recs.len()).unwrap());
+
+    // kafka.list_topics: names and partition counts.
+    let id = submit(&cp, "kafka.list_topics", spec(&broker.bootstrap())).await;
+    assert_eq!(
+        wait_terminal(&cp, &id, Some(&agent)).await.state,
+        JobState::Succeeded
+    );
+    let listing: BTreeMap<String, usize> = records(&cp, &id)
+        .await
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::TopicListing(t) if !t.internal => Some((t.name, t.partitions)),
+            _ => None,
+        })
+        .collect();
+    let expected: BTreeMap<String, usize> = seeded
+        .topics
+        .values()
+        .map(|t| (t.name.clone(), usize::try_from(t.partitions).unwrap()))
+        .collect();
+    assert_eq!(listing, expected);
+
+    // kafka.test_connection: a verdict, for a live cluster and a closed port.
+    let id = submit(&cp, "kafka.test_connection", spec(&broker.bootstrap())).await;
+    assert_eq!(
+        wait_terminal(&cp, &id, Some(&agent)).await.state,
+        JobState::Succeeded
+    );
+    let recs = records(&cp, &id).await;
+    let Some(Record::ConnectionTest(ok)) = recs.first() else {
+        panic!("{recs:?}")
+    };
+    assert!(ok.ok && ok.reachable && ok.authenticated, "{ok:?}");
+    assert_eq!(ok.brokers.len(), 1);
+    assert!(!ok.api_versions.is_empty());
+
+    let closed = format!("127.0.0.1:{}", krawl_tests::free_port());
+    let mut dead = spec(&closed);
+    dead["kafka"]["timeout_secs"] = json!(3);
+    let id = submit(&cp, "kafka.test_connection", dead).await;
+    assert_eq!(
+        wait_terminal(&cp, &id, Some(&agent)).await.state,
+        JobState::Succeeded
+    );
+    let recs = records(&cp, &id).await;
+    let Some(Record::ConnectionTest(bad)) = recs.first() else {
+        panic!("{recs:?}")
+    };
+    assert!(!bad.ok && !bad.reachable, "{bad:?}");
+    assert_eq!(bad.error_class.as_deref(), Some("connection_refused"));
+    assert!(bad.verdict.contains(&closed), "{}", bad.verdict);
+
+    // kafka.preflight: one record per permission, the describe ones granted on noida.
+    let id = submit(&cp, "kafka.preflight", spec(&broker.bootstrap())).await;
+    assert_eq!(
+        wait_terminal(&cp, &id, Some(&agent)).await.state,
+        JobState::Succeeded
+    );
+    let perms: BTreeMap<String, Option<bool>> = records(&cp, &id)
+        .await
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Permission(p) => Some((p.permission, p.granted)),
+            _ => None,
+        })
+        .collect();
+    for p in [
+        "describe_cluster",
+        "describe_topics",
+        "describe_configs",
+        "list_offsets",
+    ] {
+        assert_eq!(perms.get(p), Some(&Some(true)), "{p}: {perms:?}");
+    }
+
+    // The CLI shows the same jobs.
+    let out = cp.jobs_cli(&["list"]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_job_gets_an_error_result_and_the_agent_keeps_serving() {
+    let broker = Noida::start().unwrap();
+    let cp = ControlPlane::start().unwrap();
+    let agent = Agent::start(&cp, AgentOpts::default()).unwrap();
+
+    let unknown = submit(&cp, "kafka.produce", spec(&broker.bootstrap())).await;
+    let malformed = submit(&cp, "kafka.extract", json!({ "kafka": 5 })).await;
+    for id in [&unknown, &malformed] {
+        let view = wait_terminal(&cp, id, Some(&agent)).await;
+        assert_eq!(view.state, JobState::Failed, "{view:?}");
+        let err = view.error.clone().unwrap();
+        assert_eq!(err.class, "invalid_job", "{err:?}");
+        // Permanent: not retried.
+        assert_eq!(view.attempts.len(), 1, "{view:?}");
+    }
+    let err = admin(&cp).get(&unknown).await.unwrap().error.unwrap();
+    assert!(err.message.contains("kafka.produce"), "{err:?}");
+
+    let id = submit(&cp, "kafka.list_topics", spec(&broker.bootstrap())).await;
+    assert_eq!(
+        wait_terminal(&cp, &id, Some(&agent)).await.state,
+        JobState::Succeeded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_killed_mid_upload_loses_and_duplicates_nothing() {
+    let broker = Noida::start().unwrap();
+    seed_dataset(&broker.bootstrap(), BrokerKind::Noida).unwrap();
+    // Enough topics for many small chunks.
+    krawl_tests::create_topics(&broker.bootstrap(), "bulk", 3000, 1).unwrap();
+    let cp_opts = ControlPlaneOpts::default();
+    let mut cp = ControlPlane::start_with(cp_opts).unwrap();
+    let agent = Agent::start(
+        &cp,
+        AgentOpts {
+            chunk_max_records: Some(5),
+            ..AgentOpts::default()
+        },
+    )
+    .unwrap();
+
+    let id = submit(&cp, "kafka.extract", spec(&broker.bootstrap())).await;
+    // Kill the control plane as soon as the agent says some chunks are in (its metrics), keep
+    // it down a while, restart it on the same database.
+    let metrics = agent.health_url("/metrics");
+    eventually("first chunks", Duration::from_secs(60), async || {
+        chunks_uploaded(&metrics).await >= 2.0
+    })
+    .await;
+    cp.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cp.restart().unwrap();
+
+    let view = wait_terminal(&cp, &id, Some(&agent)).await;
+    assert_eq!(view.state, JobState::Succeeded, "{view:?}");
+    let recs = records(&cp, &id).await;
+    let names = topic_names(&recs);
+    let unique: BTreeSet<String> = names.iter().cloned().collect();
+    assert_eq!(names.len(), unique.len(), "duplicated topic records");
+
+    // The same cluster through `krawl extract` alone: the same set of topics.
+    let direct = std::process::Command::new(krawl_tests::krawl_bin().unwrap())
+        .args(["extract", "--bootstrap-servers", &broker.bootstrap()])
+        .output()
+        .unwrap();
+    assert!(direct.status.success());
+    let direct: BTreeSet<String> = String::from_utf8_lossy(&direct.stdout)
+        .lines()
+        .filter_map(
+            |l| match serde_json::from_str::<Envelope>(l).unwrap().record {
+                Record::Topic(t) => Some(t.name),
+                _ => None,
+            },
+        )
+        .collect();
+    assert_eq!(unique, direct, "records lost");
+    let result = view.result.unwrap();
+    assert!(result.chunks > 10, "{result:?}");
+    // The kill really happened mid-upload: the agent had to retry a chunk.
+    assert!(
+        agent.log().contains("retrying the same chunk"),
+        "no chunk was retried: the control plane died after the upload?\n{}",
+        agent.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_job_reports_interrupted_and_the_retry_succeeds() {
+    let broker = ProxiedTansu::start().unwrap();
+    let cp = ControlPlane::start().unwrap();
+    let mut agent = Agent::start(
+        &cp,
+        AgentOpts {
+            shutdown_grace_secs: 1,
+            ..AgentOpts::default()
+        },
+    )
+    .unwrap();
+    krawl_tests::create_topics(&broker.bootstrap(), "t", 3, 1).unwrap();
+    // DescribeConfigs (32) never answered: the job hangs in its configs phase.
+    broker.proxy.swallow(32);
+    let mut s = spec(&broker.bootstrap());
+    s["kafka"]["timeout_secs"] = json!(60);
+    let id = submit(&cp, "kafka.extract", s).await;
+    eventually("the job to run", Duration::from_secs(60), async || {
+        admin(&cp)
+            .get(&id)
+            .await
+            .is_ok_and(|v| v.state == JobState::Running)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "{status:?}\n{}", agent.log());
+
+    let view = admin(&cp).get(&id).await.unwrap();
+    assert_eq!(view.attempts[0].state, "interrupted", "{view:?}");
+    assert_eq!(view.state, JobState::Queued, "{view:?}");
+
+    broker.proxy.unswallow(32);
+    let agent2 = Agent::start(&cp, AgentOpts::default()).unwrap();
+    let view = wait_terminal(&cp, &id, Some(&agent2)).await;
+    assert_eq!(view.state, JobState::Succeeded, "{view:?}");
+    assert_eq!(view.attempts.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_requeues_the_job() {
+    let broker = ProxiedTansu::start().unwrap();
+    let cp = ControlPlane::start_with(ControlPlaneOpts {
+        lease_ttl_secs: Some(3),
+        ..ControlPlaneOpts::default()
+    })
+    .unwrap();
+    let mut first = Agent::start(&cp, AgentOpts::default()).unwrap();
+    // Metadata (3) unanswered: the first attempt hangs while connecting ...
+    broker.proxy.swallow(3);
+    let mut s = spec(&broker.bootstrap());
+    s["kafka"]["timeout_secs"] = json!(60);
+    let id = submit(&cp, "kafka.list_topics", s).await;
+    eventually(
+        "the lease to be taken",
+        Duration::from_secs(30),
+        async || {
+            admin(&cp)
+                .get(&id)
+                .await
+                .is_ok_and(|v| v.state == JobState::Running)
+        },
+    )
+    .await;
+    // ... and its agent dies without a word (SIGKILL: no completion, no more heartbeats).
+    first.signal(libc::SIGKILL);
+    let _ = first.wait_exit(Duration::from_secs(10));
+    broker.proxy.unswallow(3);
+    let second = Agent::start(&cp, AgentOpts::default()).unwrap();
+    let view = wait_terminal(&cp, &id, Some(&second)).await;
+    assert_eq!(view.state, JobState::Succeeded, "{view:?}");
+    assert_eq!(view.attempts.len(), 2, "{view:?}");
+    assert_eq!(view.attempts[0].state, "expired", "{view:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_honoured_with_retry_after() {
+    let broker = Noida::start().unwrap();
+    let cp = ControlPlane::start_with(ControlPlaneOpts {
+        agent_rate_limit: Some("1/1".into()),
+        poll_wait_secs: Some(2),
+        ..ControlPlaneOpts::default()
+    })
+    .unwrap();
+    let agent = Agent::start(&cp, AgentOpts::default()).unwrap();
+    let ids = [
+        submit(&cp, "kafka.list_topics", spec(&broker.bootstrap())).await,
+        submit(&cp, "kafka.test_connection", spec(&broker.bootstrap())).await,
+    ];
+    for id in &ids {
+        let view = wait_terminal(&cp, id, Some(&agent)).await;
+        assert_eq!(view.state, JobState::Succeeded, "{view:?}");
+    }
+    let log = agent.log();
+    let limited = log.matches("slow down").count();
+    assert!(limited >= 1, "the control plane never rate-limited: {log}");
+    // Honouring Retry-After (1 s at 1 request/s) keeps 429s rare: a client that retried at
+    // once would collect one per few milliseconds.
+    let answered_429 = cp.output().matches("\"status\":429").count();
+    assert!(answered_429 <= 20, "{answered_429} answers of 429");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_gives_a_clear_error_and_the_agent_backs_off() {
+    let cp = ControlPlane::start().unwrap();
+    let agent = Agent::start(
+        &cp,
+        AgentOpts {
+            bootstrap_token: "not-the-token".into(),
+            ..AgentOpts::default()
+        },
+    )
+    .unwrap();
+    agent.wait_log("rejected", Duration::from_secs(20)).unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let log = agent.log();
+    assert!(!log.contains("not-the-token"), "token printed: {log}");
+    let attempts = cp.output().matches("\"status\":401").count();
+    assert!(
+        (1..=6).contains(&attempts),
+        "{attempts} registration attempts in ~8 s: no back-off?\n{}",
+        cp.output()
+    );
+    let ready = reqwest::get(agent.health_url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let alive = reqwest::get(agent.health_url("/healthz")).await.unwrap();
+    assert_eq!(alive.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_password_is_resolved_per_job_and_printed_nowhere() {
+    let broker = Noida::start().unwrap();
+    let cp = ControlPlane::start().unwrap();
+    let agent = Agent::start(
+        &cp,
+        AgentOpts {
+            env: vec![("KRAWL_TEST_KAFKA_PASSWORD".into(), CANARY.into())],
+            ..AgentOpts::default()
+        },
+    )
+    .unwrap();
+    let s = json!({ "kafka": {
+        "bootstrap_servers": [broker.bootstrap()],
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl": { "mechanism": "PLAIN", "username": "krawl", "password": "env://KRAWL_TEST_KAFKA_PASSWORD" }
+    }});
+    let id = submit(&cp, "kafka.extract", s).await;
+    let view = wait_terminal(&cp, &id, Some(&agent)).await;
+    assert_eq!(view.state, JobState::Succeeded, "{view:?}");
+    let body = admin(&cp).results(&id).await.unwrap();
+    let metrics = reqwest::get(agent.health_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("krawl_jobs"), "{metrics}");
+    let db = std::fs::read(cp.db_path()).unwrap();
+    for (what, text) in [
+        ("agent log", agent.log().into_bytes()),
+        ("control-plane log", cp.output().into_bytes()),
+        ("results", body),
+        ("metrics", metrics.into_bytes()),
+        ("control-plane database", db),
+    ] {
+        assert!(
+            !text.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+            "the password appears in the {what}"
+        );
+    }
+    // Every log line of the job carries its id.
+    let log = agent.log();
+    let job_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"kafka.extract\""))
+        .collect();
+    assert!(!job_lines.is_empty());
+    assert!(job_lines.iter().all(|l| l.contains(&id)));
+}
