@@ -90,12 +90,11 @@ pub fn decode(body: &[u8], encoding: Encoding, limit: usize) -> Result<Vec<u8>, 
         }
         Encoding::Gzip => read_capped(&mut flate2::read::GzDecoder::new(body), "gzip"),
         Encoding::Zstd => {
-            let mut dec = zstd::stream::read::Decoder::new(body).map_err(|source| {
-                ChunkError::Corrupt {
+            let mut dec =
+                zstd::stream::read::Decoder::new(body).map_err(|source| ChunkError::Corrupt {
                     encoding: "zstd",
                     source,
-                }
-            })?;
+                })?;
             read_capped(&mut dec, "zstd")
         }
     }

@@ -131,7 +131,10 @@ pub fn document() -> Value {
         Some(json_body(reference::<JobHeartbeat>(&mut gen))),
         (
             "200",
-            json_response("lease extended", reference::<JobHeartbeatResponse>(&mut gen)),
+            json_response(
+                "lease extended",
+                reference::<JobHeartbeatResponse>(&mut gen),
+            ),
         ),
         &["401", "404", "409", "429", "503"],
         &error,
@@ -143,7 +146,10 @@ pub fn document() -> Value {
         None,
         (
             "200",
-            json_response("stored (or already stored)", reference::<ChunkAck>(&mut gen)),
+            json_response(
+                "stored (or already stored)",
+                reference::<ChunkAck>(&mut gen),
+            ),
         ),
         &["400", "401", "404", "409", "413", "429", "503"],
         &error,
@@ -158,12 +164,16 @@ pub fn document() -> Value {
             }),
         );
         if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
-            params.push(json!({ "name": CHUNK_SHA256_HEADER, "in": "header", "required": true,
+            params.push(
+                json!({ "name": CHUNK_SHA256_HEADER, "in": "header", "required": true,
                 "description": "sha256 (lower-case hex) of the decoded NDJSON bytes",
-                "schema": { "type": "string", "pattern": "^[0-9a-f]{64}$" } }));
-            params.push(json!({ "name": CHUNK_RECORDS_HEADER, "in": "header", "required": true,
+                "schema": { "type": "string", "pattern": "^[0-9a-f]{64}$" } }),
+            );
+            params.push(
+                json!({ "name": CHUNK_RECORDS_HEADER, "in": "header", "required": true,
                 "description": "number of records (lines) in the chunk",
-                "schema": { "type": "integer", "minimum": 0 } }));
+                "schema": { "type": "integer", "minimum": 0 } }),
+            );
         }
     }
     let list_chunks = operation(
@@ -171,7 +181,10 @@ pub fn document() -> Value {
         agent,
         &["job_id", "attempt"],
         None,
-        ("200", json_response("chunks", reference::<ChunkList>(&mut gen))),
+        (
+            "200",
+            json_response("chunks", reference::<ChunkList>(&mut gen)),
+        ),
         &["401", "404", "429", "503"],
         &error,
     );
@@ -192,7 +205,10 @@ pub fn document() -> Value {
         admin,
         &[],
         Some(json_body(reference::<SubmitJob>(&mut gen))),
-        ("201", json_response("queued", reference::<JobView>(&mut gen))),
+        (
+            "201",
+            json_response("queued", reference::<JobView>(&mut gen)),
+        ),
         &["400", "401"],
         &error,
     );
@@ -210,7 +226,10 @@ pub fn document() -> Value {
         admin,
         &["job_id"],
         None,
-        ("200", json_response("the job", reference::<JobView>(&mut gen))),
+        (
+            "200",
+            json_response("the job", reference::<JobView>(&mut gen)),
+        ),
         &["401", "404"],
         &error,
     );
@@ -232,7 +251,10 @@ pub fn document() -> Value {
         admin,
         &["job_id"],
         None,
-        ("200", json_response("the job", reference::<JobView>(&mut gen))),
+        (
+            "200",
+            json_response("the job", reference::<JobView>(&mut gen)),
+        ),
         &["401", "404"],
         &error,
     );
@@ -241,7 +263,10 @@ pub fn document() -> Value {
         admin,
         &[],
         None,
-        ("200", json_response("agents", reference::<AgentList>(&mut gen))),
+        (
+            "200",
+            json_response("agents", reference::<AgentList>(&mut gen)),
+        ),
         &["401"],
         &error,
     );
@@ -250,7 +275,10 @@ pub fn document() -> Value {
         admin,
         &["agent_id"],
         None,
-        ("204", json!({ "description": "the agent is told on its next heartbeat" })),
+        (
+            "204",
+            json!({ "description": "the agent is told on its next heartbeat" }),
+        ),
         &["401", "404"],
         &error,
     );
@@ -343,7 +371,10 @@ mod tests {
             paths::AGENTS.to_string(),
             paths::agent_drain("{agent_id}"),
         ] {
-            assert!(documented.contains(&&path), "{path} is not in the OpenAPI document");
+            assert!(
+                documented.contains(&&path),
+                "{path} is not in the OpenAPI document"
+            );
         }
         // Every referenced schema exists.
         let text = serde_json::to_string(&doc).unwrap();
