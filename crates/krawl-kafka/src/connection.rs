@@ -1,7 +1,8 @@
 //! One shared admin client per cluster connection.
 //!
 //! [`Connection::connect`] builds the librdkafka admin client from a
-//! validated [`KafkaConfig`] (resolving its secrets now, for this use), then
+//! validated [`KafkaConfig`] (resolving its secrets now, for this use, or
+//! taking them already resolved: [`Connection::connect_with`]), then
 //! proves the cluster answers a Metadata request within the timeout. When it
 //! does not, the errors librdkafka reported are classified ([`classify`]) so
 //! the message says whether DNS, TCP, TLS or SASL failed, and for which hosts.
@@ -52,9 +53,26 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Build the client and wait until the cluster answers Metadata, or fail
     /// with a classified error within `cfg.timeout_secs`.
+    /// Resolves the secrets through `job` first (one audit line per reference).
     pub async fn connect(cfg: &KafkaConfig, job: &JobSecrets) -> Result<Self, ExtractError> {
         cfg.validate()?;
         let secrets = cfg.resolve_secrets(job).await?;
+        Self::build(cfg, secrets).await
+    }
+
+    /// [`Connection::connect`] with secrets the caller has already resolved for this job
+    /// ([`KafkaConfig::resolve_secrets`]), so that they are not resolved (and audited) twice:
+    /// the agent's connection pool resolves them once to fingerprint its key, then connects
+    /// with the same values. The connection keeps `secrets` for its DescribeLogDirs client.
+    pub async fn connect_with(
+        cfg: &KafkaConfig,
+        secrets: KafkaSecrets,
+    ) -> Result<Self, ExtractError> {
+        cfg.validate()?;
+        Self::build(cfg, secrets).await
+    }
+
+    async fn build(cfg: &KafkaConfig, secrets: KafkaSecrets) -> Result<Self, ExtractError> {
         let mut client_config = cfg.client_config(&secrets);
         // ApiVersions answers reach us through the FEATURE debug log (see context.rs).
         client_config.set("debug", "feature");

@@ -20,7 +20,7 @@ pub mod extract;
 pub mod log_dirs;
 pub mod probe;
 
-pub use config::{ExtractConfig, ExtractOptions, KafkaConfig};
+pub use config::{ExtractConfig, ExtractOptions, KafkaConfig, KafkaSecrets};
 pub use connection::Connection;
 pub use error::{ExtractError, FailureClass};
 pub use extract::{Extractor, NoProgress, Progress, RecordSink};

@@ -134,7 +134,8 @@ impl ConnectionPool {
 
     /// The client for `cfg` with the credentials `job` resolves now: the pooled one when the
     /// settings and credentials match, else a new one (connected and probed, see
-    /// [`Connection::connect`]). The lease keeps the client from being swept while held.
+    /// [`Connection::connect_with`]). The secrets are resolved once, here (one audit line per
+    /// reference). The lease keeps the client from being swept while held.
     pub async fn get(
         &self,
         cfg: &KafkaConfig,
@@ -142,9 +143,10 @@ impl ConnectionPool {
     ) -> Result<PooledConnection, ExtractError> {
         self.inner.sweep();
         cfg.validate()?;
+        // Resolved once per request (one audit line per reference): fingerprinted for the key,
+        // then, on a miss, handed to the new client as they are.
         let secrets = cfg.resolve_secrets(job).await?;
         let key = self.inner.key(cfg, &secrets);
-        drop(secrets);
         let slot = {
             let mut slots = self.inner.lock_slots();
             let slot = slots.entry(key.clone()).or_insert_with(|| {
@@ -165,12 +167,13 @@ impl ConnectionPool {
         let conn = match guard.as_ref() {
             Some(c) => {
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
+                drop(secrets);
                 c.clone()
             }
             None => {
                 self.inner.misses.fetch_add(1, Ordering::Relaxed);
-                // The job's scope memoises the values resolved above: no second store call.
-                match Connection::connect(cfg, job).await {
+                // The values resolved above: no second resolution, no second audit line.
+                match Connection::connect_with(cfg, secrets).await {
                     Ok(c) => {
                         *guard = Some(c.clone());
                         c
@@ -376,5 +379,83 @@ impl Deref for PooledConnection {
     type Target = Connection;
     fn deref(&self) -> &Connection {
         &self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use krawl_secrets::{Resolver, SecretsConfig};
+
+    use super::*;
+
+    /// Records the `reference` field of every `krawl::audit` event on this thread.
+    struct AuditLines(Arc<Mutex<Vec<String>>>);
+
+    struct Reference<'a>(&'a mut Option<String>);
+
+    impl tracing::field::Visit for Reference<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+            if field.name() == "reference" {
+                *self.0 = Some(format!("{value:?}"));
+            }
+        }
+    }
+
+    impl tracing::Subscriber for AuditLines {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if event.metadata().target() == "krawl::audit" {
+                let mut reference = None;
+                event.record(&mut Reference(&mut reference));
+                self.0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(reference.unwrap_or_default());
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// The pool resolves a job's Kafka secrets once: one audit line per reference, although
+    /// the secrets serve both the pool key and the new client. (Nothing listens on the
+    /// bootstrap port, so the connect fails after the resolution; the count is the same.)
+    #[tokio::test]
+    async fn one_audit_line_per_secret_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("kafka-password");
+        std::fs::write(&password, "pw\n").unwrap();
+        let reference = format!("file://{}", password.display());
+        let cfg: KafkaConfig = toml::from_str(&format!(
+            r#"
+            bootstrap_servers = ["127.0.0.1:1"]
+            security_protocol = "SASL_PLAINTEXT"
+            timeout_secs = 2
+            [sasl]
+            mechanism = "PLAIN"
+            username = "krawl"
+            password = "{reference}"
+            "#
+        ))
+        .unwrap();
+        let resolver = Resolver::new(&SecretsConfig::default()).await.unwrap();
+        let job = resolver.job("job-audit");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let _guard = tracing::subscriber::set_default(AuditLines(Arc::clone(&lines)));
+
+        let pool = ConnectionPool::new(Duration::from_secs(60));
+        let result = pool.get(&cfg, &job).await;
+        assert!(result.is_err(), "nothing listens on 127.0.0.1:1");
+        let lines = lines.lock().unwrap().clone();
+        assert_eq!(lines, vec![reference], "one audit line per reference");
     }
 }
