@@ -166,8 +166,11 @@ pub struct RegisterRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RegisterResponse {
     pub agent_id: String,
-    /// Bearer token for every later call of this agent. A credential: the agent keeps it in
-    /// memory only and never logs it.
+    /// Bearer token for every later call of this agent (poll, heartbeats, chunks, complete):
+    /// agents send it instead of the bootstrap token, which the reference control plane accepts
+    /// for `register` only. A credential: the agent keeps it in memory only and never logs it.
+    /// A `404` on an agent endpoint means the control plane no longer knows this agent: register
+    /// again.
     pub agent_token: String,
     /// How long the server holds a poll open (seconds).
     pub poll_wait_secs: u32,
@@ -223,7 +226,10 @@ pub struct JobSpec {
 // ------------------------------------------------------------------------------------------------
 
 /// `POST /v1/jobs/{job_id}/attempts/{attempt}/heartbeat`: progress; extends the lease.
+/// Every field defaults (`{}` is a valid heartbeat). A `404` means the attempt is gone (the
+/// agent stops it as it does on `409 lease_lost`, without completing it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
 pub struct JobHeartbeat {
     /// Current phase (e.g. `metadata`, `offsets`, `consumer_groups`, `upload`).
     pub phase: String,
@@ -241,8 +247,10 @@ pub struct JobHeartbeatResponse {
     pub cancel: bool,
 }
 
-/// `POST /v1/agents/{agent_id}/heartbeat`.
+/// `POST /v1/agents/{agent_id}/heartbeat`. Every field defaults (`{}` is a valid heartbeat).
+/// A `404` means the agent is unknown: register again.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
 pub struct AgentHeartbeat {
     /// Jobs running now.
     pub running_jobs: u32,
@@ -289,7 +297,8 @@ pub enum CompletionStatus {
     /// Every record was uploaded.
     Succeeded,
     /// The job failed; `error` says why. Not retried by the reference control plane when the
-    /// class is permanent (config, authentication, authorization, secret, invalid_job).
+    /// class is permanent (config, authentication, authorization, secret, invalid_job, policy).
+    /// Other classes are re-queued while attempts remain.
     Failed,
     /// The agent stopped before the job finished (shutdown): re-queue it.
     Interrupted,
@@ -301,7 +310,8 @@ pub enum CompletionStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobError {
     /// dns, connection_refused, tls, authentication, authorization, timeout, secret, config,
-    /// policy, invalid_job, output, interrupted, other.
+    /// policy, invalid_job, output, interrupted, cancelled, other; and lease_expired, which the
+    /// control plane (not the agent) records on an attempt whose lease ran out.
     pub class: String,
     pub message: String,
 }
@@ -510,6 +520,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(lease.attempt, 2);
+    }
+
+    #[test]
+    fn empty_heartbeats_are_valid() {
+        let job: JobHeartbeat = serde_json::from_str("{}").unwrap();
+        assert_eq!(job, JobHeartbeat::default());
+        let agent: AgentHeartbeat = serde_json::from_str("{}").unwrap();
+        assert_eq!(agent, AgentHeartbeat::default());
+        let partial: JobHeartbeat = serde_json::from_str(r#"{"records":7}"#).unwrap();
+        assert_eq!((partial.records, partial.phase.as_str()), (7, ""));
     }
 
     #[test]

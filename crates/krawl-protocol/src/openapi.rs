@@ -43,6 +43,17 @@ fn errors(codes: &[&str], error: &Value) -> Map<String, Value> {
     map
 }
 
+/// Replaces the generic description of `code` in `op`'s responses.
+fn describe(op: &mut Value, code: &str, description: &str) {
+    if let Some(r) = op["responses"][code].as_object_mut() {
+        r.insert("description".into(), Value::from(description));
+    }
+}
+
+/// 404 on the agent's own endpoints: the control plane does not know this agent id.
+const UNKNOWN_AGENT: &str =
+    "unknown agent (the control plane no longer knows this agent id): register again";
+
 fn operation(
     summary: &str,
     security: &str,
@@ -112,7 +123,8 @@ pub fn document() -> Value {
             json!({ "description": "no job within the wait; poll again" }),
         );
     }
-    let agent_heartbeat = operation(
+    describe(&mut poll, "404", UNKNOWN_AGENT);
+    let mut agent_heartbeat = operation(
         "Agent heartbeat; the answer may ask the agent to drain",
         agent,
         &["agent_id"],
@@ -124,7 +136,8 @@ pub fn document() -> Value {
         &["401", "404", "429", "503"],
         &error,
     );
-    let job_heartbeat = operation(
+    describe(&mut agent_heartbeat, "404", UNKNOWN_AGENT);
+    let mut job_heartbeat = operation(
         "Job heartbeat: progress, extends the lease; the answer may cancel the job",
         agent,
         &["job_id", "attempt"],
@@ -138,6 +151,11 @@ pub fn document() -> Value {
         ),
         &["401", "404", "409", "429", "503"],
         &error,
+    );
+    describe(
+        &mut job_heartbeat,
+        "404",
+        "unknown job or attempt: the attempt is gone; the agent stops it without completing it, as on `409 lease_lost`",
     );
     let mut put_chunk = operation(
         "Upload one result chunk (idempotent by job, attempt and sequence number)",
@@ -347,6 +365,28 @@ mod tests {
             committed == generated,
             "docs/openapi.json is out of date with the protocol types; \
              run `KRAWL_BLESS=1 cargo test -p krawl-protocol` and commit the result"
+        );
+    }
+
+    #[test]
+    fn not_found_says_what_the_agent_does() {
+        let doc = document();
+        let not_found = |path: &str| {
+            doc["paths"][path]["post"]["responses"]["404"]["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        for path in [
+            "/v1/agents/{agent_id}/poll",
+            "/v1/agents/{agent_id}/heartbeat",
+        ] {
+            assert!(not_found(path).contains("register again"), "{path}");
+        }
+        let hb = not_found("/v1/jobs/{job_id}/attempts/{attempt}/heartbeat");
+        assert!(
+            hb.contains("attempt is gone") && hb.contains("lease_lost"),
+            "{hb}"
         );
     }
 
