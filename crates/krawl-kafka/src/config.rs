@@ -1075,11 +1075,42 @@ mod example_config {
 
     const EXAMPLE: &str = include_str!("../../../deploy/krawl.example.toml");
 
+    /// Tables of the example that only the agent reads (`krawl run`); `krawl extract` refuses
+    /// them, as the example says.
+    const AGENT_TABLES: &[&str] = &["agent", "control_plane", "policy"];
+
+    /// The example without the agent's tables: what `krawl extract` is given.
+    pub(super) fn extract_part(text: &str) -> String {
+        let mut skipping = false;
+        let mut out = String::new();
+        for line in text.lines() {
+            if let Some(header) = line.trim_start().strip_prefix('[') {
+                let table = header.split([']', '.']).next().unwrap_or_default().trim();
+                skipping = AGENT_TABLES.contains(&table);
+            }
+            if !skipping {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// The documented example parses, and names every key the config accepts.
     #[test]
     fn example_parses_and_documents_every_key() {
         std::env::set_var("KAFKA_PASSWORD", "x");
-        let cfg: ExtractConfig = toml::from_str(EXAMPLE).expect("example parses");
+        let extract = extract_part(EXAMPLE);
+        let tables: Vec<&str> = extract.lines().filter(|l| l.starts_with('[')).collect();
+        assert!(
+            tables.contains(&"[kafka]") && !tables.iter().any(|t| t.contains("control_plane")),
+            "{tables:?}"
+        );
+        assert!(
+            toml::from_str::<ExtractConfig>(EXAMPLE).is_err(),
+            "krawl extract accepts the agent tables now: update the example's header"
+        );
+        let cfg: ExtractConfig = toml::from_str(&extract).expect("example parses");
         assert_eq!(cfg.kafka.security_protocol, SecurityProtocol::SaslSsl);
         let schema = serde_json::to_value(schemars::schema_for!(ExtractConfig)).unwrap();
         let mut keys = std::collections::BTreeSet::new();
@@ -1138,9 +1169,10 @@ mod no_panic {
     #[test]
     fn mutated_configs_never_panic() {
         // Valid as it stands here: no env var, no CA file on disk.
-        let example = include_str!("../../../deploy/krawl.example.toml")
-            .replace("env://KAFKA_PASSWORD", "literal-pw")
-            .replace("ca_file = ", "# ca_file = ");
+        let example =
+            super::example_config::extract_part(include_str!("../../../deploy/krawl.example.toml"))
+                .replace("env://KAFKA_PASSWORD", "literal-pw")
+                .replace("ca_file = ", "# ca_file = ");
         assert!(ExtractConfig::from_toml(&example).is_ok());
         let bytes = example.as_bytes();
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
