@@ -203,3 +203,22 @@ fn commented_out_alternatives_parse() {
         other => panic!("expected oauth2, got {other:?}"),
     }
 }
+
+/// `krawl check --offline` accepts the example (its CA file and token reference are not
+/// touched) and says what it skipped; without `--offline` the unset token fails the check.
+#[tokio::test]
+async fn check_offline_validates_without_contacting_anything() {
+    let cfg = parse(EXAMPLE);
+    let report = krawl_agent::agent::check(&cfg, true).await;
+    let text = report.to_string();
+    assert!(report.ok(), "{text}");
+    assert!(text.contains("[ ok ] config: valid"), "{text}");
+    assert!(text.contains("skipped (--offline)"), "{text}");
+    assert!(!text.contains("] credential:"), "{text}");
+    assert!(!text.contains("] control plane reachable:"), "{text}");
+    if std::env::var_os("KRAWL_BOOTSTRAP_TOKEN").is_none() {
+        let report = krawl_agent::agent::check(&cfg, false).await;
+        assert!(!report.ok(), "{report}");
+        assert!(report.to_string().contains("[FAIL] credential"), "{report}");
+    }
+}

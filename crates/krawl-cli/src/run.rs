@@ -10,6 +10,10 @@ pub struct Args {
     /// Agent config (TOML); KRAWL_* environment variables override its keys.
     #[arg(long, short, env = "KRAWL_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
+    /// `krawl check` only: validate the config, policy and secret-store settings without
+    /// resolving secrets, reading referenced files or contacting anything (CI, render checks).
+    #[arg(long)]
+    offline: bool,
 }
 
 fn load(args: &Args) -> Result<AgentConfig, i32> {
@@ -21,6 +25,13 @@ fn load(args: &Args) -> Result<AgentConfig, i32> {
 
 /// Runs the agent until SIGTERM/SIGINT (a second signal stops at once).
 pub async fn run(args: Args) -> i32 {
+    if args.offline {
+        // `run` and `check` share these arguments; offline is meaningless for a daemon.
+        eprintln!(
+            "error: --offline is a `krawl check` option; `krawl run` needs the control plane"
+        );
+        return 2;
+    }
     let cfg = match load(&args) {
         Ok(cfg) => cfg,
         Err(code) => return code,
@@ -48,7 +59,7 @@ pub async fn check(args: Args) -> i32 {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    let report = krawl_agent::agent::check(&cfg).await;
+    let report = krawl_agent::agent::check(&cfg, args.offline).await;
     print!("{report}");
     if report.ok() {
         0
