@@ -23,13 +23,22 @@ use crate::health::Telemetry;
 
 /// Extra time a long poll may take beyond the server's announced wait.
 const POLL_SLACK: Duration = Duration::from_secs(15);
-/// An OAuth2 access token is renewed this long before it expires.
+/// An OAuth2 access token is renewed this long before it expires (or half its lifetime before,
+/// for tokens that live less than two minutes: see [`token_refresh_at`]).
 const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// When a token fetched at `fetched` that lives `ttl` should be replaced: 60 s before it
+/// expires, or after half its lifetime when that comes first (a 30 s token is reused for 15 s,
+/// not fetched again for every call).
+fn token_refresh_at(fetched: Instant, ttl: Duration) -> Instant {
+    fetched + ttl - TOKEN_REFRESH_MARGIN.min(ttl / 2)
+}
 
 /// Why a control-plane call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("control plane rejected the {credential} (HTTP {status} at {url}: {message}); {hint}")]
+    // Names the URL that refused: the control plane, or the OAuth2 token endpoint.
+    #[error("the {credential} was rejected by {url} (HTTP {status}: {message}); {hint}")]
     Unauthorized {
         url: String,
         status: u16,
@@ -169,10 +178,12 @@ pub enum Credential {
     Bootstrap(SecretString),
     /// One token for every call.
     Static(SecretString),
-    /// OAuth2 client credentials; the access token is cached until ~60 s before it expires.
+    /// OAuth2 client credentials; the access token is cached until ~60 s before it expires
+    /// (half its lifetime for short-lived tokens).
     OAuth2 {
         cfg: Box<OAuth2Config>,
         client_secret: SecretString,
+        /// The access token and when to replace it.
         cached: tokio::sync::Mutex<Option<(SecretString, Instant)>>,
     },
 }
@@ -473,13 +484,19 @@ impl ControlPlaneClient {
                 _,
             ) => {
                 let mut guard = cached.lock().await;
-                if let Some((tok, expires)) = guard.as_ref() {
-                    if Instant::now() + TOKEN_REFRESH_MARGIN < *expires {
+                if let Some((tok, refresh_at)) = guard.as_ref() {
+                    if Instant::now() < *refresh_at {
                         return Ok(tok.clone());
                     }
                 }
+                let fetched = Instant::now();
                 let (tok, ttl) = self.fetch_oauth2_token(cfg, client_secret).await?;
-                *guard = Some((tok.clone(), Instant::now() + ttl));
+                *guard = Some((tok.clone(), token_refresh_at(fetched, ttl)));
+                tracing::debug!(
+                    token_url = %cfg.token_url,
+                    expires_in_secs = ttl.as_secs(),
+                    "obtained an OAuth2 access token"
+                );
                 Ok(tok)
             }
         }
@@ -961,6 +978,22 @@ mod tests {
         assert!(b.delay_after(&err) <= Duration::from_secs(2));
         assert!(err.is_retryable());
         assert!(err.to_string().contains("at u"));
+    }
+
+    #[test]
+    fn oauth2_tokens_are_replaced_before_they_expire() {
+        let t0 = Instant::now();
+        // Long-lived: 60 s early.
+        assert_eq!(
+            token_refresh_at(t0, Duration::from_secs(3600)),
+            t0 + Duration::from_secs(3540)
+        );
+        // Short-lived: reused for half the lifetime, not fetched again for every call.
+        assert_eq!(
+            token_refresh_at(t0, Duration::from_secs(30)),
+            t0 + Duration::from_secs(15)
+        );
+        assert_eq!(token_refresh_at(t0, Duration::ZERO), t0);
     }
 
     #[test]
