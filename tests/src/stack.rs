@@ -16,6 +16,21 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0b9d";
 /// Bootstrap (registration) token of every test control plane.
 pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-77c1";
 
+/// Proxy variables removed from an agent's environment unless a test sets them in
+/// [`AgentOpts::env`].
+pub const PROXY_ENV: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "KRAWL_PROXY",
+    "KRAWL_NO_PROXY",
+];
+
 /// Extra settings for [`ControlPlane::start_with`].
 #[derive(Debug, Clone, Default)]
 pub struct ControlPlaneOpts {
@@ -25,6 +40,18 @@ pub struct ControlPlaneOpts {
     pub lease_ttl_secs: Option<u32>,
     /// `--agent-rate-limit` value (e.g. `"1/2"`: rate per second / burst).
     pub agent_rate_limit: Option<String>,
+    /// Serve HTTPS with this certificate chain and key (`--tls-cert`/`--tls-key`); the URL is
+    /// then `https://127.0.0.1:PORT` and [`ControlPlane::ca_file`] is the CA to trust.
+    pub tls: Option<ControlPlaneTls>,
+}
+
+/// PEM files for a TLS control plane (e.g. from [`crate::TestPki`]).
+#[derive(Debug, Clone)]
+pub struct ControlPlaneTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA that signed `cert` (what clients must trust).
+    pub ca: PathBuf,
 }
 
 /// A `krawl controlplane` process with its database in a temp dir.
@@ -80,6 +107,12 @@ impl ControlPlane {
         if let Some(r) = &self.opts.agent_rate_limit {
             cmd.arg("--agent-rate-limit").arg(r);
         }
+        if let Some(tls) = &self.opts.tls {
+            cmd.arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key);
+        }
         Ok(cmd)
     }
 
@@ -119,12 +152,42 @@ impl ControlPlane {
         self.spawn(Some(self.port))
     }
 
+    /// Starts again on the same port with an empty database: every agent and token it knew is
+    /// gone (agents must register again).
+    pub fn restart_fresh(&mut self) -> Result<()> {
+        self.kill();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.db_path().into_os_string();
+            path.push(suffix);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context("removing the control-plane database"),
+            }
+        }
+        self.spawn(Some(self.port))
+    }
+
+    /// The CA file clients must trust when the control plane serves HTTPS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.opts.tls.as_ref().map(|t| t.ca.as_path())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("controlplane.db")
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.opts.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -143,13 +206,15 @@ impl ControlPlane {
 
     /// `krawl jobs ARGS...` against this control plane.
     pub fn jobs_cli(&self, args: &[&str]) -> Result<std::process::Output> {
-        Command::new(krawl_bin()?)
-            .arg("jobs")
+        let mut cmd = Command::new(krawl_bin()?);
+        cmd.arg("jobs")
             .args(args)
             .env("KRAWL_CP_URL", self.url())
-            .env("KRAWL_CP_ADMIN_TOKEN", ADMIN_TOKEN)
-            .output()
-            .context("running krawl jobs")
+            .env("KRAWL_CP_ADMIN_TOKEN", ADMIN_TOKEN);
+        if let Some(ca) = self.ca_file() {
+            cmd.arg("--ca-file").arg(ca);
+        }
+        cmd.output().context("running krawl jobs")
     }
 }
 
@@ -176,6 +241,11 @@ pub struct AgentOpts {
     pub extra_toml: String,
     /// Extra environment for the agent process (e.g. the Kafka password for `env://`).
     pub env: Vec<(String, String)>,
+    /// Extra keys of `[control_plane]` (e.g. `ca_file = "..."`, `proxy = "..."`), one per line.
+    pub control_plane_toml: String,
+    /// Replaces the `[control_plane.auth]` table (default: the bootstrap token from
+    /// `KRAWL_TEST_BOOTSTRAP_TOKEN`); e.g. `[control_plane.auth.oauth2]` with its keys.
+    pub auth_toml: Option<String>,
 }
 
 impl Default for AgentOpts {
@@ -191,6 +261,8 @@ impl Default for AgentOpts {
                 .into(),
             extra_toml: String::new(),
             env: Vec::new(),
+            control_plane_toml: String::new(),
+            auth_toml: None,
         }
     }
 }
@@ -208,13 +280,17 @@ impl Agent {
             format!(
                 "[agent]\nname = \"{name}\"\nmax_concurrent_jobs = {max}\nshutdown_grace_secs = {grace}\n\
                  health_listen = \"127.0.0.1:{health_port}\"\n{chunks}\n\
-                 [control_plane]\nurl = \"{url}\"\n\
-                 [control_plane.auth]\nbootstrap_token = \"env://KRAWL_TEST_BOOTSTRAP_TOKEN\"\n\n\
+                 [control_plane]\nurl = \"{url}\"\n{cp_extra}\n\
+                 {auth}\n\n\
                  {policy}\n{extra}\n",
                 name = opts.name,
                 max = opts.max_concurrent_jobs,
                 grace = opts.shutdown_grace_secs,
                 url = cp.url(),
+                cp_extra = opts.control_plane_toml,
+                auth = opts.auth_toml.as_deref().unwrap_or(
+                    "[control_plane.auth]\nbootstrap_token = \"env://KRAWL_TEST_BOOTSTRAP_TOKEN\""
+                ),
                 chunks = opts
                     .chunk_max_records
                     .map(|n| format!("chunk_max_records = {n}\n"))
@@ -232,8 +308,13 @@ impl Agent {
             .arg("run")
             .arg("--config")
             .arg(&config)
-            .env("KRAWL_TEST_BOOTSTRAP_TOKEN", &opts.bootstrap_token)
-            .envs(opts.env.iter().map(|(k, v)| (k, v)));
+            .env("KRAWL_TEST_BOOTSTRAP_TOKEN", &opts.bootstrap_token);
+        // Proxy settings of the machine running the tests must not steer the agent; tests that
+        // want a proxy pass it in `opts.env`.
+        for var in PROXY_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let proc = ManagedProcess::spawn("krawl run", cmd, dir.path().join("agent.log"))?;
         let mut agent = Self {
             proc: Some(proc),
@@ -284,6 +365,13 @@ impl Agent {
                 libc::kill(pid, signal);
             }
         }
+    }
+
+    /// Whether the agent process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.proc
+            .as_mut()
+            .is_some_and(|p| matches!(p.child.try_wait(), Ok(None)))
     }
 
     /// Waits for the agent to exit; its exit status.
