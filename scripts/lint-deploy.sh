@@ -13,8 +13,9 @@
 #                     ci/all-on-values.yaml; every rendered manifest validated with
 #                     kubernetes-validate (strict, Kubernetes 1.25 and 1.37) or, for the
 #                     ServiceMonitor CRD, deploy/helm-ci/servicemonitor.schema.json; the
-#                     rendered krawl.toml parsed as TOML; yamllint on the chart's YAML and the
-#                     rendered output; values the schema must refuse are refused.
+#                     rendered krawl.toml parsed as TOML, and the all-on one validated by
+#                     `krawl check --offline`; yamllint on the chart's YAML and the rendered
+#                     output; values the schema must refuse are refused.
 #   systemd unit      systemd-analyze verify with no output at all, and
 #                     systemd-analyze security --offline=true with exposure <= 2.0.
 #                     `verify` fails when ExecStart's binary is missing, so both run on a temp
@@ -291,6 +292,32 @@ for name, kinds in counts.items():
 sys.exit(1 if failed else 0)
 PY
     fail "rendered manifests (above)"
+fi
+
+# The all-on rendering's krawl.toml must be a valid agent config, as the binary itself judges it:
+# `krawl check --offline` (config, policy, secret-store settings; nothing resolved or contacted).
+# Self-test: the same file with an unknown table must be refused.
+if "${VENV}/bin/python" - "${WORK}/rendered-all-on.yaml" "${WORK}/krawl-all-on.toml" <<'PY'; then
+import sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc and doc.get("kind") == "ConfigMap" and "krawl.toml" in doc.get("data", {}):
+        open(sys.argv[2], "w").write(doc["data"]["krawl.toml"])
+        sys.exit(0)
+sys.exit("no ConfigMap with krawl.toml in the all-on rendering")
+PY
+    # env -i: no KRAWL_* override of the caller's environment leaks into the verdict.
+    if out="$(env -i "${KRAWL_BIN}" check --offline --config "${WORK}/krawl-all-on.toml" 2>&1)" &&
+        grep -q '^\[ ok \] config: valid' <<<"${out}"; then
+        log "krawl check --offline: the all-on krawl.toml is a valid agent config"
+    else
+        fail "krawl check --offline on the all-on krawl.toml: ${out}"
+    fi
+    printf '\n[agnet]\nname = "typo"\n' >>"${WORK}/krawl-all-on.toml"
+    if env -i "${KRAWL_BIN}" check --offline --config "${WORK}/krawl-all-on.toml" >/dev/null 2>&1; then
+        fail "krawl check --offline self-test: a config with an unknown table passed"
+    fi
+else
+    fail "krawl check --offline: cannot extract krawl.toml from the all-on rendering"
 fi
 
 if "${VENV}/bin/yamllint" -s -c deploy/helm-ci/yamllint.yaml \
