@@ -356,7 +356,8 @@ async fn oauth2_client_credentials_register_refresh_and_refuse() {
     assert_eq!(first.param("grant_type"), Some("client_credentials"));
     assert_eq!(first.client_id.as_deref(), Some(CLIENT_ID));
     assert!(first.secret_ok);
-    assert_ne!(first.auth, ClientAuth::None);
+    // HTTP Basic by default: the one method every server must support (RFC 6749 §2.3.1).
+    assert_eq!(first.auth, ClientAuth::Basic);
     assert_eq!(first.param("scope"), Some("krawl.agent jobs"));
     assert_eq!(first.param("audience"), Some("https://krawl.example.com"));
     let fetched_at = first.at;
@@ -518,10 +519,8 @@ async fn drain_finishes_the_running_job_and_exits_0() {
 }
 
 /// `/readyz` while draining: an operator (or a load balancer, or Kubernetes) should see that the
-/// agent takes no new jobs. Known gap: `health.rs` stores the draining flag but `readiness()`
-/// never reads it, so `/readyz` answers `{"ready":true}` throughout a drain.
+/// agent takes no new jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: /readyz does not report draining (health.rs ignores the flag)"]
 async fn readyz_reports_draining() {
     let (_broker, _cp, agent, _id) = drain_mid_job().await;
     let (status, body) = readyz(&agent).await;

@@ -18,7 +18,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::config::{AgentConfig, AuthConfig, ConfigError, OAuth2Config};
+use crate::config::{AgentConfig, AuthConfig, ClientAuth, ConfigError, OAuth2Config};
 use crate::health::Telemetry;
 
 /// Extra time a long poll may take beyond the server's announced wait.
@@ -510,9 +510,11 @@ impl ControlPlaneClient {
         let url = cfg.token_url.clone();
         let body = {
             let mut form = form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "client_credentials")
-                .append_pair("client_id", &cfg.client_id)
-                .append_pair("client_secret", secret.expose());
+            form.append_pair("grant_type", "client_credentials");
+            if cfg.client_auth == ClientAuth::Body {
+                form.append_pair("client_id", &cfg.client_id)
+                    .append_pair("client_secret", secret.expose());
+            }
             if let Some(s) = &cfg.scope {
                 form.append_pair("scope", s);
             }
@@ -521,9 +523,14 @@ impl ControlPlaneClient {
             }
             SecretString::new(form.finish())
         };
-        let resp = self
-            .http
-            .post(&url)
+        let mut request = self.http.post(&url);
+        if cfg.client_auth == ClientAuth::Basic {
+            // RFC 6749 §2.3.1: id and secret form-urlencoded, then HTTP Basic.
+            let enc = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+            let secret_enc = SecretString::new(enc(secret.expose()));
+            request = request.basic_auth(enc(&cfg.client_id), Some(secret_enc.expose()));
+        }
+        let resp = request
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "application/json")
             .timeout(self.request_timeout)

@@ -208,6 +208,20 @@ pub struct OAuth2Config {
     pub scope: Option<String>,
     #[serde(default)]
     pub audience: Option<String>,
+    /// How the client authenticates to the token endpoint: `basic` (HTTP Basic, RFC 6749
+    /// §2.3.1, which every server must support; the default) or `body` (`client_id` and
+    /// `client_secret` in the form body, for servers that want that).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// `control_plane.auth.oauth2.client_auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    Basic,
+    Body,
 }
 
 /// Why a config was refused. Each names the file or key and what to do.

@@ -211,6 +211,11 @@ impl Telemetry {
 
     /// `Ok(())` when ready, else why not.
     pub fn readiness(&self) -> Result<(), String> {
+        // A draining agent takes no new jobs: not ready (a load balancer or rollout should not
+        // count it), though still alive while its running jobs finish.
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("draining: no new jobs are taken; running jobs are finishing".to_string());
+        }
         if !self.registered.load(Ordering::Relaxed) {
             return Err(match self.last_error() {
                 Some(e) => format!("not registered with the control plane yet: {e}"),
@@ -319,6 +324,10 @@ mod tests {
         t.set_registered(true, Duration::from_secs(30));
         assert!(t.readiness().is_err(), "no exchange yet");
         t.exchange_ok();
+        assert!(t.readiness().is_ok());
+        t.set_draining(true);
+        assert!(t.readiness().unwrap_err().contains("draining"));
+        t.set_draining(false);
         assert!(t.readiness().is_ok());
         t.set_registered(true, Duration::ZERO);
         *t.stale_after.lock().unwrap() = Duration::ZERO;
