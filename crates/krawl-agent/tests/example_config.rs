@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use krawl_agent::config::{AgentConfig, AgentSection, AuthConfig, ControlPlaneConfig};
+use krawl_agent::config::{AgentConfig, AgentSection, AuthConfig, ClientAuth, ControlPlaneConfig};
 use krawl_secrets::SecretRef;
 
 const EXAMPLE: &str = include_str!("../../../deploy/krawl.example.toml");
@@ -193,12 +193,14 @@ fn commented_out_alternatives_parse() {
             "client_secret",
             "scope",
             "audience",
+            "client_auth",
         ],
     ) + rest;
     match parse(&oauth2).control_plane.auth {
         Some(AuthConfig::Oauth2(o)) => {
             assert!(o.token_url.starts_with("https://"));
             assert!(o.scope.is_some() && o.audience.is_some());
+            assert_eq!(o.client_auth, ClientAuth::default());
         }
         other => panic!("expected oauth2, got {other:?}"),
     }
