@@ -102,12 +102,7 @@ impl Args {
                         hint: "pass --bootstrap-servers host:port or --config FILE".into(),
                     });
                 }
-                ExtractConfig {
-                    kafka: KafkaConfig::new(Vec::new()),
-                    extract: Default::default(),
-                    secrets: Default::default(),
-                    schema_registry: None,
-                }
+                ExtractConfig::new(KafkaConfig::new(Vec::new()))
             }
         };
         let k = &mut cfg.kafka;

@@ -38,7 +38,7 @@ enum Command {
     /// Run the agent: long-poll the control plane, run jobs, stream results back.
     Run(run::Args),
     /// Validate the agent config and reach the control plane, without running jobs.
-    Check(run::Args),
+    Check(run::CheckArgs),
     /// Run the reference control plane (SQLite; agents, jobs, results).
     Controlplane(krawl_controlplane::cli::ServeArgs),
     /// Submit, list, inspect and cancel jobs on a control plane; download results.

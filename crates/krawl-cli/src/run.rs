@@ -10,8 +10,14 @@ pub struct Args {
     /// Agent config (TOML); KRAWL_* environment variables override its keys.
     #[arg(long, short, env = "KRAWL_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
-    /// `krawl check` only: validate the config, policy and secret-store settings without
-    /// resolving secrets, reading referenced files or contacting anything (CI, render checks).
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    args: Args,
+    /// Validate the config, policy and secret-store settings without resolving secrets,
+    /// reading referenced files or contacting anything (CI, render checks).
     #[arg(long)]
     offline: bool,
 }
@@ -25,13 +31,6 @@ fn load(args: &Args) -> Result<AgentConfig, i32> {
 
 /// Runs the agent until SIGTERM/SIGINT (a second signal stops at once).
 pub async fn run(args: Args) -> i32 {
-    if args.offline {
-        // `run` and `check` share these arguments; offline is meaningless for a daemon.
-        eprintln!(
-            "error: --offline is a `krawl check` option; `krawl run` needs the control plane"
-        );
-        return 2;
-    }
     let cfg = match load(&args) {
         Ok(cfg) => cfg,
         Err(code) => return code,
@@ -54,12 +53,13 @@ pub async fn run(args: Args) -> i32 {
 }
 
 /// Prints one line per check; exit 0 only when all pass.
-pub async fn check(args: Args) -> i32 {
+pub async fn check(check: CheckArgs) -> i32 {
+    let CheckArgs { args, offline } = check;
     let cfg = match load(&args) {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    let report = krawl_agent::agent::check(&cfg, args.offline).await;
+    let report = krawl_agent::agent::check(&cfg, offline).await;
     print!("{report}");
     if report.ok() {
         0

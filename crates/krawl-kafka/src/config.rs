@@ -27,9 +27,33 @@ pub struct ExtractConfig {
     /// An optional Schema Registry to extract alongside the cluster.
     #[serde(default)]
     pub schema_registry: Option<SchemaRegistryConfig>,
+    /// The agent's tables (`[agent]`, `[control_plane]`, `[policy]`, read by `krawl run`) are
+    /// accepted and ignored, so that one file serves both commands.
+    #[serde(default, rename = "agent")]
+    #[schemars(skip)]
+    _agent: Option<toml::Table>,
+    #[serde(default, rename = "control_plane")]
+    #[schemars(skip)]
+    _control_plane: Option<toml::Table>,
+    #[serde(default, rename = "policy")]
+    #[schemars(skip)]
+    _policy: Option<toml::Table>,
 }
 
 impl ExtractConfig {
+    /// A config for `kafka` with default extraction options, no secret stores and no registry.
+    pub fn new(kafka: KafkaConfig) -> Self {
+        Self {
+            kafka,
+            extract: ExtractOptions::default(),
+            secrets: SecretsConfig::default(),
+            schema_registry: None,
+            _agent: None,
+            _control_plane: None,
+            _policy: None,
+        }
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         cfg.validate()?;
@@ -1075,7 +1099,7 @@ mod example_config {
 
     const EXAMPLE: &str = include_str!("../../../deploy/krawl.example.toml");
 
-    /// Tables of the example that only the agent reads (`krawl run`); `krawl extract` refuses
+    /// Tables of the example that only the agent reads (`krawl run`); `krawl extract` ignores
     /// them, as the example says.
     const AGENT_TABLES: &[&str] = &["agent", "control_plane", "policy"];
 
@@ -1106,10 +1130,15 @@ mod example_config {
             tables.contains(&"[kafka]") && !tables.iter().any(|t| t.contains("control_plane")),
             "{tables:?}"
         );
-        assert!(
-            toml::from_str::<ExtractConfig>(EXAMPLE).is_err(),
-            "krawl extract accepts the agent tables now: update the example's header"
-        );
+        // The whole file (agent tables included) is a valid `krawl extract` config too.
+        let whole: ExtractConfig = toml::from_str(EXAMPLE).expect("the whole example parses");
+        assert_eq!(whole.kafka.bootstrap_servers.len(), {
+            let part: ExtractConfig = toml::from_str(&extract).expect("example parses");
+            part.kafka.bootstrap_servers.len()
+        });
+        // Other unknown tables are still refused.
+        let typo = format!("{EXAMPLE}\n[agnet]\nname = \"x\"\n");
+        assert!(toml::from_str::<ExtractConfig>(&typo).is_err());
         let cfg: ExtractConfig = toml::from_str(&extract).expect("example parses");
         assert_eq!(cfg.kafka.security_protocol, SecurityProtocol::SaslSsl);
         let schema = serde_json::to_value(schemars::schema_for!(ExtractConfig)).unwrap();
