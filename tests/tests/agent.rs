@@ -481,3 +481,45 @@ async fn the_kafka_password_is_resolved_per_job_and_printed_nowhere() {
     assert!(!job_lines.is_empty());
     assert!(job_lines.iter().all(|l| l.contains(&id)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_jobs_run_at_once_by_default_and_the_sixth_waits() {
+    let broker = ProxiedTansu::start().unwrap();
+    krawl_tests::create_topics(&broker.bootstrap(), "t", 2, 1).unwrap();
+    let cp = ControlPlane::start().unwrap();
+    let agent = Agent::start(&cp, AgentOpts::default()).unwrap();
+    // DescribeConfigs unanswered: every extraction holds its slot until released.
+    broker.proxy.swallow(32);
+    let mut s = spec(&broker.bootstrap());
+    s["kafka"]["timeout_secs"] = json!(20);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(submit(&cp, "kafka.extract", s.clone()).await);
+    }
+    let states = async || {
+        let mut running = 0;
+        let mut queued = 0;
+        for id in &ids {
+            match admin(&cp).get(id).await.unwrap().state {
+                JobState::Running => running += 1,
+                JobState::Queued => queued += 1,
+                _ => {}
+            }
+        }
+        (running, queued)
+    };
+    eventually("five running jobs", Duration::from_secs(30), async || {
+        states().await == (5, 1)
+    })
+    .await;
+    // Held there: the sixth is not taken while five run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(states().await, (5, 1));
+
+    // Released, all six finish, the sixth after a slot frees up.
+    broker.proxy.unswallow(32);
+    for id in &ids {
+        let view = wait_terminal(&cp, id, Some(&agent)).await;
+        assert_eq!(view.state, JobState::Succeeded, "{view:?}");
+    }
+}
