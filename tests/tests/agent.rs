@@ -523,3 +523,40 @@ async fn five_jobs_run_at_once_by_default_and_the_sixth_waits() {
         assert_eq!(view.state, JobState::Succeeded, "{view:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_vault_at_start_is_waited_for_not_fatal() {
+    let cp = ControlPlane::start().unwrap();
+    let dead_vault = format!("http://127.0.0.1:{}", krawl_tests::free_port());
+    let mut agent = Agent::start(
+        &cp,
+        AgentOpts {
+            auth_toml: Some(
+                "[control_plane.auth]\nbootstrap_token = \"vault://secret/krawl/agent#token\"\n"
+                    .into(),
+            ),
+            extra_toml: format!(
+                "[secrets.vault]\naddress = \"{dead_vault}\"\ntimeout_secs = 2\n\
+                 [secrets.vault.auth]\nmethod = \"token\"\ntoken = \"env://KRAWL_TEST_VAULT_TOKEN\"\n"
+            ),
+            env: vec![("KRAWL_TEST_VAULT_TOKEN".into(), "root".into())],
+            ..AgentOpts::default()
+        },
+    )
+    .unwrap();
+    agent
+        .wait_log(
+            "cannot resolve the control-plane credential yet",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(agent.is_running(), "the agent exited:\n{}", agent.log());
+    let ready = reqwest::get(agent.health_url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason = ready.text().await.unwrap();
+    assert!(reason.contains("vault://secret/krawl/agent"), "{reason}");
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(Duration::from_secs(20)).unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -150,7 +150,24 @@ pub async fn run_with<E: Executor>(
             })?;
         tracing::info!(%bound, "health endpoints: /healthz /readyz /metrics");
     }
-    let credential = Credential::resolve(&cfg).await?;
+    // The control-plane credential is the agent's own: resolved once at start. A secret store
+    // that is down at boot is waited for (readiness says why), not a reason to exit.
+    let mut backoff = Backoff::standard();
+    let credential = loop {
+        match Credential::resolve(&cfg).await {
+            Ok(c) => break c,
+            Err(e) if e.is_transient() => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot resolve the control-plane credential yet; retrying");
+                telemetry.exchange_failed("credential", &e.to_string());
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let client = Arc::new(ControlPlaneClient::new(
         &cfg,
         credential,

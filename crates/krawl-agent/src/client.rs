@@ -283,6 +283,17 @@ pub enum CredentialError {
     Empty { reference: String },
 }
 
+impl CredentialError {
+    /// A store that could not be reached (or failed) may come back: worth retrying. A missing,
+    /// malformed, denied or empty credential needs the operator.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CredentialError::Secret(SecretError::Unreachable { .. } | SecretError::Backend { .. })
+        )
+    }
+}
+
 /// What registration returned, minus the token (kept inside the client).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registration {
