@@ -492,7 +492,8 @@ pub fn try_lease(
 pub fn job_view(c: &Connection, job_id: &str) -> Result<JobView, ApiError> {
     let row = c
         .query_row(
-            "SELECT kind, state, created_at, updated_at, max_attempts, progress, result, error
+            "SELECT kind, state, created_at, updated_at, max_attempts, progress, result, error,
+                    labels
              FROM jobs WHERE id = ?1",
             params![job_id],
             |r| {
@@ -505,11 +506,13 @@ pub fn job_view(c: &Connection, job_id: &str) -> Result<JobView, ApiError> {
                     r.get::<_, Option<String>>(5)?,
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, Option<String>>(7)?,
+                    r.get::<_, String>(8)?,
                 ))
             },
         )
         .optional()?;
-    let Some((kind, state, created, updated, max_attempts, progress, result, error)) = row else {
+    let Some((kind, state, created, updated, max_attempts, progress, result, error, labels)) = row
+    else {
         return Err(ApiError::not_found(format!("no job {job_id:?}")));
     };
     let mut stmt = c.prepare(
@@ -545,6 +548,7 @@ pub fn job_view(c: &Connection, job_id: &str) -> Result<JobView, ApiError> {
     Ok(JobView {
         id: job_id.to_string(),
         kind,
+        labels: serde_json::from_str(&labels)?,
         state: parse_state(&state)?,
         created_at: fmt_ts(created),
         updated_at: fmt_ts(updated),

@@ -211,6 +211,7 @@ async fn a_job_is_leased_once_to_concurrent_pollers_and_routed_by_labels_and_kin
     let job = cp
         .submit(json!({"kind": "kafka.preflight", "spec": {}, "labels": {"env": "prod"}}))
         .await;
+    assert_eq!(job.labels.get("env").map(String::as_str), Some("prod"));
     assert!(cp.poll(&plain).await.is_none());
     assert_eq!(
         cp.poll_raw(&prod, &["kafka.extract"]).await.status(),

@@ -422,6 +422,9 @@ pub struct AttemptView {
 pub struct JobView {
     pub id: String,
     pub kind: String,
+    /// The labels the job was submitted with (only agents carrying them get it).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub state: JobState,
     pub created_at: String,
     pub updated_at: String,
