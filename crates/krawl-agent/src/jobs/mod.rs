@@ -260,12 +260,20 @@ async fn registry_setup(
     }
 }
 
-async fn extract<S: RecordSink>(
+/// The job's pooled connection and, when the spec names a registry, its client (or why there is
+/// none). The job's resolved secrets are dropped before this returns: the pooled client keeps its
+/// own copy (see pool.rs).
+async fn connect<'s>(
     deps: &JobDeps,
     ctx: &JobContext,
-    spec: &ParsedSpec,
-    sink: &mut S,
-) -> Result<(), JobFailure> {
+    spec: &'s ParsedSpec,
+) -> Result<
+    (
+        pool::PooledConnection,
+        Option<(&'s SchemaRegistryConfig, Result<RegistryClient, String>)>,
+    ),
+    JobFailure,
+> {
     ctx.progress.set_phase("connect");
     let job = deps.resolver.job(&ctx.job_id);
     let conn = deps
@@ -274,14 +282,23 @@ async fn extract<S: RecordSink>(
         .await
         .map_err(|e| JobFailure::from(&e))?;
     let registry = match &spec.schema_registry {
-        Some(sr) => Some(RegistrySetup {
-            config: sr.clone(),
-            client: registry_setup(sr, &job).await,
-        }),
+        Some(sr) => Some((sr, registry_setup(sr, &job).await)),
         None => None,
     };
-    // The job's resolved values go now; the pooled client keeps its own copy (see pool.rs).
-    drop(job);
+    Ok((conn, registry))
+}
+
+async fn extract<S: RecordSink>(
+    deps: &JobDeps,
+    ctx: &JobContext,
+    spec: &ParsedSpec,
+    sink: &mut S,
+) -> Result<(), JobFailure> {
+    let (conn, registry) = connect(deps, ctx, spec).await?;
+    let registry = registry.map(|(sr, client)| RegistrySetup {
+        config: sr.clone(),
+        client,
+    });
     let extractor = Extractor::new(&conn, spec.extract.clone(), ctx.progress.as_ref())
         .map_err(|e| JobFailure::from(&e))?
         .with_schema_registry(registry);
@@ -334,18 +351,7 @@ async fn preflight<S: RecordSink>(
     spec: &ParsedSpec,
     sink: &mut S,
 ) -> Result<(), JobFailure> {
-    ctx.progress.set_phase("connect");
-    let job = deps.resolver.job(&ctx.job_id);
-    let conn = deps
-        .pool
-        .get(&spec.kafka, &job)
-        .await
-        .map_err(|e| JobFailure::from(&e))?;
-    let registry = match &spec.schema_registry {
-        Some(sr) => Some((sr, registry_setup(sr, &job).await)),
-        None => None,
-    };
-    drop(job);
+    let (conn, registry) = connect(deps, ctx, spec).await?;
     ctx.progress.set_phase("permissions");
     for record in probe::preflight(&conn).await {
         emit(sink, Record::Permission(record)).await?;
