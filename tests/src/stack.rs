@@ -7,9 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 
-use crate::{free_port, krawl_bin, spawn_listening, ManagedProcess, PortWait};
+use anyhow::{bail, Context, Result};
+use krawl_controlplane::admin::AdminClient;
+use krawl_model::{Envelope, Record};
+use krawl_protocol::{JobState, JobView, SubmitJob};
+
+use crate::{free_port, krawl_bin, spawn_listening, ManagedProcess, PortWait, ProxiedTansu};
 
 /// Admin token of every test control plane.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0b9d";
@@ -407,5 +412,102 @@ impl Agent {
             "agent log has no {needle:?} after {timeout:?}; log:\n{}",
             self.log()
         )
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The job API, as the end-to-end tests use it
+// ------------------------------------------------------------------------------------------------
+
+/// The spec of a `kafka.*` job against `bootstrap` (10 s Kafka timeout).
+pub fn kafka_spec(bootstrap: &str) -> serde_json::Value {
+    serde_json::json!({ "kafka": { "bootstrap_servers": [bootstrap], "timeout_secs": 10 } })
+}
+
+/// Polls `f` every 100 ms until it is true; panics naming `what` after `timeout`.
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+impl ControlPlane {
+    /// The admin client (`krawl jobs`' own), trusting this control plane's CA when it has TLS.
+    pub fn admin(&self) -> AdminClient {
+        AdminClient::new(&self.url(), ADMIN_TOKEN, self.ca_file())
+            .unwrap_or_else(|e| panic!("admin client for {}: {e}", self.url()))
+    }
+
+    /// Submits a job; its id.
+    pub async fn submit(&self, kind: &str, spec: serde_json::Value) -> String {
+        let job = SubmitJob {
+            kind: kind.into(),
+            spec,
+            labels: BTreeMap::new(),
+            max_attempts: None,
+            lease_ttl_secs: None,
+        };
+        match self.admin().submit(&job).await {
+            Ok(view) => view.id,
+            Err(e) => panic!("submitting a {kind} job: {e}"),
+        }
+    }
+
+    /// Waits (up to 120 s) until the job ends; on a timeout panics with both logs.
+    pub async fn wait_terminal(&self, id: &str, agent: Option<&Agent>) -> JobView {
+        match self.admin().wait(id, Duration::from_secs(120)).await {
+            Ok(view) => view,
+            Err(e) => panic!(
+                "job {id} did not finish: {e:#}\nagent log:\n{}\ncontrol plane log:\n{}",
+                agent.map(Agent::log).unwrap_or_default(),
+                self.output()
+            ),
+        }
+    }
+
+    /// Waits until the job's state is `running`.
+    pub async fn wait_running(&self, id: &str) {
+        eventually("the job to run", Duration::from_secs(60), async || {
+            self.admin()
+                .get(id)
+                .await
+                .is_ok_and(|v| v.state == JobState::Running)
+        })
+        .await;
+    }
+
+    /// The job's result records.
+    pub async fn records(&self, id: &str) -> Vec<Record> {
+        let body = match self.admin().results(id).await {
+            Ok(b) => b,
+            Err(e) => panic!("results of {id}: {e}"),
+        };
+        String::from_utf8_lossy(&body)
+            .lines()
+            .map(|l| match serde_json::from_str::<Envelope>(l) {
+                Ok(env) => env.record,
+                Err(e) => panic!("result line is not a record ({e}): {l}"),
+            })
+            .collect()
+    }
+
+    /// Submits a `kafka.extract` against `broker` that hangs: three topics exist and the proxy
+    /// swallows DescribeConfigs (until `broker.proxy.unswallow(32)`), with a `timeout_secs`
+    /// Kafka timeout. Returns once the job is running.
+    pub async fn submit_hung_extraction(&self, broker: &ProxiedTansu, timeout_secs: u64) -> String {
+        if let Err(e) = crate::create_topics(&broker.bootstrap(), "t", 3, 1) {
+            panic!("creating topics: {e:#}");
+        }
+        broker.proxy.swallow(32);
+        let mut spec = kafka_spec(&broker.bootstrap());
+        spec["kafka"]["timeout_secs"] = serde_json::json!(timeout_secs);
+        let id = self.submit("kafka.extract", spec).await;
+        self.wait_running(&id).await;
+        id
     }
 }

@@ -4,58 +4,17 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use krawl_controlplane::admin::AdminClient;
 use krawl_model::{Envelope, Record};
-use krawl_protocol::{JobState, JobView, SubmitJob};
-use krawl_tests::stack::{Agent, AgentOpts, ControlPlane, ControlPlaneOpts, ADMIN_TOKEN};
+use krawl_protocol::JobState;
+use krawl_tests::stack::{
+    eventually, kafka_spec, Agent, AgentOpts, ControlPlane, ControlPlaneOpts,
+};
 use krawl_tests::{seed_dataset, BrokerKind, Noida, ProxiedTansu};
 use serde_json::json;
 
 const CANARY: &str = "canary-agent-e2e-4f2a-do-not-print";
-
-fn admin(cp: &ControlPlane) -> AdminClient {
-    AdminClient::new(&cp.url(), ADMIN_TOKEN, None).unwrap()
-}
-
-fn spec(bootstrap: &str) -> serde_json::Value {
-    json!({ "kafka": { "bootstrap_servers": [bootstrap], "timeout_secs": 10 } })
-}
-
-async fn submit(cp: &ControlPlane, kind: &str, spec: serde_json::Value) -> String {
-    admin(cp)
-        .submit(&SubmitJob {
-            kind: kind.into(),
-            spec,
-            labels: BTreeMap::new(),
-            max_attempts: None,
-            lease_ttl_secs: None,
-        })
-        .await
-        .unwrap()
-        .id
-}
-
-async fn wait_terminal(cp: &ControlPlane, id: &str, agent: Option<&Agent>) -> JobView {
-    match admin(cp).wait(id, Duration::from_secs(120)).await {
-        Ok(view) => view,
-        Err(e) => panic!(
-            "job {id} did not finish: {e:#}\nagent log:\n{}\ncontrol plane log:\n{}",
-            agent.map(Agent::log).unwrap_or_default(),
-            cp.output()
-        ),
-    }
-}
-
-async fn records(cp: &ControlPlane, id: &str) -> Vec<Record> {
-    let body = admin(cp).results(id).await.unwrap();
-    String::from_utf8(body)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Envelope>(l).unwrap().record)
-        .collect()
-}
 
 fn topic_names(records: &[Record]) -> Vec<String> {
     records
@@ -80,18 +39,6 @@ async fn chunks_uploaded(metrics_url: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Polls `f` until it is true.
-async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_job_kind_returns_correct_results() {
     let broker = Noida::start().unwrap();
@@ -100,10 +47,12 @@ async fn every_job_kind_returns_correct_results() {
     let agent = Agent::start(&cp, AgentOpts::default()).unwrap();
 
     // kafka.extract: the seeded topics and groups, nothing duplicated, summary last.
-    let id = submit(&cp, "kafka.extract", spec(&broker.bootstrap())).await;
-    let view = wait_terminal(&cp, &id, Some(&agent)).await;
+    let id = cp
+        .submit("kafka.extract", kafka_spec(&broker.bootstrap()))
+        .await;
+    let view = cp.wait_terminal(&id, Some(&agent)).await;
     assert_eq!(view.state, JobState::Succeeded, "{view:?}");
-    let recs = records(&cp, &id).await;
+    let recs = cp.records(&id).await;
     let names = topic_names(&recs);
     let unique: BTreeSet<_> = names.iter().cloned().collect();
     assert_eq!(names.len(), unique.len(), "duplicate topic records");
@@ -133,12 +82,15 @@ async fn every_job_kind_returns_correct_results() {
     assert_eq!(result.records, u64::try_from(recs.len()).unwrap());
 
     // kafka.list_topics: names and partition counts.
-    let id = submit(&cp, "kafka.list_topics", spec(&broker.bootstrap())).await;
+    let id = cp
+        .submit("kafka.list_topics", kafka_spec(&broker.bootstrap()))
+        .await;
     assert_eq!(
-        wait_terminal(&cp, &id, Some(&agent)).await.state,
+        cp.wait_terminal(&id, Some(&agent)).await.state,
         JobState::Succeeded
     );
-    let listing: BTreeMap<String, usize> = records(&cp, &id)
+    let listing: BTreeMap<String, usize> = cp
+        .records(&id)
         .await
         .into_iter()
         .filter_map(|r| match r {
@@ -154,12 +106,14 @@ async fn every_job_kind_returns_correct_results() {
     assert_eq!(listing, expected);
 
     // kafka.test_connection: a verdict, for a live cluster and a closed port.
-    let id = submit(&cp, "kafka.test_connection", spec(&broker.bootstrap())).await;
+    let id = cp
+        .submit("kafka.test_connection", kafka_spec(&broker.bootstrap()))
+        .await;
     assert_eq!(
-        wait_terminal(&cp, &id, Some(&agent)).await.state,
+        cp.wait_terminal(&id, Some(&agent)).await.state,
         JobState::Succeeded
     );
-    let recs = records(&cp, &id).await;
+    let recs = cp.records(&id).await;
     let Some(Record::ConnectionTest(ok)) = recs.first() else {
         panic!("{recs:?}")
     };
@@ -168,14 +122,14 @@ async fn every_job_kind_returns_correct_results() {
     assert!(!ok.api_versions.is_empty());
 
     let closed = format!("127.0.0.1:{}", krawl_tests::free_port());
-    let mut dead = spec(&closed);
+    let mut dead = kafka_spec(&closed);
     dead["kafka"]["timeout_secs"] = json!(3);
-    let id = submit(&cp, "kafka.test_connection", dead).await;
+    let id = cp.submit("kafka.test_connection", dead).await;
     assert_eq!(
-        wait_terminal(&cp, &id, Some(&agent)).await.state,
+        cp.wait_terminal(&id, Some(&agent)).await.state,
         JobState::Succeeded
     );
-    let recs = records(&cp, &id).await;
+    let recs = cp.records(&id).await;
     let Some(Record::ConnectionTest(bad)) = recs.first() else {
         panic!("{recs:?}")
     };
@@ -184,12 +138,15 @@ async fn every_job_kind_returns_correct_results() {
     assert!(bad.verdict.contains(&closed), "{}", bad.verdict);
 
     // kafka.preflight: one record per permission, the describe ones granted on noida.
-    let id = submit(&cp, "kafka.preflight", spec(&broker.bootstrap())).await;
+    let id = cp
+        .submit("kafka.preflight", kafka_spec(&broker.bootstrap()))
+        .await;
     assert_eq!(
-        wait_terminal(&cp, &id, Some(&agent)).await.state,
+        cp.wait_terminal(&id, Some(&agent)).await.state,
         JobState::Succeeded
     );
-    let perms: BTreeMap<String, Option<bool>> = records(&cp, &id)
+    let perms: BTreeMap<String, Option<bool>> = cp
+        .records(&id)
         .await
         .into_iter()
         .filter_map(|r| match r {
@@ -218,22 +175,26 @@ async fn a_malformed_job_gets_an_error_result_and_the_agent_keeps_serving() {
     let cp = ControlPlane::start().unwrap();
     let agent = Agent::start(&cp, AgentOpts::default()).unwrap();
 
-    let unknown = submit(&cp, "kafka.produce", spec(&broker.bootstrap())).await;
-    let malformed = submit(&cp, "kafka.extract", json!({ "kafka": 5 })).await;
+    let unknown = cp
+        .submit("kafka.produce", kafka_spec(&broker.bootstrap()))
+        .await;
+    let malformed = cp.submit("kafka.extract", json!({ "kafka": 5 })).await;
     for id in [&unknown, &malformed] {
-        let view = wait_terminal(&cp, id, Some(&agent)).await;
+        let view = cp.wait_terminal(id, Some(&agent)).await;
         assert_eq!(view.state, JobState::Failed, "{view:?}");
         let err = view.error.clone().unwrap();
         assert_eq!(err.class, "invalid_job", "{err:?}");
         // Permanent: not retried.
         assert_eq!(view.attempts.len(), 1, "{view:?}");
     }
-    let err = admin(&cp).get(&unknown).await.unwrap().error.unwrap();
+    let err = cp.admin().get(&unknown).await.unwrap().error.unwrap();
     assert!(err.message.contains("kafka.produce"), "{err:?}");
 
-    let id = submit(&cp, "kafka.list_topics", spec(&broker.bootstrap())).await;
+    let id = cp
+        .submit("kafka.list_topics", kafka_spec(&broker.bootstrap()))
+        .await;
     assert_eq!(
-        wait_terminal(&cp, &id, Some(&agent)).await.state,
+        cp.wait_terminal(&id, Some(&agent)).await.state,
         JobState::Succeeded
     );
 }
@@ -255,7 +216,9 @@ async fn the_control_plane_killed_mid_upload_loses_and_duplicates_nothing() {
     )
     .unwrap();
 
-    let id = submit(&cp, "kafka.extract", spec(&broker.bootstrap())).await;
+    let id = cp
+        .submit("kafka.extract", kafka_spec(&broker.bootstrap()))
+        .await;
     // Kill the control plane as soon as the agent says some chunks are in (its metrics), keep
     // it down a while, restart it on the same database.
     let metrics = agent.health_url("/metrics");
@@ -267,9 +230,9 @@ async fn the_control_plane_killed_mid_upload_loses_and_duplicates_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     cp.restart().unwrap();
 
-    let view = wait_terminal(&cp, &id, Some(&agent)).await;
+    let view = cp.wait_terminal(&id, Some(&agent)).await;
     assert_eq!(view.state, JobState::Succeeded, "{view:?}");
-    let recs = records(&cp, &id).await;
+    let recs = cp.records(&id).await;
     let names = topic_names(&recs);
     let unique: BTreeSet<String> = names.iter().cloned().collect();
     assert_eq!(names.len(), unique.len(), "duplicated topic records");
@@ -312,31 +275,20 @@ async fn sigterm_mid_job_reports_interrupted_and_the_retry_succeeds() {
         },
     )
     .unwrap();
-    krawl_tests::create_topics(&broker.bootstrap(), "t", 3, 1).unwrap();
-    // DescribeConfigs (32) never answered: the job hangs in its configs phase.
-    broker.proxy.swallow(32);
-    let mut s = spec(&broker.bootstrap());
-    s["kafka"]["timeout_secs"] = json!(60);
-    let id = submit(&cp, "kafka.extract", s).await;
-    eventually("the job to run", Duration::from_secs(60), async || {
-        admin(&cp)
-            .get(&id)
-            .await
-            .is_ok_and(|v| v.state == JobState::Running)
-    })
-    .await;
+    // DescribeConfigs never answered: the job hangs in its configs phase.
+    let id = cp.submit_hung_extraction(&broker, 60).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     agent.signal(libc::SIGTERM);
     let status = agent.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(status.success(), "{status:?}\n{}", agent.log());
 
-    let view = admin(&cp).get(&id).await.unwrap();
+    let view = cp.admin().get(&id).await.unwrap();
     assert_eq!(view.attempts[0].state, "interrupted", "{view:?}");
     assert_eq!(view.state, JobState::Queued, "{view:?}");
 
     broker.proxy.unswallow(32);
     let agent2 = Agent::start(&cp, AgentOpts::default()).unwrap();
-    let view = wait_terminal(&cp, &id, Some(&agent2)).await;
+    let view = cp.wait_terminal(&id, Some(&agent2)).await;
     assert_eq!(view.state, JobState::Succeeded, "{view:?}");
     assert_eq!(view.attempts.len(), 2);
 }
@@ -352,14 +304,14 @@ async fn an_expired_lease_requeues_the_job() {
     let mut first = Agent::start(&cp, AgentOpts::default()).unwrap();
     // Metadata (3) unanswered: the first attempt hangs while connecting ...
     broker.proxy.swallow(3);
-    let mut s = spec(&broker.bootstrap());
+    let mut s = kafka_spec(&broker.bootstrap());
     s["kafka"]["timeout_secs"] = json!(60);
-    let id = submit(&cp, "kafka.list_topics", s).await;
+    let id = cp.submit("kafka.list_topics", s).await;
     eventually(
         "the lease to be taken",
         Duration::from_secs(30),
         async || {
-            admin(&cp)
+            cp.admin()
                 .get(&id)
                 .await
                 .is_ok_and(|v| v.state == JobState::Running)
@@ -371,7 +323,7 @@ async fn an_expired_lease_requeues_the_job() {
     let _ = first.wait_exit(Duration::from_secs(10));
     broker.proxy.unswallow(3);
     let second = Agent::start(&cp, AgentOpts::default()).unwrap();
-    let view = wait_terminal(&cp, &id, Some(&second)).await;
+    let view = cp.wait_terminal(&id, Some(&second)).await;
     assert_eq!(view.state, JobState::Succeeded, "{view:?}");
     assert_eq!(view.attempts.len(), 2, "{view:?}");
     assert_eq!(view.attempts[0].state, "expired", "{view:?}");
@@ -388,11 +340,13 @@ async fn rate_limits_are_honoured_with_retry_after() {
     .unwrap();
     let agent = Agent::start(&cp, AgentOpts::default()).unwrap();
     let ids = [
-        submit(&cp, "kafka.list_topics", spec(&broker.bootstrap())).await,
-        submit(&cp, "kafka.test_connection", spec(&broker.bootstrap())).await,
+        cp.submit("kafka.list_topics", kafka_spec(&broker.bootstrap()))
+            .await,
+        cp.submit("kafka.test_connection", kafka_spec(&broker.bootstrap()))
+            .await,
     ];
     for id in &ids {
-        let view = wait_terminal(&cp, id, Some(&agent)).await;
+        let view = cp.wait_terminal(id, Some(&agent)).await;
         assert_eq!(view.state, JobState::Succeeded, "{view:?}");
     }
     let log = agent.log();
@@ -448,10 +402,10 @@ async fn the_kafka_password_is_resolved_per_job_and_printed_nowhere() {
         "security_protocol": "SASL_PLAINTEXT",
         "sasl": { "mechanism": "PLAIN", "username": "krawl", "password": "env://KRAWL_TEST_KAFKA_PASSWORD" }
     }});
-    let id = submit(&cp, "kafka.extract", s).await;
-    let view = wait_terminal(&cp, &id, Some(&agent)).await;
+    let id = cp.submit("kafka.extract", s).await;
+    let view = cp.wait_terminal(&id, Some(&agent)).await;
     assert_eq!(view.state, JobState::Succeeded, "{view:?}");
-    let body = admin(&cp).results(&id).await.unwrap();
+    let body = cp.admin().results(&id).await.unwrap();
     let metrics = reqwest::get(agent.health_url("/metrics"))
         .await
         .unwrap()
@@ -490,17 +444,17 @@ async fn five_jobs_run_at_once_by_default_and_the_sixth_waits() {
     let agent = Agent::start(&cp, AgentOpts::default()).unwrap();
     // DescribeConfigs unanswered: every extraction holds its slot until released.
     broker.proxy.swallow(32);
-    let mut s = spec(&broker.bootstrap());
+    let mut s = kafka_spec(&broker.bootstrap());
     s["kafka"]["timeout_secs"] = json!(20);
     let mut ids = Vec::new();
     for _ in 0..6 {
-        ids.push(submit(&cp, "kafka.extract", s.clone()).await);
+        ids.push(cp.submit("kafka.extract", s.clone()).await);
     }
     let states = async || {
         let mut running = 0;
         let mut queued = 0;
         for id in &ids {
-            match admin(&cp).get(id).await.unwrap().state {
+            match cp.admin().get(id).await.unwrap().state {
                 JobState::Running => running += 1,
                 JobState::Queued => queued += 1,
                 _ => {}
@@ -519,7 +473,7 @@ async fn five_jobs_run_at_once_by_default_and_the_sixth_waits() {
     // Released, all six finish, the sixth after a slot frees up.
     broker.proxy.unswallow(32);
     for id in &ids {
-        let view = wait_terminal(&cp, id, Some(&agent)).await;
+        let view = cp.wait_terminal(id, Some(&agent)).await;
         assert_eq!(view.state, JobState::Succeeded, "{view:?}");
     }
 }

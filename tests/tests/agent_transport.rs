@@ -5,57 +5,24 @@
 //! job states in the job API, the proxy's own log, the agent's log and `/readyz`, exit codes.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use krawl_controlplane::admin::AdminClient;
-use krawl_protocol::{JobState, JobView, SubmitJob};
+use krawl_protocol::{JobState, JobView};
 use krawl_tests::oauth::{ClientAuth, TokenEndpoint, TokenEndpointOpts};
 use krawl_tests::proxy::Tinyproxy;
 use krawl_tests::stack::{
-    Agent, AgentOpts, ControlPlane, ControlPlaneOpts, ControlPlaneTls, ADMIN_TOKEN, BOOTSTRAP_TOKEN,
+    eventually, kafka_spec, Agent, AgentOpts, ControlPlane, ControlPlaneOpts, ControlPlaneTls,
+    BOOTSTRAP_TOKEN,
 };
 use krawl_tests::{Noida, ProxiedTansu, TestPki};
-use serde_json::json;
-
-fn admin(cp: &ControlPlane) -> AdminClient {
-    AdminClient::new(&cp.url(), ADMIN_TOKEN, cp.ca_file()).unwrap()
-}
-
-fn spec(bootstrap: &str) -> serde_json::Value {
-    json!({ "kafka": { "bootstrap_servers": [bootstrap], "timeout_secs": 10 } })
-}
-
-async fn submit(cp: &ControlPlane, kind: &str, spec: serde_json::Value) -> String {
-    admin(cp)
-        .submit(&SubmitJob {
-            kind: kind.into(),
-            spec,
-            labels: BTreeMap::new(),
-            max_attempts: None,
-            lease_ttl_secs: None,
-        })
-        .await
-        .unwrap()
-        .id
-}
-
-async fn wait_terminal(cp: &ControlPlane, id: &str, agent: &Agent) -> JobView {
-    match admin(cp).wait(id, Duration::from_secs(120)).await {
-        Ok(view) => view,
-        Err(e) => panic!(
-            "job {id} did not finish: {e:#}\nagent log:\n{}\ncontrol plane log:\n{}",
-            agent.log(),
-            cp.output()
-        ),
-    }
-}
 
 /// Submits a `kafka.list_topics` job and expects it to succeed through `agent`.
 async fn job_succeeds(cp: &ControlPlane, broker: &Noida, agent: &Agent) -> JobView {
-    let id = submit(cp, "kafka.list_topics", spec(&broker.bootstrap())).await;
-    let view = wait_terminal(cp, &id, agent).await;
+    let id = cp
+        .submit("kafka.list_topics", kafka_spec(&broker.bootstrap()))
+        .await;
+    let view = cp.wait_terminal(&id, Some(agent)).await;
     assert_eq!(
         view.state,
         JobState::Succeeded,
@@ -96,17 +63,6 @@ fn registrations(agent: &Agent) -> usize {
         .log()
         .matches("registered with the control plane")
         .count()
-}
-
-async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -471,19 +427,8 @@ async fn drain_mid_job() -> (ProxiedTansu, ControlPlane, Agent, String) {
         },
     )
     .unwrap();
-    krawl_tests::create_topics(&broker.bootstrap(), "t", 3, 1).unwrap();
-    broker.proxy.swallow(32);
-    let mut s = spec(&broker.bootstrap());
-    s["kafka"]["timeout_secs"] = json!(15);
-    let id = submit(&cp, "kafka.extract", s).await;
-    eventually("the job to run", Duration::from_secs(60), async || {
-        admin(&cp)
-            .get(&id)
-            .await
-            .is_ok_and(|v| v.state == JobState::Running)
-    })
-    .await;
-    let agents = admin(&cp).agents().await.unwrap();
+    let id = cp.submit_hung_extraction(&broker, 15).await;
+    let agents = cp.admin().agents().await.unwrap();
     let me = agents.agents.iter().find(|a| a.name == "to-drain").unwrap();
     let out = cp.jobs_cli(&["drain", &me.id]).unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -498,22 +443,24 @@ async fn drain_finishes_the_running_job_and_exits_0() {
     let (broker, cp, mut agent, id) = drain_mid_job().await;
     // Draining does not abandon the running job: the agent is still there while it runs.
     assert!(agent.is_running(), "{}", agent.log());
-    assert_eq!(admin(&cp).get(&id).await.unwrap().state, JobState::Running);
+    assert_eq!(cp.admin().get(&id).await.unwrap().state, JobState::Running);
     broker.proxy.unswallow(32);
 
     // No new job while draining: this one stays queued.
-    let later = submit(&cp, "kafka.list_topics", spec(&broker.bootstrap())).await;
+    let later = cp
+        .submit("kafka.list_topics", kafka_spec(&broker.bootstrap()))
+        .await;
     let status = agent.wait_exit(Duration::from_secs(90)).unwrap();
     assert!(status.success(), "{status:?}\n{}", agent.log());
 
-    let view = admin(&cp).get(&id).await.unwrap();
+    let view = cp.admin().get(&id).await.unwrap();
     // The swallowed DescribeConfigs times out into a warning; the job completes normally.
     assert_eq!(view.state, JobState::Succeeded, "{view:?}");
     assert_eq!(view.attempts.len(), 1, "{view:?}");
-    let later = admin(&cp).get(&later).await.unwrap();
+    let later = cp.admin().get(&later).await.unwrap();
     assert_eq!(later.state, JobState::Queued, "{later:?}");
     assert!(later.attempts.is_empty(), "{later:?}");
-    let agents = admin(&cp).agents().await.unwrap();
+    let agents = cp.admin().agents().await.unwrap();
     let me = agents.agents.iter().find(|a| a.name == "to-drain").unwrap();
     assert!(me.draining, "{me:?}");
 }
