@@ -514,3 +514,54 @@ async fn a_dead_vault_at_start_is_waited_for_not_fatal() {
     let status = agent.wait_exit(Duration::from_secs(20)).unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// systemd's notify protocol (sd_notify(3)): datagrams to `$NOTIFY_SOCKET`. The test plays
+/// systemd's side with a real unix datagram socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_systemd_the_agent_notifies_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let cp = ControlPlane::start().unwrap();
+    let mut agent = Agent::start(
+        &cp,
+        AgentOpts {
+            env: vec![
+                ("NOTIFY_SOCKET".into(), path.display().to_string()),
+                // 0.6 s: the agent pets the watchdog every 0.3 s.
+                ("WATCHDOG_USEC".into(), "600000".into()),
+            ],
+            ..AgentOpts::default()
+        },
+    )
+    .unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    let mut buf = [0u8; 256];
+    let receive = |seen: &mut Vec<String>, buf: &mut [u8], until: Duration| {
+        let deadline = std::time::Instant::now() + until;
+        while std::time::Instant::now() < deadline {
+            if let Ok(n) = sock.recv(buf) {
+                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    };
+    receive(&mut seen, &mut buf, Duration::from_secs(3));
+    let ready = seen.iter().position(|m| m == "READY=1");
+    assert!(ready.is_some(), "no READY=1: {seen:?}\n{}", agent.log());
+    // READY comes once the agent is registered.
+    assert!(agent.log().contains("registered with the control plane"));
+    let pets = seen.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(pets >= 4, "{pets} watchdog notifications in ~3 s: {seen:?}");
+
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(Duration::from_secs(20)).unwrap();
+    assert!(status.success(), "{status:?}");
+    receive(&mut seen, &mut buf, Duration::from_millis(500));
+    assert!(
+        seen.iter().any(|m| m == "STOPPING=1"),
+        "no STOPPING=1: {seen:?}"
+    );
+}
