@@ -931,14 +931,21 @@ fn verify_stream(
         let rows = stmt.query_map(params![job_id, attempt], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    let missing: Vec<u32> = (0..req.chunks)
-        .filter(|s| stored.binary_search_by_key(s, |(seq, _)| *seq).is_err())
-        .collect();
-    if !missing.is_empty() {
+    // `req.chunks` comes from the agent: count the missing sequence numbers from what is stored
+    // (never materialise `0..req.chunks`, which may be 4 billion long) and name the first few.
+    let present = stored.iter().filter(|(seq, _)| *seq < req.chunks).count();
+    let missing_count = usize::try_from(req.chunks)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(present);
+    if missing_count > 0 {
+        let shown: Vec<u32> = (0..req.chunks)
+            .filter(|s| stored.binary_search_by_key(s, |(seq, _)| *seq).is_err())
+            .take(LIST_SHOWN)
+            .collect();
         return Ok(Err(format!(
             "the completion claims {} chunks but chunk(s) {} of attempt {attempt} were never uploaded",
             req.chunks,
-            list_u32(&missing)
+            list_u32(&shown, missing_count)
         )));
     }
     let extra: Vec<u32> = stored
@@ -950,7 +957,7 @@ fn verify_stream(
         return Ok(Err(format!(
             "the completion claims {} chunks but chunk(s) {} were also uploaded",
             req.chunks,
-            list_u32(&extra)
+            list_u32(&extra, extra.len())
         )));
     }
     let total: u64 = stored.iter().map(|(_, r)| r).sum();
@@ -978,16 +985,20 @@ fn verify_stream(
     Ok(Ok(bytes))
 }
 
-fn list_u32(v: &[u32]) -> String {
-    const SHOWN: usize = 20;
+/// How many sequence numbers a refusal names.
+const LIST_SHOWN: usize = 20;
+
+/// The first [`LIST_SHOWN`] of `v`, and how many more of `total` there are.
+fn list_u32(v: &[u32], total: usize) -> String {
     let mut s = v
         .iter()
-        .take(SHOWN)
+        .take(LIST_SHOWN)
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    if v.len() > SHOWN {
-        s.push_str(&format!(" and {} more", v.len() - SHOWN));
+    let shown = v.len().min(LIST_SHOWN);
+    if total > shown {
+        s.push_str(&format!(" and {} more", total - shown));
     }
     s
 }
@@ -1178,6 +1189,26 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).unwrap_err().to_string();
         assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_chunk_claim_is_refused_without_listing_every_missing_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cp.db")).unwrap();
+        let c = store.conn.lock().unwrap();
+        let req = CompleteRequest {
+            status: CompletionStatus::Succeeded,
+            chunks: u32::MAX,
+            records: 0,
+            sha256: String::new(),
+            error: None,
+        };
+        let reason = verify_stream(&c, "job-x", 1, &req).unwrap().unwrap_err();
+        assert!(reason.contains("0, 1, 2"), "{reason}");
+        assert!(
+            reason.contains(&format!("and {} more", u64::from(u32::MAX) - 20)),
+            "{reason}"
+        );
     }
 
     #[test]
