@@ -88,7 +88,10 @@ impl RateLimiter {
             Ok(())
         } else {
             let missing = 1.0 - bucket.tokens;
-            Err(Duration::from_secs_f64(missing / self.limit.per_second))
+            // A tiny configured rate (`1e-20`) would overflow `Duration` (a panic in
+            // `from_secs_f64`); such a wait is as good as forever.
+            Err(Duration::try_from_secs_f64(missing / self.limit.per_second)
+                .unwrap_or(Duration::MAX))
         }
     }
 }
@@ -129,5 +132,13 @@ mod tests {
         let wait = rl.check("a").err();
         assert!(wait.is_some_and(|w| w <= Duration::from_secs(1)));
         assert!(rl.check("b").is_ok(), "buckets are per agent");
+    }
+
+    #[test]
+    fn a_tiny_rate_refuses_without_overflowing() {
+        let limit: RateLimit = "1e-20/1".parse().unwrap_or_else(|e| panic!("{e}"));
+        let rl = RateLimiter::new(limit);
+        assert!(rl.check("a").is_ok());
+        assert_eq!(rl.check("a").err(), Some(Duration::MAX));
     }
 }
