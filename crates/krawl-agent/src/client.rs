@@ -27,11 +27,16 @@ const POLL_SLACK: Duration = Duration::from_secs(15);
 /// for tokens that live less than two minutes: see [`token_refresh_at`]).
 const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
+/// The longest an access token is reused, whatever `expires_in` the token endpoint announced
+/// (a huge value would also overflow `Instant` arithmetic).
+const TOKEN_MAX_REUSE: Duration = Duration::from_secs(24 * 3600);
+
 /// When a token fetched at `fetched` that lives `ttl` should be replaced: 60 s before it
 /// expires, or after half its lifetime when that comes first (a 30 s token is reused for 15 s,
-/// not fetched again for every call).
+/// not fetched again for every call); at most [`TOKEN_MAX_REUSE`] after it was fetched.
 fn token_refresh_at(fetched: Instant, ttl: Duration) -> Instant {
-    fetched + ttl - TOKEN_REFRESH_MARGIN.min(ttl / 2)
+    let reuse = (ttl - TOKEN_REFRESH_MARGIN.min(ttl / 2)).min(TOKEN_MAX_REUSE);
+    fetched.checked_add(reuse).unwrap_or(fetched)
 }
 
 /// Why a control-plane call failed.
@@ -1012,6 +1017,11 @@ mod tests {
             t0 + Duration::from_secs(15)
         );
         assert_eq!(token_refresh_at(t0, Duration::ZERO), t0);
+        // `expires_in` is the token endpoint's to choose: u64::MAX seconds must not panic.
+        assert_eq!(
+            token_refresh_at(t0, Duration::from_secs(u64::MAX)),
+            t0 + TOKEN_MAX_REUSE
+        );
     }
 
     #[test]
