@@ -192,7 +192,7 @@ impl ConnectionPool {
             conn,
             key,
             pool: Arc::downgrade(&self.inner),
-            _lease: lease,
+            lease,
         })
     }
 
@@ -308,12 +308,15 @@ impl Inner {
         }
     }
 
-    fn evict(&self, key: &str) {
+    /// Removes `slot` (the one a job leased) from the pool. A newer slot under the same key
+    /// (connected after an earlier eviction) is left alone: it is not the client that failed.
+    fn evict(&self, key: &str, slot: &Arc<Slot>) {
         let conn = {
             let mut slots = self.lock_slots();
-            let Some(slot) = slots.remove(key) else {
+            if !slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
                 return;
-            };
+            }
+            slots.remove(key);
             let taken = slot.conn.try_lock().ok().and_then(|mut c| c.take());
             taken
         };
@@ -354,7 +357,7 @@ pub struct PooledConnection {
     conn: Connection,
     key: String,
     pool: Weak<Inner>,
-    _lease: Lease,
+    lease: Lease,
 }
 
 impl fmt::Debug for PooledConnection {
@@ -370,7 +373,7 @@ impl PooledConnection {
     /// This lease keeps working until dropped.
     pub fn evict(&self) {
         if let Some(pool) = self.pool.upgrade() {
-            pool.evict(&self.key);
+            pool.evict(&self.key, &self.lease.slot);
         }
     }
 }
@@ -424,6 +427,33 @@ mod tests {
         }
         fn enter(&self, _: &tracing::span::Id) {}
         fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    fn empty_slot() -> Arc<Slot> {
+        Arc::new(Slot {
+            conn: tokio::sync::Mutex::new(None),
+            leases: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// A job evicting the client it failed with must not evict the newer client another job
+    /// connected under the same key since.
+    #[tokio::test]
+    async fn eviction_removes_only_the_evicting_jobs_slot() {
+        let pool = ConnectionPool::new(Duration::from_secs(60));
+        let (old, new) = (empty_slot(), empty_slot());
+        pool.inner
+            .lock_slots()
+            .insert("k".to_string(), Arc::clone(&new));
+        pool.inner.evict("k", &old);
+        assert!(pool
+            .inner
+            .lock_slots()
+            .get("k")
+            .is_some_and(|s| Arc::ptr_eq(s, &new)));
+        pool.inner.evict("k", &new);
+        assert!(pool.inner.lock_slots().is_empty());
     }
 
     /// The pool resolves a job's Kafka secrets once: one audit line per reference, although
