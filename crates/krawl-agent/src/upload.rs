@@ -119,8 +119,13 @@ impl ChunkCutter {
     }
 
     /// Appends one record as a line; `true` when the chunk is full and should be cut.
+    /// A record that fails to serialise leaves the chunk as it was (no partial line).
     pub fn push(&mut self, record: Record) -> Result<bool, serde_json::Error> {
-        serde_json::to_writer(&mut self.buf, &Envelope::new(record))?;
+        let len = self.buf.len();
+        if let Err(e) = serde_json::to_writer(&mut self.buf, &Envelope::new(record)) {
+            self.buf.truncate(len);
+            return Err(e);
+        }
         self.buf.push(b'\n');
         self.records += 1;
         Ok(self.is_full())
