@@ -12,7 +12,7 @@
 //! [control_plane]
 //! url = "https://krawl.example.com"
 //! ca_file = "/etc/krawl/ca.pem"      # extra roots, added to the system's
-//! auth = { bootstrap_token = "env://KRAWL_BOOTSTRAP_TOKEN" }
+//! auth = { bootstrap_token = "env://KRAWL_CONTROL_PLANE_TOKEN" }
 //! ```
 //!
 //! Environment overrides (applied after the file, before validation):
@@ -478,9 +478,9 @@ impl AgentConfig {
             None => {
                 return Err(invalid(
                     "control_plane.auth",
-                    "missing; set one of auth = { bootstrap_token = \"env://KRAWL_BOOTSTRAP_TOKEN\" }, \
+                    "missing; set one of auth = { bootstrap_token = \"env://KRAWL_CONTROL_PLANE_TOKEN\" }, \
                      auth = { oauth2 = { token_url = ..., client_id = ..., client_secret = ... } } or \
-                     auth = { static_token = \"...\" } (or KRAWL_BOOTSTRAP_TOKEN)",
+                     auth = { static_token = \"...\" } (or KRAWL_BOOTSTRAP_TOKEN=env://KRAWL_CONTROL_PLANE_TOKEN)",
                 ))
             }
             Some(AuthConfig::Oauth2(o)) => {

@@ -80,7 +80,7 @@ fn uncomment(text: &str, keys: &[&str]) -> String {
         .collect()
 }
 
-const BOOTSTRAP_LINE: &str = "auth = { bootstrap_token = \"env://KRAWL_BOOTSTRAP_TOKEN\" }\n";
+const BOOTSTRAP_LINE: &str = "auth = { bootstrap_token = \"env://KRAWL_CONTROL_PLANE_TOKEN\" }\n";
 
 #[test]
 fn the_agent_reads_the_example() {
@@ -88,7 +88,7 @@ fn the_agent_reads_the_example() {
     assert_eq!(cfg.control_plane.url, "https://krawl.example.com");
     assert!(matches!(
         cfg.control_plane.auth,
-        Some(AuthConfig::BootstrapToken(SecretRef::Env(ref n))) if n == "KRAWL_BOOTSTRAP_TOKEN"
+        Some(AuthConfig::BootstrapToken(SecretRef::Env(ref n))) if n == "KRAWL_CONTROL_PLANE_TOKEN"
     ));
     assert_eq!(
         cfg.agent.labels.get("env").map(String::as_str),
@@ -218,7 +218,7 @@ async fn check_offline_validates_without_contacting_anything() {
     assert!(text.contains("skipped (--offline)"), "{text}");
     assert!(!text.contains("] credential:"), "{text}");
     assert!(!text.contains("] control plane reachable:"), "{text}");
-    if std::env::var_os("KRAWL_BOOTSTRAP_TOKEN").is_none() {
+    if std::env::var_os("KRAWL_CONTROL_PLANE_TOKEN").is_none() {
         let report = krawl_agent::agent::check(&cfg, false).await;
         assert!(!report.ok(), "{report}");
         assert!(report.to_string().contains("[FAIL] credential"), "{report}");
