@@ -765,3 +765,45 @@ async fn test_connection_list_topics_and_preflight_against_tansu() {
     assert_eq!(logs.granted, None, "{logs:?}");
     assert!(logs.detail.contains("API 35"), "{logs:?}");
 }
+
+/// The read-only proof for the short job kinds (as `a_full_extraction_sends_only_read_only_apis`
+/// is for extraction): every request of a connection test, a topic listing and a preflight, seen
+/// by a recording proxy all client connections go through, is in `READ_ONLY_APIS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_short_job_kinds_send_only_read_only_apis() {
+    let broker = krawl_tests::ProxiedTansu::start().unwrap();
+    let bs = broker.bootstrap();
+    seed_dataset(&bs, BrokerKind::Tansu).unwrap();
+    broker.proxy.clear();
+    let deps = deps(local_policy(), Duration::from_secs(300));
+
+    for kind in [
+        "kafka.test_connection",
+        "kafka.list_topics",
+        "kafka.preflight",
+    ] {
+        let records = run(&deps, kind, plain(&bs)).await.unwrap();
+        assert!(!records.is_empty(), "{kind}");
+    }
+    deps.pool.close_all();
+
+    let used = broker.proxy.api_keys();
+    let allowed: BTreeSet<i16> = krawl_kafka::api_keys::READ_ONLY_APIS
+        .iter()
+        .copied()
+        .collect();
+    assert!(
+        used.is_subset(&allowed),
+        "non-read-only APIs sent: {:?}",
+        used.difference(&allowed)
+            .map(|k| krawl_tests::api_name(*k))
+            .collect::<Vec<_>>()
+    );
+    // The preflight really exercised its calls through the proxy.
+    for needed in ["Metadata", "DescribeConfigs", "ListOffsets", "ListGroups"] {
+        assert!(
+            used.iter().any(|k| krawl_tests::api_name(*k) == needed),
+            "{needed} not seen: {used:?}"
+        );
+    }
+}
