@@ -194,6 +194,11 @@ impl Telemetry {
     }
 
     pub fn job_finished(&self, kind: &str, outcome: &str, took: Duration) {
+        // The kind comes from the control plane: only known kinds become label values, so a
+        // misbehaving server cannot grow the number of series without bound.
+        let kind = kind
+            .parse::<krawl_protocol::JobKind>()
+            .map_or("unknown", krawl_protocol::JobKind::as_str);
         self.metrics
             .jobs
             .get_or_create(&JobLabels {
@@ -339,11 +344,15 @@ mod tests {
     fn metrics_render_with_names_and_labels() {
         let t = Telemetry::new();
         t.job_finished("kafka.extract", "succeeded", Duration::from_secs(3));
+        t.job_finished("kafka.made-up-1", "failed", Duration::from_secs(1));
+        t.job_finished("kafka.made-up-2", "failed", Duration::from_secs(1));
         t.metrics.records_uploaded.inc_by(10);
         t.exchange_failed("rate_limited", "x");
         let text = t.encode();
         for needle in [
             "krawl_jobs_total{kind=\"kafka.extract\",outcome=\"succeeded\"} 1",
+            // Kinds the agent does not know share one series.
+            "krawl_jobs_total{kind=\"unknown\",outcome=\"failed\"} 2",
             "krawl_job_duration_seconds_bucket",
             "krawl_records_uploaded_total 10",
             "krawl_bytes_uploaded_total",
