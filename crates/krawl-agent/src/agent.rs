@@ -607,6 +607,7 @@ impl Agent {
     async fn complete_with_retry(&self, job_id: &str, attempt: u32, req: &proto::CompleteRequest) {
         let mut backoff = Backoff::standard();
         let deadline = Instant::now() + self.upload.retry_for;
+        let mut retried = false;
         loop {
             match self.client.complete(job_id, attempt, req).await {
                 Ok(r) => {
@@ -619,6 +620,13 @@ impl Agent {
                     let delay = backoff.delay_after(&e);
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "completion failed; retrying");
                     tokio::time::sleep(delay).await;
+                    retried = true;
+                }
+                Err(e @ ClientError::LeaseLost { .. }) if retried => {
+                    // An earlier try may have reached the server and only its answer was lost:
+                    // then the attempt is already complete, and this is the server saying so.
+                    tracing::warn!(error = %e, "the attempt is no longer open after a retried completion: either the lost try was accepted, or the lease expired and the job is re-queued (krawl jobs get shows which)");
+                    return;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "completion was not accepted; the control plane will expire the lease and re-queue the job");
