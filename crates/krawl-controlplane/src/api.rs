@@ -479,6 +479,13 @@ async fn submit_job(
 ) -> Result<Response, ApiError> {
     st.require_admin(&headers)?;
     let job: SubmitJob = parse_json(&body, "job submission")?;
+    if let Some(path) = literal_secret(&job.spec, "spec") {
+        return Err(ApiError::bad_request(format!(
+            "{path} holds a literal secret; give a secret reference instead (vault://…, aws-sm://…, \
+             gcp-sm://…, azure-kv://…, env://…, file://…) that the agent resolves inside its own \
+             network: credentials must not travel through the control plane"
+        )));
+    }
     let defaults = st.defaults;
     let view = st
         .store
@@ -571,6 +578,50 @@ async fn drain_agent(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Keys whose values are credentials in a job spec (`kafka.sasl.password`,
+/// `kafka.sasl.oauthbearer.client_secret`, `kafka.tls.client_key[_password]`,
+/// `schema_registry.auth.password|token`, `schema_registry.tls.client_key`).
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "client_secret",
+    "client_key",
+    "client_key_password",
+    "token",
+];
+
+/// Schemes of secret references (crates/krawl-secrets `SecretRef`).
+const SECRET_SCHEMES: &[&str] = &[
+    "vault://",
+    "aws-sm://",
+    "gcp-sm://",
+    "azure-kv://",
+    "env://",
+    "file://",
+];
+
+/// The path of the first credential key in `value` that holds a literal instead of a reference.
+fn literal_secret(value: &serde_json::Value, path: &str) -> Option<String> {
+    match value {
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = format!("{path}.{k}");
+            match v {
+                serde_json::Value::String(s)
+                    if SECRET_KEYS.contains(&k.as_str())
+                        && !SECRET_SCHEMES.iter().any(|p| s.starts_with(p)) =>
+                {
+                    Some(here)
+                }
+                _ => literal_secret(v, &here),
+            }
+        }),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| literal_secret(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,5 +651,23 @@ mod tests {
         assert_eq!(count_lines(b""), 0);
         assert_eq!(count_lines(b"{}\n{}\n"), 2);
         assert_eq!(count_lines(b"{}\n{}"), 2);
+    }
+
+    #[test]
+    fn literal_secrets_in_specs_are_found_by_path() {
+        use serde_json::json;
+        let ok = json!({"kafka": {"sasl": {"username": "u", "password": "vault://secret/k#p"}},
+                        "schema_registry": {"auth": {"method": "bearer", "token": "env://T"}}});
+        assert_eq!(super::literal_secret(&ok, "spec"), None);
+        let bad = json!({"kafka": {"sasl": {"password": "hunter2"}}});
+        assert_eq!(
+            super::literal_secret(&bad, "spec").as_deref(),
+            Some("spec.kafka.sasl.password")
+        );
+        let nested = json!({"schema_registry": {"tls": {"client_key": "-----BEGIN"}}});
+        assert_eq!(
+            super::literal_secret(&nested, "spec").as_deref(),
+            Some("spec.schema_registry.tls.client_key")
+        );
     }
 }

@@ -903,3 +903,31 @@ async fn tls_serving_and_the_admin_client() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_with_a_literal_credential_is_refused_and_not_stored() {
+    let cp = start_cp(|_| {}).await;
+    let canary = "literal-password-canary-7d1e";
+    let job = json!({"kind": "kafka.extract",
+                     "spec": {"kafka": {"bootstrap_servers": ["b:9092"],
+                                        "sasl": {"mechanism": "PLAIN", "username": "u", "password": canary}}}});
+    let resp = cp
+        .http
+        .post(cp.url(paths::JOBS))
+        .bearer_auth(ADMIN)
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, msg) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    assert!(msg.contains("spec.kafka.sasl.password"), "{msg}");
+    assert!(!msg.contains(canary), "{msg}");
+    // The same job with a reference is taken.
+    let mut ok = job.clone();
+    ok["spec"]["kafka"]["sasl"]["password"] = json!("vault://secret/kafka#password");
+    cp.submit(ok).await;
+}
