@@ -644,14 +644,7 @@ async fn a_restart_on_the_same_database_keeps_jobs_chunks_and_tokens() {
 async fn oversized_and_malformed_bodies_get_precise_errors() {
     let cp = start_cp(|c| c.max_body_bytes = 1024).await;
     let big = json!({"kind": "kafka.extract", "spec": {"pad": "x".repeat(2000)}});
-    let resp = cp
-        .http
-        .post(cp.url(paths::JOBS))
-        .bearer_auth(ADMIN)
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
+    let resp = cp.submit_raw(big.to_string()).await;
     let (status, code, msg) = error_of(resp).await;
     assert_eq!(
         (status, code.as_str()),
@@ -659,14 +652,7 @@ async fn oversized_and_malformed_bodies_get_precise_errors() {
     );
     assert!(msg.contains("1024 bytes"), "{msg}");
 
-    let resp = cp
-        .http
-        .post(cp.url(paths::JOBS))
-        .bearer_auth(ADMIN)
-        .body(r#"{"kind": 5, "spec": {}}"#)
-        .send()
-        .await
-        .unwrap();
+    let resp = cp.submit_raw(r#"{"kind": 5, "spec": {}}"#).await;
     let (status, code, msg) = error_of(resp).await;
     assert_eq!(
         (status, code.as_str()),
@@ -676,24 +662,10 @@ async fn oversized_and_malformed_bodies_get_precise_errors() {
         msg.contains("malformed job submission JSON") && msg.contains("invalid type: integer `5`"),
         "{msg}"
     );
-    let resp = cp
-        .http
-        .post(cp.url(paths::JOBS))
-        .bearer_auth(ADMIN)
-        .body(r#"{"kind": "kafka.extract"}"#)
-        .send()
-        .await
-        .unwrap();
+    let resp = cp.submit_raw(r#"{"kind": "kafka.extract"}"#).await;
     let (_, _, msg) = error_of(resp).await;
     assert!(msg.contains("missing field `spec`"), "{msg}");
-    let resp = cp
-        .http
-        .post(cp.url(paths::JOBS))
-        .bearer_auth(ADMIN)
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let resp = cp.submit_raw("{not json").await;
     assert_eq!(error_of(resp).await.0, StatusCode::BAD_REQUEST);
 
     // Unknown ids and paths are 404 ErrorBodies; a non-numeric attempt is a 400.
@@ -911,14 +883,7 @@ async fn a_spec_with_a_literal_credential_is_refused_and_not_stored() {
     let job = json!({"kind": "kafka.extract",
                      "spec": {"kafka": {"bootstrap_servers": ["b:9092"],
                                         "sasl": {"mechanism": "PLAIN", "username": "u", "password": canary}}}});
-    let resp = cp
-        .http
-        .post(cp.url(paths::JOBS))
-        .bearer_auth(ADMIN)
-        .json(&job)
-        .send()
-        .await
-        .unwrap();
+    let resp = cp.submit_raw(job.to_string()).await;
     let (status, code, msg) = error_of(resp).await;
     assert_eq!(
         (status, code.as_str()),

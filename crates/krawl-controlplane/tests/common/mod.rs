@@ -97,16 +97,21 @@ impl Cp {
     }
 
     pub async fn submit(&self, job: Value) -> JobView {
-        let resp = self
-            .http
-            .post(self.url(paths::JOBS))
-            .bearer_auth(ADMIN)
-            .json(&job)
-            .send()
-            .await
-            .unwrap();
+        let resp = self.submit_raw(job.to_string()).await;
         assert_eq!(resp.status(), StatusCode::CREATED);
         resp.json().await.unwrap()
+    }
+
+    /// `POST /v1/jobs` with this exact body (admin token), whatever the answer.
+    pub async fn submit_raw(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url(paths::JOBS))
+            .bearer_auth(ADMIN)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn job(&self, id: &str) -> JobView {
