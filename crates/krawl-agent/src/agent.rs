@@ -35,15 +35,14 @@ use crate::upload::{ChunkUploader, UploadError, UploadSettings};
 /// Runs one job's work into its uploader. The agent's executor is [`KafkaExecutor`]; tests and
 /// embedders may supply their own.
 ///
-/// The future need not be `Send`: each job runs on its own blocking-pool thread
-/// (`Handle::block_on`), which also keeps a CPU-heavy job off the loop's worker threads. (The
-/// extraction engine's futures are not provably `Send` today: higher-ranked closure lifetimes.)
+/// Each job is its own tokio task, so the future must be `Send`; the engine's blocking
+/// librdkafka calls already run on the blocking pool (`admin_ext`, `Connection::metadata`).
 pub trait Executor: Send + Sync + 'static {
     fn execute<'a>(
         &'a self,
         ctx: &'a JobContext,
         sink: &'a mut ChunkUploader,
-    ) -> impl Future<Output = Result<(), JobFailure>> + 'a;
+    ) -> impl Future<Output = Result<(), JobFailure>> + Send + 'a;
 
     /// Called once when the agent stops (close pooled connections).
     fn shutdown(&self) {}
@@ -58,7 +57,7 @@ impl Executor for KafkaExecutor {
         &'a self,
         ctx: &'a JobContext,
         sink: &'a mut ChunkUploader,
-    ) -> impl Future<Output = Result<(), JobFailure>> + 'a {
+    ) -> impl Future<Output = Result<(), JobFailure>> + Send + 'a {
         crate::jobs::execute(&self.0, ctx, sink)
     }
 
@@ -529,25 +528,22 @@ impl Agent {
                 progress.clone(),
                 self.telemetry.clone(),
             );
-            let handle = tokio::runtime::Handle::current();
             let job_span = tracing::Span::current();
-            let exec = tokio::task::spawn_blocking(move || {
-                handle.block_on(
-                    async move {
-                        let mut result = executor.execute(&ctx, &mut uploader).await;
-                        if result.is_ok() {
-                            if let Err(e) = uploader.finish().await {
-                                result = Err(JobFailure {
-                                    class: "output".into(),
-                                    message: format!("cannot upload the results: {e}"),
-                                });
-                            }
+            let exec = tokio::spawn(
+                async move {
+                    let mut result = executor.execute(&ctx, &mut uploader).await;
+                    if result.is_ok() {
+                        if let Err(e) = uploader.finish().await {
+                            result = Err(JobFailure {
+                                class: "output".into(),
+                                message: format!("cannot upload the results: {e}"),
+                            });
                         }
-                        (result, uploader)
                     }
-                    .instrument(job_span),
-                )
-            });
+                    (result, uploader)
+                }
+                .instrument(job_span),
+            );
             let joined = exec.await;
             hb_stop.cancel();
             let _ = hb.await;

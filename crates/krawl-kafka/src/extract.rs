@@ -30,6 +30,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::stream::{self, StreamExt};
+use futures::FutureExt;
 use krawl_model::{
     ApiVersionRange, Broker, ClusterRecord, CommittedOffset, ConsumerGroupRecord, Counts,
     GroupMember, PartitionRecord, Phase, Record, SummaryRecord, TopicConfig, TopicPartition,
@@ -631,22 +632,30 @@ impl<'a> Extractor<'a> {
             .collect();
         let admin = self.conn.admin();
         let timeout = self.conn.timeout();
-        let mut results = stream::iter(all.chunks(self.opts.list_offsets_batch).map(
-            |batch| async move {
-                let earliest = self
-                    .call("ListOffsets", || {
-                        admin_ext::list_offsets(admin, batch, OffsetSpec::Earliest, timeout)
-                    })
-                    .await;
-                let latest = self
-                    .call("ListOffsets", || {
-                        admin_ext::list_offsets(admin, batch, OffsetSpec::Latest, timeout)
-                    })
-                    .await;
-                (batch, [earliest, latest])
-            },
-        ))
-        .buffer_unordered(2);
+        // The batch futures are built up front (unstarted, one small box per batch; they borrow
+        // the batches) so that no closure over a borrowed slice sits in the stream's type: such a
+        // closure trips rustc's higher-ranked `Send` inference and made the whole extraction
+        // non-`Send`.
+        let batches: Vec<_> = all
+            .chunks(self.opts.list_offsets_batch)
+            .map(|batch| {
+                async move {
+                    let earliest = self
+                        .call("ListOffsets", || {
+                            admin_ext::list_offsets(admin, batch, OffsetSpec::Earliest, timeout)
+                        })
+                        .await;
+                    let latest = self
+                        .call("ListOffsets", || {
+                            admin_ext::list_offsets(admin, batch, OffsetSpec::Latest, timeout)
+                        })
+                        .await;
+                    (batch, [earliest, latest])
+                }
+                .boxed()
+            })
+            .collect();
+        let mut results = stream::iter(batches).buffer_unordered(2);
         while let Some((batch, results)) = results.next().await {
             for (latest, res) in [false, true].into_iter().zip(results) {
                 let label = if latest { "latest" } else { "earliest" };
@@ -957,18 +966,22 @@ impl<'a> Extractor<'a> {
         let timeout = self.conn.timeout();
         // Two requests in flight (in order): one broker round trip overlaps
         // writing the previous batch, and at most two batches are held.
-        let mut results = stream::iter(topics.chunks(self.opts.describe_configs_batch).map(
-            |batch| async move {
-                let names: Vec<String> = batch.iter().map(|t| t.name.clone()).collect();
-                let res = self
-                    .call("DescribeConfigs", || {
-                        admin_ext::describe_topic_configs(admin, &names, timeout)
-                    })
-                    .await;
-                (batch, res)
-            },
-        ))
-        .buffered(2);
+        let batches: Vec<_> = topics
+            .chunks(self.opts.describe_configs_batch)
+            .map(|batch| {
+                async move {
+                    let names: Vec<String> = batch.iter().map(|t| t.name.clone()).collect();
+                    let res = self
+                        .call("DescribeConfigs", || {
+                            admin_ext::describe_topic_configs(admin, &names, timeout)
+                        })
+                        .await;
+                    (batch, res)
+                }
+                .boxed()
+            })
+            .collect();
+        let mut results = stream::iter(batches).buffered(2);
         while let Some((batch, res)) = results.next().await {
             let mut by_name: HashMap<String, ConfigResult> = match res {
                 Ok(list) => list.into_iter().map(|tc| (tc.name, tc.result)).collect(),

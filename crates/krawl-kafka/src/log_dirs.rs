@@ -42,7 +42,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::{
@@ -226,9 +226,12 @@ pub async fn partition_sizes(
 
     let mut answered = 0usize;
     let mut supported = 0usize;
-    let mut results = futures::stream::iter(brokers)
-        .map(|(id, host, port)| ctx.describe_broker(*id, host, *port))
-        .buffer_unordered(MAX_CONCURRENT_BROKERS);
+    // Futures built up front (see extract.rs: keeps the whole extraction `Send`).
+    let brokers: Vec<_> = brokers
+        .iter()
+        .map(|(id, host, port)| ctx.describe_broker(*id, host, *port).boxed())
+        .collect();
+    let mut results = futures::stream::iter(brokers).buffer_unordered(MAX_CONCURRENT_BROKERS);
     while let Some(outcome) = results.next().await {
         let BrokerOutcome {
             broker,

@@ -150,7 +150,8 @@ impl FromStr for JobKind {
 /// `POST /v1/agents/register`, authenticated with the bootstrap (registration) token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RegisterRequest {
-    /// Operator-chosen agent name (e.g. the host or pod name).
+    /// Operator-chosen agent name (e.g. the host or pod name); not blank.
+    #[schemars(length(min = 1), regex(pattern = r"\S"))]
     pub name: String,
     /// krawl version, e.g. `0.1.0 (abc1234)`.
     pub version: String,
@@ -391,6 +392,9 @@ pub struct SubmitJob {
     /// One of the [`JobKind`] strings (not checked by the control plane: the agent answers an
     /// unknown kind with an error result).
     pub kind: String,
+    /// The job's parameters ([`JobSpec`] for the `kafka.*` kinds), any JSON: the control plane
+    /// refuses only literal credentials in it; the agent answers a malformed spec with an error
+    /// result.
     pub spec: serde_json::Value,
     /// Only agents carrying all these labels get the job.
     #[serde(default)]

@@ -26,7 +26,7 @@ fn errors(codes: &[&str], error: &Value) -> Map<String, Value> {
     let mut map = Map::new();
     for code in codes {
         let description = match *code {
-            "400" => "malformed request (the body says which field and why)",
+            "400" => "malformed request: a body or path parameter that does not parse (the message says which and why)",
             "401" => "missing or wrong token",
             "404" => "unknown agent, job or attempt",
             "409" => "conflict: a different body for a stored chunk, or an attempt that no longer holds the lease",
@@ -63,7 +63,17 @@ fn operation(
     error_codes: &[&str],
     error: &Value,
 ) -> Value {
-    let mut responses = errors(error_codes, error);
+    // A path parameter that does not parse (a non-numeric `attempt`, a name that is not UTF-8
+    // once percent-decoded) or a JSON body that does not is a 400 on every operation; a body
+    // over the server's limit is a 413.
+    let mut codes = error_codes.to_vec();
+    if !params.is_empty() || body.is_some() {
+        codes.push("400");
+    }
+    if body.is_some() {
+        codes.push("413");
+    }
+    let mut responses = errors(&codes, error);
     responses.insert(ok.0.to_string(), ok.1);
     let mut op = json!({
         "summary": summary,
