@@ -390,7 +390,8 @@ impl FromStr for JobState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SubmitJob {
     /// One of the [`JobKind`] strings (not checked by the control plane: the agent answers an
-    /// unknown kind with an error result).
+    /// unknown kind with an error result); not blank.
+    #[schemars(length(min = 1), regex(pattern = r"\S"))]
     pub kind: String,
     /// The job's parameters ([`JobSpec`] for the `kafka.*` kinds), any JSON: the control plane
     /// refuses only literal credentials in it; the agent answers a malformed spec with an error
@@ -399,11 +400,13 @@ pub struct SubmitJob {
     /// Only agents carrying all these labels get the job.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Attempts before the job fails for good (default 3).
+    /// Attempts before the job fails for good (default 3); at least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_attempts: Option<u32>,
-    /// Lease TTL in seconds (default 60); job heartbeats extend it.
+    /// Lease TTL in seconds (default 60); job heartbeats extend it. At least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub lease_ttl_secs: Option<u32>,
 }
 

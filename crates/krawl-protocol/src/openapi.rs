@@ -274,7 +274,7 @@ pub fn document() -> Value {
         &["401", "404", "409"],
         &error,
     );
-    let cancel = operation(
+    let mut cancel = operation(
         "Cancel a job (the running agent is told on its next heartbeat)",
         admin,
         &["job_id"],
@@ -283,8 +283,13 @@ pub fn document() -> Value {
             "200",
             json_response("the job", reference::<JobView>(&mut gen)),
         ),
-        &["401", "404"],
+        &["401", "404", "409"],
         &error,
+    );
+    describe(
+        &mut cancel,
+        "409",
+        "the job already finished (succeeded, failed or cancelled): only queued or running jobs can be cancelled",
     );
     let agents = operation(
         "List registered agents",
