@@ -6,8 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# One cold build: incremental state would only cost disk (2 GB) and time.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
-step() { printf "\n==> %s  [%s, +%ss]\n" "$*" "$(date -u +%H:%M:%S)" "$SECONDS"; }
+free_disk() { df -h --output=avail . 2>/dev/null | tail -1 | tr -d ' '; }
+step() { printf "\n==> %s  [%s, +%ss, %s free]\n" "$*" "$(date -u +%H:%M:%S)" "$SECONDS" "$(free_disk)"; }
 
 step "installing test dependencies (scripts/testbed-install.sh)"
 scripts/testbed-install.sh
@@ -33,4 +36,4 @@ scripts/fuzz-api.sh
 step "leak check of the admin wrappers under valgrind (scripts/leak-check.sh)"
 scripts/leak-check.sh
 
-step "all tests passed"
+step "all tests passed (target/ is $(du -sh target 2>/dev/null | cut -f1))"
