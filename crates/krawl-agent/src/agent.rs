@@ -113,7 +113,7 @@ pub async fn run(
         .await
         .context("cannot set up the secret stores of [secrets]")?;
     let deps = JobDeps {
-        resolver,
+        resolver: resolver.clone(),
         policy: cfg.policy.clone(),
         pool: crate::jobs::pool::ConnectionPool::new(Duration::from_secs(
             cfg.agent.connection_idle_secs,
@@ -123,6 +123,7 @@ pub async fn run(
     run_with(
         cfg,
         Arc::new(KafkaExecutor(deps)),
+        resolver,
         telemetry,
         shutdown,
         hard_stop,
@@ -130,10 +131,12 @@ pub async fn run(
     .await
 }
 
-/// [`run`] with a given executor and telemetry (tests, embedding).
+/// [`run`] with a given executor and telemetry (tests, embedding). `stores` resolves the
+/// control-plane credential; [`run`] passes the jobs' resolver, so each store logs in once.
 pub async fn run_with<E: Executor>(
     cfg: AgentConfig,
     executor: Arc<E>,
+    stores: krawl_secrets::Resolver,
     telemetry: Arc<Telemetry>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
@@ -153,7 +156,7 @@ pub async fn run_with<E: Executor>(
     // that is down at boot is waited for (readiness says why), not a reason to exit.
     let mut backoff = Backoff::standard();
     let credential = loop {
-        match Credential::resolve(&cfg).await {
+        match Credential::resolve(&cfg, &stores).await {
             Ok(c) => break c,
             Err(e) if e.is_transient() => {
                 let delay = backoff.next_delay();
@@ -917,13 +920,19 @@ pub async fn check(cfg: &AgentConfig, offline: bool) -> CheckReport {
             warnings.join("; ")
         }),
     );
-    let stores = krawl_secrets::Resolver::new(&cfg.secrets).await;
-    report.push(
-        "secret stores",
-        stores
-            .map(|_| "configured".to_string())
-            .map_err(|e| format!("{e}; fix the [secrets] section")),
-    );
+    let stores = match krawl_secrets::Resolver::new(&cfg.secrets).await {
+        Ok(stores) => {
+            report.push("secret stores", Ok("configured".to_string()));
+            Some(stores)
+        }
+        Err(e) => {
+            report.push(
+                "secret stores",
+                Err(format!("{e}; fix the [secrets] section")),
+            );
+            None
+        }
+    };
     if offline {
         report.push(
             "network",
@@ -941,7 +950,16 @@ pub async fn check(cfg: &AgentConfig, offline: bool) -> CheckReport {
         .as_ref()
         .map(|a| a.describe())
         .unwrap_or("credential");
-    let credential = match Credential::resolve(cfg).await {
+    let Some(stores) = stores else {
+        report.push(
+            "credential",
+            Err(format!(
+                "{which} not resolved: the secret stores could not be set up (see above)"
+            )),
+        );
+        return report;
+    };
+    let credential = match Credential::resolve(cfg, &stores).await {
         Ok(c) => {
             report.push(
                 "credential",

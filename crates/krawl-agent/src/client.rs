@@ -208,20 +208,16 @@ impl fmt::Debug for Credential {
 }
 
 impl Credential {
-    /// Resolves the configured credential reference through `[secrets]`. The operator's own
-    /// credential is not subject to `secrets.allow` (which restricts what *jobs* may read).
-    pub async fn resolve(cfg: &AgentConfig) -> Result<Self, CredentialError> {
+    /// Resolves the configured credential reference through `stores` (the agent's one
+    /// [`Resolver`] for `[secrets]`). The operator's own credential is not subject to
+    /// `secrets.allow` (which restricts what *jobs* may read).
+    pub async fn resolve(cfg: &AgentConfig, stores: &Resolver) -> Result<Self, CredentialError> {
         let auth = cfg
             .control_plane
             .auth
             .as_ref()
             .ok_or(CredentialError::Missing)?;
-        let mut secrets = cfg.secrets.clone();
-        secrets.allow.clear();
-        let resolver = Resolver::new(&secrets)
-            .await
-            .map_err(CredentialError::Secret)?;
-        let scope = resolver.job("control-plane-credential");
+        let scope = stores.without_allowlist().job("control-plane-credential");
         let get = |r: &SecretRef| {
             let r = r.clone();
             let scope = &scope;

@@ -20,6 +20,7 @@ use krawl_controlplane::{start, RateLimit, RunningServer, ServerConfig};
 use krawl_kafka::RecordSink;
 use krawl_model::{Record, WarningRecord};
 use krawl_protocol::{JobState, SubmitJob};
+use krawl_secrets::Resolver;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -121,6 +122,7 @@ fn spawn_agent(cfg: AgentConfig, exec: Arc<TestExec>) -> Running {
     let handle = tokio::spawn(run_with(
         cfg,
         exec,
+        Resolver::default(),
         telemetry.clone(),
         shutdown.clone(),
         hard.clone(),
@@ -231,7 +233,9 @@ async fn a_chunk_whose_ack_was_lost_is_stored_once() {
     let client = Arc::new(
         ControlPlaneClient::new(
             &cfg,
-            Credential::resolve(&cfg).await.unwrap(),
+            Credential::resolve(&cfg, &Resolver::default())
+                .await
+                .unwrap(),
             telemetry.clone(),
         )
         .unwrap(),
@@ -372,7 +376,9 @@ async fn rate_limits_are_typed_with_retry_after_and_jobs_still_finish() {
     let acfg = agent_config(&base, BOOT, "");
     let client = ControlPlaneClient::new(
         &acfg,
-        Credential::resolve(&acfg).await.unwrap(),
+        Credential::resolve(&acfg, &Resolver::default())
+            .await
+            .unwrap(),
         Arc::new(Telemetry::new()),
     )
     .unwrap();

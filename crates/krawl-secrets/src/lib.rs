@@ -264,6 +264,22 @@ impl Resolver {
         }
     }
 
+    /// The same stores without `secrets.allow`, for the operator's own
+    /// credentials (the control-plane token), which the allowlist — a limit on
+    /// what *jobs* may read — does not govern. The providers are shared, so a
+    /// store that logs in (Vault, Azure) does so once for both; the opt-in TTL
+    /// cache is not (job secrets never meet the operator's).
+    pub fn without_allowlist(&self) -> Self {
+        Self {
+            inner: Arc::new(ResolverInner {
+                providers: self.inner.providers.clone(),
+                allow: None,
+                cache_ttl: self.inner.cache_ttl,
+                cache: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
     /// Refuse, before any backend call, references the allowlist does not
     /// match. Literals are always allowed: they read nothing.
     pub fn check_allowed<'a>(
@@ -609,5 +625,18 @@ mod tests {
         assert!(resolver
             .check_allowed([&SecretRef::parse("plain").unwrap()])
             .is_ok());
+
+        // The operator's view reads outside the allowlist through the same
+        // provider instance (one login), and leaves the jobs' view as it was.
+        let operator = resolver.without_allowlist();
+        operator
+            .job("control-plane-credential")
+            .resolve(&SecretRef::parse("vault://secret/payroll#password").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(p.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(resolver
+            .check_allowed([&SecretRef::parse("vault://secret/payroll#password").unwrap()])
+            .is_err());
     }
 }
