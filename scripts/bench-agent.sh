@@ -26,9 +26,6 @@ PARTITIONS=${BENCH_PARTITIONS:-3}
 GROUPS_N=${BENCH_GROUPS:-500}
 RUNS=${BENCH_RUNS:-3}
 PYTHON=${PYTHON:-python3}
-ADMIN_TOKEN="bench-admin-$RANDOM$RANDOM"
-BOOTSTRAP_TOKEN="bench-bootstrap-$RANDOM$RANDOM"
-export KRAWL_CP_ADMIN_TOKEN=$ADMIN_TOKEN KRAWL_CP_BOOTSTRAP_TOKEN=$BOOTSTRAP_TOKEN
 
 say() { printf 'bench-agent: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 2; }
@@ -41,43 +38,15 @@ KRAWL="$ROOT/target/release/krawl"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/krawl-bench-agent.XXXXXX")
 CP_PID="" AGENT_PID=""
 cleanup() {
-    [[ -n $AGENT_PID ]] && kill -KILL "$AGENT_PID" 2>/dev/null || true
-    [[ -n $CP_PID ]] && kill -KILL "$CP_PID" 2>/dev/null || true
+    stop_krawl_stack
     stop_noida
     if [[ "${BENCH_KEEP:-0}" == 1 ]]; then say "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-CP_PORT=$(free_port) || die "no free port"
-export KRAWL_CP_URL="http://127.0.0.1:$CP_PORT"
-"$KRAWL" --log-format json --log-level info controlplane --listen "127.0.0.1:$CP_PORT" \
-    --db "$WORK/cp.db" >"$WORK/cp.log" 2>&1 &
-CP_PID=$!
-HEALTH_PORT=$(free_port)
-cat >"$WORK/krawl.toml" <<EOF
-[agent]
-name = "bench"
-health_listen = "127.0.0.1:$HEALTH_PORT"
-
-[control_plane]
-url = "$KRAWL_CP_URL"
-
-[control_plane.auth]
-bootstrap_token = "env://BENCH_BOOTSTRAP_TOKEN"
-
-[policy]
-allowed_bootstrap_servers = ["127.0.0.1:*"]
-EOF
-BENCH_BOOTSTRAP_TOKEN=$BOOTSTRAP_TOKEN "$KRAWL" --log-format json --log-level info run \
-    --config "$WORK/krawl.toml" >"$WORK/agent.log" 2>&1 &
-AGENT_PID=$!
-for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$HEALTH_PORT/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-curl -fsS "http://127.0.0.1:$HEALTH_PORT/readyz" >/dev/null 2>&1 ||
-    { cat "$WORK/agent.log" "$WORK/cp.log" >&2; die "the agent did not become ready"; }
+start_krawl_stack "$KRAWL" "$WORK" --log-format json --log-level info ||
+    die "the control plane and agent did not start"
 
 FAIL=0
 CLK=$(getconf CLK_TCK)

@@ -27,8 +27,7 @@ KRAWL="$ROOT/target/release/krawl"
 rm -rf "$DEMO" && mkdir -p "$DEMO"
 CP_PID="" AGENT_PID=""
 cleanup() {
-    if [[ -n $AGENT_PID ]]; then kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null || true; fi
-    if [[ -n $CP_PID ]]; then kill -TERM "$CP_PID" 2>/dev/null && wait "$CP_PID" 2>/dev/null || true; fi
+    stop_krawl_stack
     stop_noida
 }
 trap cleanup EXIT
@@ -40,51 +39,11 @@ start_noida "$PORT" "$DEMO/noida" "$DEMO/noida.log"
 say "seeding sample data (scripts/seed.py --sample)"
 python3 scripts/seed.py --bootstrap "127.0.0.1:$PORT" --sample
 
-# Demo tokens: random per run, in files only root can read.
-(umask 077
- head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DEMO/admin.token"
- head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$DEMO/bootstrap.token")
-CP_PORT=$(free_port)
-export KRAWL_CP_URL="http://127.0.0.1:$CP_PORT"
-say "starting the control plane on $KRAWL_CP_URL (database $DEMO/controlplane.db)"
-"$KRAWL" controlplane --listen "127.0.0.1:$CP_PORT" --db "$DEMO/controlplane.db" \
-    --admin-token-file "$DEMO/admin.token" --bootstrap-token-file "$DEMO/bootstrap.token" \
-    >"$DEMO/controlplane.log" 2>&1 &
-CP_PID=$!
-
-HEALTH_PORT=$(free_port)
-cat >"$DEMO/krawl.toml" <<TOML
-# The agent's config (deploy/krawl.example.toml documents every key).
-[agent]
-name = "demo-agent"
-health_listen = "127.0.0.1:$HEALTH_PORT"
-
-[control_plane]
-url = "$KRAWL_CP_URL"
-
-[control_plane.auth]
-bootstrap_token = "file://$DEMO/bootstrap.token"
-
-[policy]
-# The clusters this agent may connect to (nothing is allowed unless listed).
-allowed_bootstrap_servers = ["127.0.0.1:*"]
-TOML
-say "starting an agent: krawl run --config $DEMO/krawl.toml (health on 127.0.0.1:$HEALTH_PORT)"
-"$KRAWL" --log-format json run --config "$DEMO/krawl.toml" >"$DEMO/agent.log" 2>&1 &
-AGENT_PID=$!
-for _ in $(seq 1 150); do
-    curl -fsS "http://127.0.0.1:$HEALTH_PORT/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-if ! curl -fsS "http://127.0.0.1:$HEALTH_PORT/readyz" >/dev/null 2>&1; then
-    cat "$DEMO/agent.log" "$DEMO/controlplane.log" >&2
-    echo "the agent did not become ready" >&2
-    exit 1
-fi
+say "starting the control plane and an agent (config $DEMO/krawl.toml; logs in $DEMO)"
+start_krawl_stack "$KRAWL" "$DEMO" --log-format json
+echo "control plane: $KRAWL_CP_URL (database $DEMO/controlplane.db)"
 
 printf '{"kafka":{"bootstrap_servers":["127.0.0.1:%s"]}}\n' "$PORT" >"$DEMO/spec.json"
-KRAWL_CP_ADMIN_TOKEN=$(cat "$DEMO/admin.token")
-export KRAWL_CP_ADMIN_TOKEN
 say "krawl jobs submit --kind kafka.extract --spec $DEMO/spec.json --wait"
 "$KRAWL" jobs submit --kind kafka.extract --spec "$DEMO/spec.json" --wait --json >"$DEMO/job.json"
 JOB=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$DEMO/job.json")

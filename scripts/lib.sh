@@ -113,3 +113,66 @@ ensure_noida() {
     command -v "$bin" >/dev/null || return 1
     KRAWL_NOIDA_BIN=$bin
 }
+
+# start_krawl_stack KRAWL DIR [KRAWL_FLAG...]: start the reference control plane
+# (`krawl controlplane`, SQLite database in DIR, random admin and bootstrap
+# tokens in files only this user can read) and an agent (`krawl run`) that may
+# reach brokers on 127.0.0.1, then wait up to 30 s for the agent's /readyz.
+# KRAWL_FLAGs (e.g. --log-format json) go before both subcommands. Sets CP_PID
+# and AGENT_PID and exports KRAWL_CP_URL and KRAWL_CP_ADMIN_TOKEN (what
+# `krawl jobs` reads). Logs: DIR/controlplane.log, DIR/agent.log; the agent's
+# config: DIR/krawl.toml. On failure, prints both logs and returns 1 (the PIDs
+# are set then, so stop_krawl_stack cleans up).
+start_krawl_stack() {
+    local krawl=$1 dir=$2
+    shift 2
+    (umask 077
+     head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$dir/admin.token"
+     head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$dir/bootstrap.token")
+    local cp_port health_port
+    cp_port=$(free_port) && health_port=$(free_port) || return 1
+    export KRAWL_CP_URL="http://127.0.0.1:$cp_port"
+    KRAWL_CP_ADMIN_TOKEN=$(cat "$dir/admin.token")
+    export KRAWL_CP_ADMIN_TOKEN
+    "$krawl" "$@" controlplane --listen "127.0.0.1:$cp_port" --db "$dir/controlplane.db" \
+        --admin-token-file "$dir/admin.token" --bootstrap-token-file "$dir/bootstrap.token" \
+        >"$dir/controlplane.log" 2>&1 &
+    CP_PID=$!
+    cat >"$dir/krawl.toml" <<TOML
+# The agent's config (deploy/krawl.example.toml documents every key).
+[agent]
+name = "local-agent"
+health_listen = "127.0.0.1:$health_port"
+
+[control_plane]
+url = "$KRAWL_CP_URL"
+
+[control_plane.auth]
+bootstrap_token = "file://$dir/bootstrap.token"
+
+[policy]
+# The clusters this agent may connect to (nothing is allowed unless listed).
+allowed_bootstrap_servers = ["127.0.0.1:*"]
+TOML
+    "$krawl" "$@" run --config "$dir/krawl.toml" >"$dir/agent.log" 2>&1 &
+    AGENT_PID=$!
+    local _
+    for _ in $(seq 1 150); do
+        curl -fsS "http://127.0.0.1:$health_port/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    cat "$dir/agent.log" "$dir/controlplane.log" >&2
+    echo "start_krawl_stack: the agent did not become ready (127.0.0.1:$health_port/readyz) in 30 s" >&2
+    return 1
+}
+
+# stop_krawl_stack: SIGTERM the agent, then the control plane (each shuts down
+# gracefully), waiting for each; safe to call when they never started.
+stop_krawl_stack() {
+    local pid
+    for pid in "${AGENT_PID:-}" "${CP_PID:-}"; do
+        [[ -n $pid ]] || continue
+        if kill -TERM "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
+    done
+    AGENT_PID="" CP_PID=""
+}
