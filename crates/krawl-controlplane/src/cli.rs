@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Per-agent request limit: RATE or RATE/BURST requests per second (e.g. 20/40).
     #[arg(long)]
     pub agent_rate_limit: Option<RateLimit>,
+    /// Days a finished job (succeeded, failed, cancelled) and its results are kept; 0 keeps
+    /// them forever.
+    #[arg(long, default_value_t = crate::DEFAULT_RETENTION_DAYS)]
+    pub retention_days: u64,
 }
 
 /// Where the control plane is and how to authenticate (every `krawl jobs` subcommand).
@@ -240,6 +244,10 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     cfg.default_max_attempts = args.max_attempts;
     cfg.max_body_bytes = args.max_body_mib.saturating_mul(1024 * 1024).max(1024);
     cfg.agent_rate_limit = args.agent_rate_limit;
+    cfg.retention = match args.retention_days {
+        0 => None,
+        days => Some(Duration::from_secs(days.saturating_mul(86_400))),
+    };
     Ok(cfg)
 }
 
@@ -653,6 +661,31 @@ mod tests {
         assert_eq!(parse_labels(&labels).unwrap()["env"], "prod");
         assert!(Cli::try_parse_from(["krawl", "jobs", "submit", "--kind", "k"]).is_err());
         assert!(parse_labels(&["novalue".to_string()]).is_err());
+    }
+
+    #[test]
+    fn retention_defaults_to_30_days_and_0_keeps_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, boot) = (dir.path().join("admin"), dir.path().join("boot"));
+        std::fs::write(&admin, "admin-token").unwrap();
+        std::fs::write(&boot, "bootstrap-token").unwrap();
+        let cfg = |extra: &[&str]| {
+            let mut argv = vec!["krawl", "controlplane", "--admin-token-file"];
+            argv.push(admin.to_str().unwrap());
+            argv.push("--bootstrap-token-file");
+            argv.push(boot.to_str().unwrap());
+            argv.extend_from_slice(extra);
+            let Top::Controlplane(a) = Cli::try_parse_from(argv).unwrap().cmd else {
+                panic!()
+            };
+            server_config(&a).unwrap()
+        };
+        assert_eq!(cfg(&[]).retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            cfg(&["--retention-days", "7"]).retention,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(cfg(&["--retention-days", "0"]).retention, None);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct TlsFiles {
     pub key_pem: PathBuf,
 }
 
+/// Days a finished job and its results are kept by default (`--retention-days`).
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+
 /// How to run the control plane. Tokens are credentials: [`ServerConfig`]'s `Debug` hides them.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -59,10 +62,14 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Per-agent request rate; `None`: unlimited.
     pub agent_rate_limit: Option<RateLimit>,
+    /// Finished jobs (and their stored results) older than this are deleted; `None`: kept
+    /// forever.
+    pub retention: Option<Duration>,
 }
 
 impl ServerConfig {
-    /// The defaults: loopback, 30 s polls, 60 s leases, 3 attempts, 16 MiB bodies, no limit.
+    /// The defaults: loopback, 30 s polls, 60 s leases, 3 attempts, 16 MiB bodies, no limit,
+    /// finished jobs kept [`DEFAULT_RETENTION_DAYS`] days.
     pub fn new(
         listen: SocketAddr,
         db_path: PathBuf,
@@ -80,6 +87,7 @@ impl ServerConfig {
             default_max_attempts: 3,
             max_body_bytes: 16 * 1024 * 1024,
             agent_rate_limit: None,
+            retention: Some(Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400)),
         }
     }
 }
@@ -97,6 +105,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("default_max_attempts", &self.default_max_attempts)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("agent_rate_limit", &self.agent_rate_limit)
+            .field("retention", &self.retention)
             .finish()
     }
 }

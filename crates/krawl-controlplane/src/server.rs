@@ -27,6 +27,8 @@ use crate::{ServerConfig, TlsFiles};
 
 /// How often expired leases are looked for.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often finished jobs past their retention are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// A client has this long to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`RunningServer::shutdown`] waits for open requests.
@@ -115,7 +117,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         shutdown.clone(),
         connections.clone(),
     ));
-    let reaper = tokio::spawn(reap_leases(state, shutdown.clone()));
+    let reaper = tokio::spawn(housekeeping(state, cfg.retention, shutdown.clone()));
     tracing::info!(
         %addr,
         tls = tls.is_some(),
@@ -221,10 +223,12 @@ where
 }
 
 /// Every [`REAP_INTERVAL`]: expire running attempts whose lease ran out, and wake polls when
-/// that put jobs back in the queue.
-async fn reap_leases(state: AppState, shutdown: CancellationToken) {
+/// that put jobs back in the queue. At start and every [`PRUNE_INTERVAL`]: delete finished jobs
+/// older than `retention`.
+async fn housekeeping(state: AppState, retention: Option<Duration>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(REAP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -239,5 +243,46 @@ async fn reap_leases(state: AppState, shutdown: CancellationToken) {
             Ok(_) => state.queue_changed.notify_waiters(),
             Err(e) => tracing::warn!(error = %e, "lease reaper failed"),
         }
+        if let Some(retention) = retention {
+            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_INTERVAL) {
+                last_prune = Some(tokio::time::Instant::now());
+                prune(&state, retention, &shutdown).await;
+            }
+        }
+    }
+}
+
+/// Deletes finished jobs last updated more than `retention` ago, in batches of
+/// [`store::PRUNE_BATCH`] so that requests are served in between.
+async fn prune(state: &AppState, retention: Duration, shutdown: &CancellationToken) {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = store::now_ms().saturating_sub(retention_ms);
+    let (mut jobs, mut chunks) = (0, 0);
+    while !shutdown.is_cancelled() {
+        match state
+            .store
+            .call(move |c| store::prune_finished(c, cutoff))
+            .await
+        {
+            Ok((j, c)) => {
+                jobs += j;
+                chunks += c;
+                if j < store::PRUNE_BATCH {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning finished jobs failed");
+                break;
+            }
+        }
+    }
+    if jobs > 0 {
+        tracing::info!(
+            jobs,
+            chunks,
+            retention_secs = retention.as_secs(),
+            "deleted finished jobs past their retention"
+        );
     }
 }

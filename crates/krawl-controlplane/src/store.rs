@@ -1123,6 +1123,37 @@ pub fn reap_expired(c: &mut Connection, now: i64) -> Result<usize, ApiError> {
     Ok(requeued)
 }
 
+/// Most jobs one [`prune_finished`] call deletes, so one call holds the database briefly; the
+/// next call continues.
+pub const PRUNE_BATCH: usize = 500;
+
+/// Deletes up to [`PRUNE_BATCH`] finished jobs (succeeded, failed, cancelled) last updated
+/// before `cutoff`, with their attempts and stored chunks; a job whose attempt still runs (a
+/// cancel the agent has not yet seen) is kept. Returns (jobs, chunks) deleted. Freed pages are
+/// reused by SQLite; the file does not shrink.
+pub fn prune_finished(c: &mut Connection, cutoff: i64) -> Result<(usize, usize), ApiError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ids: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT id FROM jobs
+             WHERE state IN ('succeeded', 'failed', 'cancelled') AND updated_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM attempts a
+                               WHERE a.job_id = jobs.id AND a.state = 'running')
+             ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![cutoff, PRUNE_BATCH as i64], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut chunks = 0;
+    for id in &ids {
+        chunks += tx.execute("DELETE FROM chunks WHERE job_id = ?1", params![id])?;
+        tx.execute("DELETE FROM attempts WHERE job_id = ?1", params![id])?;
+        tx.execute("DELETE FROM jobs WHERE id = ?1", params![id])?;
+    }
+    tx.commit()?;
+    Ok((ids.len(), chunks))
+}
+
 // ------------------------------------------------------------------------------------------------
 // Results
 // ------------------------------------------------------------------------------------------------

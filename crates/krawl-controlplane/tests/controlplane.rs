@@ -896,3 +896,73 @@ async fn a_spec_with_a_literal_credential_is_refused_and_not_stored() {
     ok["spec"]["kafka"]["sasl"]["password"] = json!("vault://secret/kafka#password");
     cp.submit(ok).await;
 }
+
+#[tokio::test]
+async fn finished_jobs_past_their_retention_are_deleted_with_their_results() {
+    // First run keeps everything: one succeeded job with a chunk, one cancelled, one running,
+    // one queued.
+    let cp = start_cp(|cfg| cfg.retention = None).await;
+    let a = cp.register("a", json!({})).await;
+    let done = cp.submit(extract_job()).await;
+    let lease = cp.poll(&a).await.unwrap();
+    let part = ndjson(3, "kept-until-pruned");
+    assert_eq!(
+        cp.put_chunk(&a, &lease, 0, &part).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        cp.complete(&a, &lease, succeeded(&[&part])).await.status(),
+        StatusCode::OK
+    );
+    let running = cp.submit(extract_job()).await;
+    assert_eq!(cp.poll(&a).await.unwrap().job_id, running.id);
+    let cancelled = cp.submit(extract_job()).await;
+    let admin = AdminClient::new(&cp.base, ADMIN, None).unwrap();
+    assert_eq!(
+        admin.cancel(&cancelled.id).await.unwrap().state,
+        JobState::Cancelled
+    );
+    let queued = cp.submit(extract_job()).await;
+    assert_eq!(cp.results(&done.id).await.status(), StatusCode::OK);
+
+    // Restarted on the same database with a retention the finished jobs are already past.
+    let Cp {
+        server, http, dir, ..
+    } = cp;
+    server.unwrap().shutdown().await;
+    let mut cfg = common::config(dir.path());
+    cfg.retention = Some(Duration::from_millis(1));
+    let server = start(cfg).await.unwrap();
+    let cp = Cp {
+        base: server.base_url(),
+        server: Some(server),
+        http,
+        dir,
+    };
+    let status = |id: String| {
+        let req = cp.http.get(cp.url(&paths::job(&id))).bearer_auth(ADMIN);
+        async move { req.send().await.unwrap().status() }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(done.id.clone()).await != StatusCode::NOT_FOUND {
+        assert!(Instant::now() < deadline, "the finished job was not pruned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(cancelled.id.clone()).await, StatusCode::NOT_FOUND);
+    assert_eq!(cp.results(&done.id).await.status(), StatusCode::NOT_FOUND);
+    // The stored chunks went with the job.
+    let db = rusqlite::Connection::open(cp.dir.path().join("cp.db")).unwrap();
+    let chunks: i64 = db
+        .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(chunks, 0);
+    // Unfinished jobs are kept: the running one can still heartbeat, the queued one is leased.
+    assert_eq!(cp.job(&running.id).await.state, JobState::Running);
+    assert_eq!(
+        cp.job_heartbeat(&a, &running.id, 1).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(cp.job(&queued.id).await.state, JobState::Queued);
+    assert_eq!(cp.poll(&a).await.unwrap().job_id, queued.id);
+    cp.server.unwrap().shutdown().await;
+}
