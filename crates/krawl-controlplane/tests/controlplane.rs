@@ -572,15 +572,7 @@ async fn max_attempts_fail_the_job_and_failure_classes_decide_retries() {
 
 #[tokio::test]
 async fn a_restart_on_the_same_database_keeps_jobs_chunks_and_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(common::config(dir.path())).await.unwrap();
-    let addr = server.addr();
-    let cp = Cp {
-        base: server.base_url(),
-        server: Some(server),
-        http: reqwest::Client::new(),
-        dir,
-    };
+    let cp = start_cp(|_| {}).await;
     let a = cp.register("a", json!({})).await;
     let job = cp.submit(extract_job()).await;
     let queued = cp.submit(extract_job()).await;
@@ -591,19 +583,7 @@ async fn a_restart_on_the_same_database_keeps_jobs_chunks_and_tokens() {
         StatusCode::OK
     );
 
-    let Cp {
-        server, http, dir, ..
-    } = cp;
-    server.unwrap().shutdown().await;
-    let mut cfg = common::config(dir.path());
-    cfg.listen = addr;
-    let server = start(cfg).await.unwrap();
-    let cp = Cp {
-        base: server.base_url(),
-        server: Some(server),
-        http,
-        dir,
-    };
+    let cp = cp.restart(|_| {}).await;
 
     // The agent's token and attempt survived; the server holds chunk 0.
     let list: ChunkList = cp
@@ -926,19 +906,9 @@ async fn finished_jobs_past_their_retention_are_deleted_with_their_results() {
     assert_eq!(cp.results(&done.id).await.status(), StatusCode::OK);
 
     // Restarted on the same database with a retention the finished jobs are already past.
-    let Cp {
-        server, http, dir, ..
-    } = cp;
-    server.unwrap().shutdown().await;
-    let mut cfg = common::config(dir.path());
-    cfg.retention = Some(Duration::from_millis(1));
-    let server = start(cfg).await.unwrap();
-    let cp = Cp {
-        base: server.base_url(),
-        server: Some(server),
-        http,
-        dir,
-    };
+    let cp = cp
+        .restart(|cfg| cfg.retention = Some(Duration::from_millis(1)))
+        .await;
     let status = |id: String| {
         let req = cp.http.get(cp.url(&paths::job(&id))).bearer_auth(ADMIN);
         async move { req.send().await.unwrap().status() }

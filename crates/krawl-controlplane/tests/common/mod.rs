@@ -71,6 +71,26 @@ pub fn ndjson(lines: usize, tag: &str) -> Vec<u8> {
 }
 
 impl Cp {
+    /// Shuts the server down and starts a new one on the same address and database.
+    pub async fn restart(self, tweak: impl FnOnce(&mut ServerConfig)) -> Cp {
+        let Cp {
+            server, http, dir, ..
+        } = self;
+        let server = server.expect("the server is running");
+        let addr = server.addr();
+        server.shutdown().await;
+        let mut cfg = config(dir.path());
+        cfg.listen = addr;
+        tweak(&mut cfg);
+        let server = start(cfg).await.unwrap();
+        Cp {
+            base: server.base_url(),
+            server: Some(server),
+            http,
+            dir,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
