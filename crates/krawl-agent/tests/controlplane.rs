@@ -108,6 +108,24 @@ fn agent_config(base: &str, token: &str, extra: &str) -> AgentConfig {
     AgentConfig::from_toml(&text, "test", &|_| None).unwrap()
 }
 
+/// A control plane on a free port with its database in `dir`: the server, its base URL and
+/// an admin client.
+async fn control_plane(dir: &std::path::Path) -> (RunningServer, String, AdminClient) {
+    let server = start(server_config(dir, "127.0.0.1:0")).await.unwrap();
+    let base = server.base_url();
+    let admin = AdminClient::new(&base, ADMIN, None).unwrap();
+    (server, base, admin)
+}
+
+/// Waits until the agent runs one job.
+async fn wait_running(agent: &Running) {
+    let t = agent.telemetry.clone();
+    wait_until("the job to run", Duration::from_secs(20), || {
+        t.metrics.running_jobs.get() == 1
+    })
+    .await;
+}
+
 struct Running {
     shutdown: CancellationToken,
     hard: CancellationToken,
@@ -183,12 +201,8 @@ async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_plane_restart_mid_upload_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(server_config(dir.path(), "127.0.0.1:0"))
-        .await
-        .unwrap();
+    let (server, base, admin) = control_plane(dir.path()).await;
     let addr = server.addr();
-    let base = server.base_url();
-    let admin = AdminClient::new(&base, ADMIN, None).unwrap();
     let exec = TestExec::new();
     let agent = spawn_agent(agent_config(&base, BOOT, ""), exec.clone());
 
@@ -223,11 +237,7 @@ async fn a_control_plane_restart_mid_upload_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_whose_ack_was_lost_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(server_config(dir.path(), "127.0.0.1:0"))
-        .await
-        .unwrap();
-    let base = server.base_url();
-    let admin = AdminClient::new(&base, ADMIN, None).unwrap();
+    let (server, base, admin) = control_plane(dir.path()).await;
     let cfg = agent_config(&base, BOOT, "");
     let telemetry = Arc::new(Telemetry::new());
     let client = Arc::new(
@@ -331,10 +341,7 @@ async fn a_chunk_whose_ack_was_lost_is_stored_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_bootstrap_token_backs_off_without_exiting() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(server_config(dir.path(), "127.0.0.1:0"))
-        .await
-        .unwrap();
-    let base = server.base_url();
+    let (server, base, _) = control_plane(dir.path()).await;
     let agent = spawn_agent(
         agent_config(&base, "not-the-bootstrap-token-000000000000", ""),
         TestExec::new(),
@@ -426,18 +433,10 @@ async fn rate_limits_are_typed_with_retry_after_and_jobs_still_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_reaches_the_job_through_its_heartbeat() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(server_config(dir.path(), "127.0.0.1:0"))
-        .await
-        .unwrap();
-    let base = server.base_url();
-    let admin = AdminClient::new(&base, ADMIN, None).unwrap();
+    let (server, base, admin) = control_plane(dir.path()).await;
     let agent = spawn_agent(agent_config(&base, BOOT, ""), TestExec::new());
     let job = submit(&admin, json!({"records": 3, "block": true}), Some(3)).await;
-    let t = agent.telemetry.clone();
-    wait_until("the job to run", Duration::from_secs(20), || {
-        t.metrics.running_jobs.get() == 1
-    })
-    .await;
+    wait_running(&agent).await;
     admin.cancel(&job).await.unwrap();
     let view = admin.wait(&job, Duration::from_secs(20)).await.unwrap();
     assert_eq!(view.state, JobState::Cancelled, "{view:?}");
@@ -452,18 +451,10 @@ async fn a_cancel_reaches_the_job_through_its_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_interrupts_jobs_after_the_grace_period_and_they_are_requeued() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(server_config(dir.path(), "127.0.0.1:0"))
-        .await
-        .unwrap();
-    let base = server.base_url();
-    let admin = AdminClient::new(&base, ADMIN, None).unwrap();
+    let (server, base, admin) = control_plane(dir.path()).await;
     let agent = spawn_agent(agent_config(&base, BOOT, ""), TestExec::new());
     let job = submit(&admin, json!({"records": 3, "block": true}), Some(30)).await;
-    let t = agent.telemetry.clone();
-    wait_until("the job to run", Duration::from_secs(20), || {
-        t.metrics.running_jobs.get() == 1
-    })
-    .await;
+    wait_running(&agent).await;
     let started = Instant::now();
     agent.stop().await;
     // Grace is 1 s; the agent stops soon after, having completed the attempt as interrupted.
@@ -481,11 +472,7 @@ async fn shutdown_interrupts_jobs_after_the_grace_period_and_they_are_requeued()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_token_registers_and_then_uses_the_issued_agent_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(server_config(dir.path(), "127.0.0.1:0"))
-        .await
-        .unwrap();
-    let base = server.base_url();
-    let admin = AdminClient::new(&base, ADMIN, None).unwrap();
+    let (server, base, admin) = control_plane(dir.path()).await;
     // A literal for the test; deployments reference a secret (env://, vault://, ...).
     let text = format!(
         "[agent]\nhealth_listen = \"\"\n[control_plane]\nurl = \"{base}\"\nauth = {{ static_token = \"{BOOT}\" }}\n"
