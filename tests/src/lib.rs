@@ -47,12 +47,41 @@ pub type ClientProps = Vec<(String, String)>;
 // Paths and ports
 // ------------------------------------------------------------------------------------------------
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read, release).
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server a test starts.
+///
+/// A port found by bind(0) and released races with everything else that binds port 0 or
+/// connects out (both draw from the kernel's ephemeral range) and with the other tests of the
+/// binary doing the same: a server that loses its port exits, and its test then talks to
+/// someone else's listener (seen in CI as a connection reset). So the port comes from *below*
+/// the ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), where the kernel never
+/// allocates on its own, and is never handed out twice in one process.
 pub fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot bind 127.0.0.1:0 to find a free port")
+    static NEXT: Mutex<Option<(u16, u16, u16)>> = Mutex::new(None); // (low, high, next)
+    let mut state = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let (low, high, next) = state.get_or_insert_with(|| {
+        let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        let high = ephemeral_low.max(12_000);
+        let low = high - 10_000;
+        // Start somewhere different in each process (test binaries run one after another,
+        // but a port can linger in TIME_WAIT or in a server that has not exited yet).
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let spread = (std::process::id() ^ nanos) % 10_000;
+        (low, high, low + spread as u16)
+    });
+    for _ in 0..(*high - *low) {
+        let port = *next;
+        *next = if port + 1 >= *high { *low } else { port + 1 };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {low}..{high}");
 }
 
 /// Two distinct free ports.
@@ -192,6 +221,57 @@ pub fn wait_process_group_gone(pgid: u32, timeout: Duration) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until the HTTP server `child` runs answers on 127.0.0.1:`port` with a `Server:` header
+/// starting with `server` (case-insensitive). An open port is not enough: if `child` lost the
+/// port to another test's listener it exits, but connections to that listener still succeed.
+/// Panics, with `log()`, when `child` exits or `within` passes.
+pub fn wait_for_http_server(
+    child: &mut Child,
+    port: u16,
+    server: &str,
+    within: Duration,
+    log: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + within;
+    let want = server.to_ascii_lowercase();
+    loop {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            panic!(
+                "{server} server exited ({status}) before answering on {port}: {}",
+                log()
+            );
+        }
+        if http_server_header(port).is_some_and(|names| names.iter().any(|n| n.starts_with(&want)))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {server} server answered on 127.0.0.1:{port} within {within:?}: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The lower-cased `Server:` header values of `GET /` on 127.0.0.1:`port`, if anything answers.
+fn http_server_header(port: u16) -> Option<Vec<String>> {
+    use std::io::Write;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET / HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    let head = text.split("\r\n\r\n").next()?;
+    Some(
+        head.lines()
+            .filter_map(|l| l.strip_prefix("server:"))
+            .map(|v| v.trim().to_string())
+            .collect(),
+    )
 }
 
 /// Kills `child` and everything in its process group, then reaps it.

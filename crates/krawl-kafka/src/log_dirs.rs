@@ -1175,12 +1175,19 @@ mod tests {
 
     // -- Brokers -------------------------------------------------------------------------------
 
+    /// A free port never handed out before in this process (see krawl_tests::free_port: two
+    /// bind(0) calls may get the same port, and these tests start servers concurrently).
     fn free_port() -> u16 {
-        StdListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+        loop {
+            let l = StdListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+            if !given.contains(&port) {
+                given.push(port);
+                return port;
+            }
+        }
     }
 
     /// A process group started by the test, killed (by its id) on drop.

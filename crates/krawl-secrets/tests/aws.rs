@@ -16,7 +16,7 @@
 //! `<repo>/.testbed/bin/moto_server`, else `moto_server` on `PATH`.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -126,23 +126,18 @@ impl Moto {
             port,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return moto;
-            }
-            if let Some(status) = moto.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "moto_server exited ({status}) before listening: {}",
-                    std::fs::read_to_string(&moto.log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on {port} within 60 s"
+        let log = moto.log.clone();
+        if let Some(child) = moto.child.as_mut() {
+            // moto answers with `Server: Werkzeug/… Python/…`.
+            krawl_tests::wait_for_http_server(
+                child,
+                port,
+                "werkzeug",
+                Duration::from_secs(60),
+                || std::fs::read_to_string(&log).unwrap_or_default(),
             );
-            std::thread::sleep(Duration::from_millis(100));
         }
+        moto
     }
 
     fn endpoint(&self) -> String {

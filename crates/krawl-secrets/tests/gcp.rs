@@ -62,19 +62,14 @@ impl Drongo {
             child: Some(child),
             port,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            if let Some(status) = me.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("drongo exited before listening: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "drongo did not listen on {port} within 30 s"
+        if let Some(child) = me.child.as_mut() {
+            krawl_tests::wait_for_http_server(
+                child,
+                port,
+                "drongo",
+                Duration::from_secs(30),
+                String::new,
             );
-            std::thread::sleep(Duration::from_millis(50));
         }
         me
     }
