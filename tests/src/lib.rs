@@ -54,35 +54,40 @@ pub type ClientProps = Vec<(String, String)>;
 /// binary doing the same: a server that loses its port exits, and its test then talks to
 /// someone else's listener (seen in CI as a connection reset). So the port comes from *below*
 /// the ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), where the kernel never
-/// allocates on its own, and is never handed out twice in one process.
+/// allocates on its own, and is never handed out twice in one process. Ports are
+/// [`PORT_STRIDE`] apart, because some servers also bind the ports just above theirs (an
+/// OpenBao dev server listens on its port + 1 for cluster traffic).
 pub fn free_port() -> u16 {
-    static NEXT: Mutex<Option<(u16, u16, u16)>> = Mutex::new(None); // (low, high, next)
+    const SPAN: u16 = 10_000; // a multiple of PORT_STRIDE
+    static NEXT: Mutex<Option<(u16, u16)>> = Mutex::new(None); // (low, offset of the next)
     let mut state = NEXT.lock().unwrap_or_else(|e| e.into_inner());
-    let (low, high, next) = state.get_or_insert_with(|| {
+    let (low, offset) = state.get_or_insert_with(|| {
         let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
             .ok()
             .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
             .unwrap_or(32768);
-        let high = ephemeral_low.max(12_000);
-        let low = high - 10_000;
         // Start somewhere different in each process (test binaries run one after another,
         // but a port can linger in TIME_WAIT or in a server that has not exited yet).
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let spread = (std::process::id() ^ nanos) % 10_000;
-        (low, high, low + spread as u16)
+        let slots = u32::from(SPAN / PORT_STRIDE);
+        let start = ((std::process::id() ^ nanos) % slots) as u16 * PORT_STRIDE;
+        (ephemeral_low.max(SPAN + 2_000) - SPAN, start)
     });
-    for _ in 0..(*high - *low) {
-        let port = *next;
-        *next = if port + 1 >= *high { *low } else { port + 1 };
+    for _ in 0..SPAN / PORT_STRIDE {
+        let port = *low + *offset;
+        *offset = (*offset + PORT_STRIDE) % SPAN;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port on 127.0.0.1 in {low}..{high}");
+    panic!("no free port on 127.0.0.1 in {}..{}", *low, *low + SPAN);
 }
+
+/// Distance between two ports [`free_port`] hands out.
+pub const PORT_STRIDE: u16 = 8;
 
 /// Two distinct free ports.
 pub fn free_port_pair() -> (u16, u16) {
