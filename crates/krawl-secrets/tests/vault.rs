@@ -60,7 +60,11 @@ impl Bao {
             cmd.arg("-dev-tls")
                 .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
         }
+        // A dev server writes its root token to $HOME/.vault-token through a fixed temp
+        // name: concurrent servers sharing HOME race on it ("rename /root/.vault-token.tmp:
+        // no such file or directory", seen in CI). Each gets its own HOME.
         let child = cmd
+            .env("HOME", dir.path())
             .env_remove("BAO_ADDR")
             .env_remove("VAULT_ADDR")
             .stdout(log.try_clone().unwrap())
