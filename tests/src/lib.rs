@@ -87,18 +87,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Distance between two ports [`free_port`] hands out.
-pub const PORT_STRIDE: u16 = 8;
-
-/// Two distinct free ports.
-pub fn free_port_pair() -> (u16, u16) {
-    let a = free_port();
-    loop {
-        let b = free_port();
-        if b != a {
-            return (a, b);
-        }
-    }
-}
+const PORT_STRIDE: u16 = 8;
 
 /// The Cargo workspace root (parent of this package's manifest directory).
 pub fn workspace_root() -> PathBuf {
