@@ -16,13 +16,20 @@
 //!   hand the value to a client's settings and nothing else.
 //! - Nothing is cached across jobs unless `secrets.cache_ttl_secs` is set;
 //!   within one job a reference is fetched once ([`JobSecrets`]).
-//! - With an allowlist (`secrets.allow`), a reference it does not match is
-//!   refused before any backend is called ([`Resolver::check_allowed`]).
+//! - With an allowlist (`secrets.allow`, globs of krawl-policy's one engine),
+//!   a reference it does not match is refused before any backend is called
+//!   ([`Resolver::check_allowed`]); so is one of the agent's own credentials
+//!   ([`Resolver::reserve`]). A `file://` reference is matched and read in its
+//!   resolved form: no `..`, no link out of an allowed directory, nothing under
+//!   `/proc`, `/sys` or `/dev`, at most [`MAX_FILE_SECRET_BYTES`].
+//! - Every reference prints to one string that parses back to it (each part
+//!   has a fixed character set; no `.`/`..` segments reach a store's API path).
 //! - Errors name the reference and the backend, never the value.
 //! - One audit line per resolution (tracing target `krawl::audit`): job id,
 //!   reference, backend, outcome, latency. Never the value.
 //! - Each store is a [`SecretProvider`] behind a cargo feature (`vault`,
-//!   `aws`, `gcp`, `azure`; all on by default).
+//!   `aws`, `gcp`, `azure`; on by default for this crate, off in the
+//!   workspace dependency: the agent and the binary enable them).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -77,8 +84,8 @@ impl fmt::Display for SecretString {
 pub enum SecretError {
     #[error("malformed secret reference `{reference}`: {reason}")]
     Malformed { reference: String, reason: String },
-    #[error("secret `{reference}` is not allowed: it matches no pattern in secrets.allow; add one that matches it to the agent config")]
-    NotAllowed { reference: String },
+    #[error("secret `{reference}` is not allowed: {reason}")]
+    NotAllowed { reference: String, reason: String },
     #[error("secret `{reference}`: backend {backend} is not configured{hint}")]
     NotConfigured {
         reference: String,
@@ -188,7 +195,9 @@ pub struct Resolver {
 #[derive(Debug)]
 struct ResolverInner {
     providers: HashMap<&'static str, Arc<dyn SecretProvider>>,
-    allow: Option<globset::GlobSet>,
+    allow: Option<krawl_policy::GlobList>,
+    /// References jobs may never resolve: the agent's own credentials ([`Resolver::reserve`]).
+    reserved: Vec<String>,
     cache_ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, SecretString)>>,
 }
@@ -204,25 +213,7 @@ impl Resolver {
     /// section is still usable when it needs no settings (AWS and GCP use
     /// their default credential chains; Vault needs an address).
     pub async fn new(cfg: &SecretsConfig) -> Result<Self, SecretError> {
-        let allow = if cfg.allow.is_empty() {
-            None
-        } else {
-            let mut b = globset::GlobSetBuilder::new();
-            for p in &cfg.allow {
-                let glob = globset::GlobBuilder::new(p)
-                    .literal_separator(false)
-                    .build()
-                    .map_err(|e| SecretError::Malformed {
-                        reference: p.clone(),
-                        reason: format!("secrets.allow pattern is not a valid glob: {e}"),
-                    })?;
-                b.add(glob);
-            }
-            Some(b.build().map_err(|e| SecretError::Malformed {
-                reference: cfg.allow.join(", "),
-                reason: format!("secrets.allow: {e}"),
-            })?)
-        };
+        let allow = allow_list(&cfg.allow)?;
         #[allow(unused_mut)]
         let mut providers: Vec<Arc<dyn SecretProvider>> = Vec::new();
         #[cfg(feature = "vault")]
@@ -251,13 +242,14 @@ impl Resolver {
     /// A resolver from explicit providers (tests, embedding).
     pub fn from_parts(
         providers: Vec<Arc<dyn SecretProvider>>,
-        allow: Option<globset::GlobSet>,
+        allow: Option<krawl_policy::GlobList>,
         cache_ttl: Duration,
     ) -> Self {
         Self {
             inner: Arc::new(ResolverInner {
                 providers: providers.into_iter().map(|p| (p.backend(), p)).collect(),
                 allow,
+                reserved: Vec::new(),
                 cache_ttl,
                 cache: Mutex::new(HashMap::new()),
             }),
@@ -274,28 +266,60 @@ impl Resolver {
             inner: Arc::new(ResolverInner {
                 providers: self.inner.providers.clone(),
                 allow: None,
+                reserved: Vec::new(),
                 cache_ttl: self.inner.cache_ttl,
                 cache: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Refuse, before any backend call, references the allowlist does not
-    /// match. Literals are always allowed: they read nothing.
+    /// This resolver, refusing `refs` to every job: the agent's own credentials (its
+    /// control-plane token or OAuth2 client secret) are for the agent, and a job that names
+    /// them (to send them to a broker it may reach) is refused like one outside the allowlist.
+    /// The operator's view ([`Resolver::without_allowlist`]) still reads them.
+    pub fn reserve<'a>(self, refs: impl IntoIterator<Item = &'a SecretRef>) -> Self {
+        let mut reserved: Vec<String> = refs
+            .into_iter()
+            .filter(|r| !matches!(r, SecretRef::Literal(_)))
+            .map(|r| r.canonical().unwrap_or_else(|_| r.clone()).to_string())
+            .collect();
+        reserved.extend(self.inner.reserved.iter().cloned());
+        Self {
+            inner: Arc::new(ResolverInner {
+                providers: self.inner.providers.clone(),
+                allow: self.inner.allow.clone(),
+                reserved,
+                cache_ttl: self.inner.cache_ttl,
+                cache: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Refuse, before any backend call, references the allowlist does not match or that are
+    /// reserved for the agent. A `file://` reference is checked in its resolved form
+    /// ([`SecretRef::canonical`]). Literals are always allowed: they read nothing.
     pub fn check_allowed<'a>(
         &self,
         refs: impl IntoIterator<Item = &'a SecretRef>,
     ) -> Result<(), SecretError> {
-        let Some(allow) = &self.inner.allow else {
-            return Ok(());
-        };
         for r in refs {
             if matches!(r, SecretRef::Literal(_)) {
                 continue;
             }
-            let s = r.to_string();
-            if !allow.is_match(&s) {
-                return Err(SecretError::NotAllowed { reference: s });
+            let s = r.canonical()?.to_string();
+            if self.inner.reserved.contains(&s) {
+                return Err(SecretError::NotAllowed {
+                    reference: s,
+                    reason: "it is one of this agent's own credentials (control_plane.auth), which jobs may never read".to_string(),
+                });
+            }
+            if let Some(allow) = &self.inner.allow {
+                if !allow.is_match(&s) {
+                    return Err(SecretError::NotAllowed {
+                        reference: s,
+                        reason: "it matches no pattern in secrets.allow; add one that matches it to the agent config".to_string(),
+                    });
+                }
             }
         }
         Ok(())
@@ -324,7 +348,10 @@ impl Resolver {
                     })
             }
             SecretRef::File { path, .. } => {
-                let raw = std::fs::read_to_string(path).map_err(|e| {
+                // Read the resolved path, never more than MAX_FILE_SECRET_BYTES.
+                let path =
+                    krawl_policy::canonical_file(path).map_err(|e| reference::file_error(r, e))?;
+                let raw = read_file_capped(&path).map_err(|e| {
                     let (hint, denied) = match e.kind() {
                         std::io::ErrorKind::NotFound => ("check the path".to_string(), false),
                         std::io::ErrorKind::PermissionDenied => {
@@ -406,6 +433,51 @@ impl Resolver {
     }
 }
 
+/// The largest file a `file://` reference may name: keys, certificates and passwords are a few
+/// kilobytes; a bigger file is a mistake (or `/dev/zero` under another name).
+pub const MAX_FILE_SECRET_BYTES: u64 = 1024 * 1024;
+
+/// The file's contents as UTF-8, refused past [`MAX_FILE_SECRET_BYTES`].
+fn read_file_capped(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_SECRET_BYTES + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_FILE_SECRET_BYTES {
+        buf.zeroize();
+        return Err(std::io::Error::other(format!(
+            "the file is larger than {MAX_FILE_SECRET_BYTES} bytes"
+        )));
+    }
+    String::from_utf8(buf).map_err(|e| {
+        let mut bytes = e.into_bytes();
+        bytes.zeroize();
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8")
+    })
+}
+
+/// `secrets.allow` compiled by the one glob engine; `file://` patterns have their directory
+/// resolved like the references they are matched with.
+fn allow_list(patterns: &[String]) -> Result<Option<krawl_policy::GlobList>, SecretError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let resolved: Vec<String> = patterns
+        .iter()
+        .map(|p| match p.strip_prefix("file://") {
+            Some(path) => format!("file://{}", krawl_policy::canonical_pattern_path(path)),
+            None => p.clone(),
+        })
+        .collect();
+    krawl_policy::GlobList::new("secrets.allow", &resolved, krawl_policy::Case::Sensitive)
+        .map(Some)
+        .map_err(|e| SecretError::Malformed {
+            reference: patterns.join(", "),
+            reason: e.to_string(),
+        })
+}
+
 fn not_configured_hint(backend: &str) -> String {
     match backend {
         "vault" => "; add a [secrets.vault] section with address and auth".to_string(),
@@ -445,10 +517,12 @@ impl JobSecrets {
     }
 
     async fn resolve_inner(&self, r: &SecretRef) -> Result<SecretString, SecretError> {
-        self.resolver.check_allowed([r])?;
         if let SecretRef::Literal(v) = r {
             return Ok(v.clone());
         }
+        // The resolved form is checked and read (a file:// path through its links).
+        let r = &r.canonical()?;
+        self.resolver.check_allowed([r])?;
         let canonical = r.to_string();
         let mut memo = self.memo.lock().await;
         if let Some(v) = memo.get(&canonical) {
@@ -606,10 +680,8 @@ mod tests {
     #[tokio::test]
     async fn the_allowlist_refuses_before_any_backend_call() {
         let p = Arc::new(Counting::default());
-        let mut b = globset::GlobSetBuilder::new();
-        b.add(globset::Glob::new("vault://secret/kafka/*").unwrap());
-        let resolver =
-            Resolver::from_parts(vec![p.clone()], Some(b.build().unwrap()), Duration::ZERO);
+        let allow = allow_list(&["vault://secret/kafka/*".to_string()]).unwrap();
+        let resolver = Resolver::from_parts(vec![p.clone()], allow, Duration::ZERO);
         let job = resolver.job("j");
         job.resolve(&SecretRef::parse("vault://secret/kafka/prod#password").unwrap())
             .await
@@ -638,5 +710,80 @@ mod tests {
         assert!(resolver
             .check_allowed([&SecretRef::parse("vault://secret/payroll#password").unwrap()])
             .is_err());
+    }
+
+    /// The agent's own credential (its control-plane token) is refused to every job, before
+    /// any store is called, even when nothing else restricts references; the operator still
+    /// reads it.
+    #[tokio::test]
+    async fn reserved_references_are_refused_to_jobs() {
+        let p = Arc::new(Counting::default());
+        let own = SecretRef::parse("vault://secret/krawl/token").unwrap();
+        let resolver = Resolver::from_parts(vec![p.clone()], None, Duration::ZERO).reserve([&own]);
+        let err = resolver.job("j").resolve(&own).await.unwrap_err();
+        assert!(err.to_string().contains("control_plane.auth"), "{err}");
+        assert_eq!(p.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        resolver
+            .without_allowlist()
+            .job("operator")
+            .resolve(&own)
+            .await
+            .unwrap();
+        assert_eq!(p.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// `file://` references are checked and read through their resolved path: a link in an
+    /// allowed directory cannot reach a file outside it, `/proc/self/environ` (the agent's
+    /// own environment) is refused however it is reached, and a huge file is not read whole.
+    #[tokio::test]
+    async fn file_references_are_resolved_before_the_allowlist_and_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let allowed = base.join("allowed");
+        std::fs::create_dir_all(&allowed).unwrap();
+        std::fs::create_dir_all(base.join("private")).unwrap();
+        std::fs::write(allowed.join("pw"), "good\n").unwrap();
+        std::fs::write(base.join("private/key"), "CANARY-file-secret").unwrap();
+        std::os::unix::fs::symlink(base.join("private/key"), allowed.join("link")).unwrap();
+        std::os::unix::fs::symlink("/proc/self/environ", allowed.join("env")).unwrap();
+        std::fs::write(
+            allowed.join("big"),
+            vec![b'x'; (MAX_FILE_SECRET_BYTES + 10) as usize],
+        )
+        .unwrap();
+        let allow = allow_list(&[format!("file://{}/*", allowed.display())]).unwrap();
+        let resolver = Resolver::from_parts(Vec::new(), allow, Duration::ZERO);
+        let job = resolver.job("j");
+        let r = |p: &str| SecretRef::parse(&format!("file://{p}")).unwrap();
+        assert_eq!(
+            job.resolve(&r(&format!("{}/pw", allowed.display())))
+                .await
+                .unwrap()
+                .expose(),
+            "good"
+        );
+        let e = job
+            .resolve(&r(&format!("{}/link", allowed.display())))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SecretError::NotAllowed { .. }), "{e}");
+        assert!(!e.to_string().contains("CANARY"));
+        let e = job
+            .resolve(&r(&format!("{}/env", allowed.display())))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("/proc"), "{e}");
+        assert!(SecretRef::parse(&format!("file://{}/../private/key", allowed.display())).is_err());
+        let e = job
+            .resolve(&r(&format!("{}/big", allowed.display())))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+        // Without an allowlist the same pseudo files are still refused.
+        let open = Resolver::default().job("j");
+        for p in ["/proc/self/environ", "/dev/zero"] {
+            let e = open.resolve(&r(p)).await.unwrap_err();
+            assert!(e.to_string().contains(p), "{e}");
+        }
     }
 }

@@ -91,7 +91,7 @@ fn query_params<'a>(
     query: Option<&'a str>,
     allowed: &[&str],
 ) -> Result<Vec<(&'a str, &'a str)>, SecretError> {
-    let mut out = Vec::new();
+    let mut out: Vec<(&str, &str)> = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair
             .split_once('=')
@@ -108,21 +108,82 @@ fn query_params<'a>(
         if v.is_empty() {
             return Err(malformed(s, format!("query parameter `{k}` is empty")));
         }
+        if !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        {
+            return Err(malformed(
+                s,
+                format!("query parameter `{k}` may hold only letters, digits, `_` and `-`"),
+            ));
+        }
+        if out.iter().any(|(seen, _)| *seen == k) {
+            return Err(malformed(
+                s,
+                format!("query parameter `{k}` is given twice"),
+            ));
+        }
         out.push((k, v));
     }
     Ok(out)
 }
 
+/// Characters of a `#key` (a JSON field name). `?`, `#`, `&` and whitespace are excluded so
+/// that every reference prints to one string that parses back to it: allowlists match that
+/// string.
+fn key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@' | '+' | '=' | ',')
+}
+
 fn key_of(s: &str, key: Option<&str>) -> Result<Option<String>, SecretError> {
     match key {
         Some("") => Err(malformed(s, "`#` must be followed by a JSON field name")),
+        Some(k) if !k.chars().all(key_char) => Err(malformed(
+            s,
+            "the #key may hold only letters, digits and `_-./:@+=,`",
+        )),
         Some(k) => Ok(Some(k.to_string())),
         None => Ok(None),
     }
 }
 
+/// A path of `/`-separated segments, none empty, `.` or `..` (they would be resolved by the
+/// HTTP client into another API path), each of `allowed` characters.
+fn check_segments(
+    s: &str,
+    what: &str,
+    path: &str,
+    allowed: impl Fn(char) -> bool,
+    shown: &str,
+) -> Result<(), SecretError> {
+    for seg in path.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(malformed(
+                s,
+                format!("the {what} has an empty, `.` or `..` segment"),
+            ));
+        }
+        if !seg.chars().all(&allowed) {
+            return Err(malformed(s, format!("the {what} may hold only {shown}")));
+        }
+    }
+    Ok(())
+}
+
+fn vault_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+' | '=' | ',' | '@' | ':')
+}
+
+fn name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-')
+}
+
 impl SecretRef {
     /// Parse a reference. A value without a recognised `scheme://` is a literal.
+    ///
+    /// Every part has a fixed character set, so that a reference prints ([`fmt::Display`]) to
+    /// exactly one string that parses back to it (allowlists match that string), and so that no
+    /// part can carry `..`, `?` or `#` into the store's API path.
     pub fn parse(s: &str) -> Result<Self, SecretError> {
         let Some((scheme, rest)) = s.split_once("://") else {
             return Ok(Self::Literal(SecretString::new(s)));
@@ -130,18 +191,29 @@ impl SecretRef {
         match scheme {
             "env" => {
                 if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(malformed(s, "env://NAME needs a variable name of letters, digits and _"));
+                    return Err(malformed(
+                        s,
+                        "env://NAME needs a variable name of letters, digits and _",
+                    ));
                 }
                 Ok(Self::Env(rest.to_string()))
             }
             "file" => {
                 let (path, key) = match rest.split_once('#') {
-                    Some((p, k)) if !k.is_empty() => (p, Some(k.to_string())),
-                    Some((p, _)) => (p, None),
+                    Some((p, k)) => (p, key_of(s, Some(k))?),
                     None => (rest, None),
                 };
                 if !path.starts_with('/') {
-                    return Err(malformed(s, "file:// needs an absolute path, e.g. file:///run/secrets/kafka"));
+                    return Err(malformed(
+                        s,
+                        "file:// needs an absolute path, e.g. file:///run/secrets/kafka",
+                    ));
+                }
+                if path.chars().any(|c| c.is_control() || c == '?') {
+                    return Err(malformed(s, "the path holds a control character or a `?`"));
+                }
+                if path.split('/').any(|seg| seg == "." || seg == "..") {
+                    return Err(malformed(s, "`.` and `..` are not allowed in a file path (they could leave an allowed directory); give the plain absolute path"));
                 }
                 Ok(Self::File {
                     path: PathBuf::from(path),
@@ -154,9 +226,19 @@ impl SecretRef {
                     .split_once('/')
                     .filter(|(m, p)| !m.is_empty() && !p.is_empty() && !p.ends_with('/'))
                     .ok_or_else(|| malformed(s, "expected vault://<mount>/<path>#<key>, e.g. vault://secret/kafka/prod#password"))?;
+                check_segments(
+                    s,
+                    "Vault path",
+                    body,
+                    vault_char,
+                    "letters, digits and `_-.+=,@:`",
+                )?;
                 let mut version = None;
                 for (_, v) in query_params(s, query, &["version"])? {
-                    version = Some(v.parse::<u64>().map_err(|_| malformed(s, "version must be a positive integer"))?);
+                    version = Some(
+                        v.parse::<u64>()
+                            .map_err(|_| malformed(s, "version must be a positive integer"))?,
+                    );
                 }
                 Ok(Self::Vault {
                     mount: mount.to_string(),
@@ -169,6 +251,16 @@ impl SecretRef {
                 let (body, query, key) = split_parts(rest);
                 if body.is_empty() {
                     return Err(malformed(s, "expected aws-sm://<secret-name-or-arn>[#key]"));
+                }
+                // AWS secret names: letters, digits and /_+=.@-; ARNs add `:`.
+                if !body.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, '/' | '_' | '+' | '=' | '.' | '@' | '-' | ':')
+                }) {
+                    return Err(malformed(
+                        s,
+                        "an AWS secret name or ARN holds only letters, digits and `/_+=.@-:`",
+                    ));
                 }
                 let (mut version_stage, mut version_id) = (None, None);
                 for (k, v) in query_params(s, query, &["version-stage", "version-id"])? {
@@ -203,7 +295,19 @@ impl SecretRef {
                     }
                 };
                 if project.is_empty() || secret.is_empty() || version.is_empty() {
-                    return Err(malformed(s, "project, secret and version must not be empty"));
+                    return Err(malformed(
+                        s,
+                        "project, secret and version must not be empty",
+                    ));
+                }
+                if ![project, secret, version]
+                    .iter()
+                    .all(|p| p.chars().all(name_char))
+                {
+                    return Err(malformed(
+                        s,
+                        "project, secret and version hold only letters, digits, `_` and `-`",
+                    ));
                 }
                 Ok(Self::GcpSm {
                     project: project.to_string(),
@@ -217,18 +321,36 @@ impl SecretRef {
                 query_params(s, query, &[])?;
                 let body = body.strip_prefix("https://").unwrap_or(body);
                 let parts: Vec<&str> = body.split('/').collect();
-                let (vault, secret, version) = match parts.as_slice() {
-                    [v, sec] => (*v, *sec, None),
-                    [v, sec, ver] => (*v, *sec, Some(*ver)),
-                    _ => {
-                        return Err(malformed(
+                let (vault, secret, version) =
+                    match parts.as_slice() {
+                        [v, sec] => (*v, *sec, None),
+                        [v, sec, ver] => (*v, *sec, Some(*ver)),
+                        _ => return Err(malformed(
                             s,
                             "expected azure-kv://<vault-name-or-host>/<secret>[/<version>][#key]",
-                        ))
-                    }
-                };
+                        )),
+                    };
                 if vault.is_empty() || secret.is_empty() || version == Some("") {
                     return Err(malformed(s, "vault, secret and version must not be empty"));
+                }
+                if !vault
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'))
+                {
+                    return Err(malformed(
+                        s,
+                        "the vault is a name or host[:port] of letters, digits, `-` and `.`",
+                    ));
+                }
+                if !secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    || !version
+                        .unwrap_or("v")
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric())
+                {
+                    return Err(malformed(s, "an Azure secret name holds only letters, digits and `-`, a version only letters and digits"));
                 }
                 Ok(Self::AzureKv {
                     vault: vault.to_string(),
@@ -237,13 +359,18 @@ impl SecretRef {
                     key: key_of(s, key)?,
                 })
             }
-            other if !other.is_empty() && other.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
-                Err(malformed(
-                    s,
-                    format!(
+            other
+                if !other.is_empty()
+                    && other.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                // Not echoed whole: a literal credential that happens to contain `://` must not
+                // end up in an error message.
+                Err(SecretError::Malformed {
+                    reference: format!("{other}://…"),
+                    reason: format!(
                         "unknown secret backend `{other}`; supported: vault://, aws-sm://, gcp-sm://, azure-kv://, env://, file://, or a literal value"
                     ),
-                ))
+                })
             }
             _ => Ok(Self::Literal(SecretString::new(s))),
         }
@@ -272,6 +399,43 @@ impl SecretRef {
             | Self::GcpSm { key, .. }
             | Self::AzureKv { key, .. } => key.as_deref(),
         }
+    }
+}
+
+impl SecretRef {
+    /// This reference with a `file://` path resolved ([`krawl_policy::canonical_file`]: symlinks
+    /// followed; refused when it has `..`, does not exist, is not a regular file or lies under
+    /// `/proc`, `/sys` or `/dev`). Allowlists match the canonical reference and the file store
+    /// reads the resolved path, so no link can lead a reference out of an allowed directory.
+    /// Other references are returned as they are. Reads file metadata only, never contents.
+    pub fn canonical(&self) -> Result<SecretRef, SecretError> {
+        match self {
+            Self::File { path, key } => {
+                let resolved =
+                    krawl_policy::canonical_file(path).map_err(|e| file_error(self, e))?;
+                Ok(Self::File {
+                    path: resolved,
+                    key: key.clone(),
+                })
+            }
+            other => Ok(other.clone()),
+        }
+    }
+}
+
+/// A path that does not exist is "not found"; one that is refused (`..`, a pseudo file system,
+/// not a regular file) is "not allowed".
+pub(crate) fn file_error(r: &SecretRef, e: krawl_policy::FileError) -> SecretError {
+    match e {
+        krawl_policy::FileError::Unresolvable { .. } => SecretError::NotFound {
+            reference: r.to_string(),
+            backend: "file",
+            hint: format!("{e}; check the path"),
+        },
+        e => SecretError::NotAllowed {
+            reference: r.to_string(),
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -431,5 +595,49 @@ mod tests {
             let e = SecretRef::parse(s).unwrap_err().to_string();
             assert!(e.contains(needle), "{s}: {e}");
         }
+    }
+
+    /// Each reference prints to exactly one string that parses back to it: allowlists match
+    /// the printed form. The first two inputs are what `fuzz/` found (a `?` in the key moved
+    /// into the query on printing).
+    #[test]
+    fn references_round_trip_or_are_refused() {
+        for s in [
+            "aws-sm://arf:aws:sazure-kv://kaf#seu-weet:k?version-stage=ecretsmanager:eetw",
+            "aws-sm://x#k?version-stage=A?B",
+            "vault://secret/kafka/../../sys/raw#x",
+            "vault://secret//kafka#x",
+            "vault://secret/./kafka#x",
+            "vault://secret/ka fka#x",
+            "vault://secret/kafka?version=1&version=2#x",
+            "vault://secret/kafka#k#y",
+            "azure-kv://vault/sec?ret",
+            "gcp-sm://projects/p/secrets/s%2F..",
+            "file:///run/secrets/../../etc/shadow",
+            "file:///run/secrets/a?b",
+        ] {
+            match SecretRef::parse(s) {
+                Err(_) => {}
+                Ok(r) => assert_eq!(SecretRef::parse(&r.to_string()).unwrap(), r, "{s}"),
+            }
+        }
+        for s in [
+            "vault://secret/kafka/../../sys/raw#x",
+            "vault://secret//kafka#x",
+            "vault://secret/kafka#k#y",
+            "file:///run/secrets/../../etc/shadow",
+            "aws-sm://x#k?version-stage=A?B",
+        ] {
+            assert!(SecretRef::parse(s).is_err(), "{s}");
+        }
+    }
+
+    /// A literal that happens to contain `://` is not echoed by the error it causes.
+    #[test]
+    fn an_unknown_backend_error_does_not_echo_the_value() {
+        let e = SecretRef::parse("hunter2://CANARY-pw")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("CANARY") && e.contains("hunter2://"), "{e}");
     }
 }
