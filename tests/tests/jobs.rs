@@ -40,7 +40,7 @@ fn local_policy() -> Policy {
 fn deps(policy: Policy, idle_ttl: Duration) -> JobDeps {
     JobDeps::new(
         krawl_secrets::Resolver::default(),
-        policy,
+        policy.compile().expect("the test policy compiles"),
         ConnectionPool::new(idle_ttl),
     )
 }

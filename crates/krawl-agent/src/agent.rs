@@ -112,9 +112,15 @@ pub async fn run(
     let resolver = krawl_secrets::Resolver::new(&cfg.secrets)
         .await
         .context("cannot set up the secret stores of [secrets]")?;
+    let policy = cfg.policy.compile().map_err(anyhow::Error::msg)?;
+    // Jobs may never read the agent's own control-plane credential.
+    let job_resolver = match &cfg.control_plane.auth {
+        Some(auth) => resolver.clone().reserve([auth.secret_ref()]),
+        None => resolver.clone(),
+    };
     let deps = JobDeps {
-        resolver: resolver.clone(),
-        policy: cfg.policy.clone(),
+        resolver: job_resolver,
+        policy,
         pool: crate::jobs::pool::ConnectionPool::new(Duration::from_secs(
             cfg.agent.connection_idle_secs,
         )),

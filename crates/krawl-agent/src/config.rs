@@ -184,6 +184,15 @@ pub enum AuthConfig {
 }
 
 impl AuthConfig {
+    /// The secret reference of the agent's own credential: jobs may never resolve it
+    /// ([`krawl_secrets::Resolver::reserve`]).
+    pub fn secret_ref(&self) -> &SecretRef {
+        match self {
+            AuthConfig::BootstrapToken(r) | AuthConfig::StaticToken(r) => r,
+            AuthConfig::Oauth2(o) => &o.client_secret,
+        }
+    }
+
     /// What the credential is called in messages.
     pub fn describe(&self) -> &'static str {
         match self {
@@ -457,7 +466,7 @@ impl AgentConfig {
         if a.upload_retry_secs == 0 {
             return Err(invalid("agent.upload_retry_secs", "must be at least 1"));
         }
-        self.policy.validate().map_err(ConfigError::Policy)?;
+        self.policy.compile().map_err(ConfigError::Policy)?;
         let cp = &self.control_plane;
         self.control_plane_url()?;
         if let Some(p) = &cp.proxy {

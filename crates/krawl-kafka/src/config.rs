@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use krawl_policy::{DestUrl, HostPort};
 use krawl_schema_registry::SchemaRegistryConfig;
 use krawl_secrets::{JobSecrets, SecretError, SecretRef, SecretString, SecretsConfig};
 use rdkafka::ClientConfig;
@@ -200,9 +201,21 @@ pub struct OauthBearerConfig {
     #[schemars(with = "Option<String>")]
     pub client_secret: SecretRef,
     pub scope: Option<String>,
-    /// SASL extensions, e.g. `{ logicalCluster = "lkc-abc", identityPoolId = "pool-1" }`.
+    /// SASL extensions (KIP-342), e.g. `{ logicalCluster = "lkc-abc", identityPoolId = "pool-1" }`.
+    /// A value may be a secret reference, resolved at call time; a key that names a credential
+    /// (`secret`, `password`, `token`, `credential`, `key` in it) must hold a reference.
     #[serde(default)]
-    pub extensions: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub extensions: BTreeMap<String, SecretRef>,
+}
+
+/// Whether a SASL extension key names a credential, whose value must then be a secret
+/// reference (a literal would have travelled through the control plane).
+pub fn extension_key_is_credential(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["secret", "password", "passwd", "token", "credential", "key"]
+        .iter()
+        .any(|w| k.contains(w))
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -366,56 +379,184 @@ fn selected(name: &str, include: &[Regex], exclude: &[Regex]) -> bool {
         && !exclude.iter().any(|r| r.is_match(name))
 }
 
-/// librdkafka properties krawl manages itself or that would let the client
-/// write, consume or load code. Refused in `kafka.properties`.
-const REFUSED_PROPERTIES: &[(&str, &str)] = &[
-    ("bootstrap.servers", "set kafka.bootstrap_servers instead"),
+/// The form of a passthrough property's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyValue {
+    /// A whole number from 0 to 2147483647.
+    Int,
+    /// `true` or `false`.
+    Bool,
+    /// One of the listed words.
+    OneOf(&'static [&'static str]),
+    /// Letters, digits, `.`, `_` and `-` (at most 64).
+    Word,
+}
+
+/// The only librdkafka properties `kafka.properties` passes through: tuning knobs of the
+/// connection, the metadata cache and logging, each with the form its value must have.
+///
+/// An allowlist, not a denylist: librdkafka has properties that load code
+/// (`plugin.library.paths`, `ssl.engine.location`), run commands (`sasl.kerberos.kinit.cmd`),
+/// read files (`ssl.crl.location`, `https.ca.location`), change where the client connects or
+/// what it trusts (`client.dns.lookup`, `ssl.cipher.suites`), carry credentials (`sasl.*`,
+/// `ssl.key.*`) or make it write (`group.id`, `transactional.id`); new ones arrive with each
+/// release. Everything not listed here is refused, naming the key ([`refused_property_hint`]
+/// says what to use instead for the well-known ones).
+pub const PASSTHROUGH_PROPERTIES: &[(&str, PropertyValue)] = &[
+    ("api.version.fallback.ms", PropertyValue::Int),
+    ("api.version.request", PropertyValue::Bool),
+    ("api.version.request.timeout.ms", PropertyValue::Int),
     (
-        "metadata.broker.list",
-        "set kafka.bootstrap_servers instead",
+        "broker.address.family",
+        PropertyValue::OneOf(&["any", "v4", "v6"]),
     ),
-    ("security.protocol", "set kafka.security_protocol instead"),
-    ("client.id", "set kafka.client_id instead"),
-    ("group.id", "krawl never joins a consumer group"),
-    ("group.instance.id", "krawl never joins a consumer group"),
-    ("group.protocol", "krawl never joins a consumer group"),
-    ("enable.auto.commit", "krawl never commits offsets"),
-    ("enable.auto.offset.store", "krawl never commits offsets"),
-    ("auto.offset.reset", "krawl never consumes messages"),
-    ("transactional.id", "krawl never produces"),
-    ("enable.idempotence", "krawl never produces"),
-    ("allow.auto.create.topics", "krawl never creates topics"),
-    ("plugin.library.paths", "krawl does not load plugins"),
+    ("broker.address.ttl", PropertyValue::Int),
+    ("broker.version.fallback", PropertyValue::Word),
+    ("client.rack", PropertyValue::Word),
+    ("connections.max.idle.ms", PropertyValue::Int),
+    ("enable.random.seed", PropertyValue::Bool),
+    ("log.connection.close", PropertyValue::Bool),
+    ("log.thread.name", PropertyValue::Bool),
+    ("log_level", PropertyValue::Int),
+    ("max.in.flight.requests.per.connection", PropertyValue::Int),
+    ("message.max.bytes", PropertyValue::Int),
+    ("metadata.max.age.ms", PropertyValue::Int),
     (
-        "enable.metrics.push",
-        "krawl pushes no telemetry to the brokers",
+        "metadata.recovery.rebootstrap.trigger.ms",
+        PropertyValue::Int,
     ),
-    ("debug", "use RUST_LOG / --log-level instead"),
+    (
+        "metadata.recovery.strategy",
+        PropertyValue::OneOf(&["none", "rebootstrap"]),
+    ),
+    ("receive.message.max.bytes", PropertyValue::Int),
+    ("reconnect.backoff.max.ms", PropertyValue::Int),
+    ("reconnect.backoff.ms", PropertyValue::Int),
+    ("retry.backoff.max.ms", PropertyValue::Int),
+    ("retry.backoff.ms", PropertyValue::Int),
+    ("socket.connection.setup.timeout.ms", PropertyValue::Int),
+    ("socket.keepalive.enable", PropertyValue::Bool),
+    ("socket.max.fails", PropertyValue::Int),
+    ("socket.nagle.disable", PropertyValue::Bool),
+    ("socket.receive.buffer.bytes", PropertyValue::Int),
+    ("socket.send.buffer.bytes", PropertyValue::Int),
+    ("socket.timeout.ms", PropertyValue::Int),
+    ("statistics.interval.ms", PropertyValue::Int),
+    ("topic.metadata.propagation.max.ms", PropertyValue::Int),
+    (
+        "topic.metadata.refresh.fast.interval.ms",
+        PropertyValue::Int,
+    ),
+    ("topic.metadata.refresh.interval.ms", PropertyValue::Int),
+    ("topic.metadata.refresh.sparse", PropertyValue::Bool),
 ];
 
-/// Prefixes of settings that carry credentials: they must come through the
-/// typed `kafka.sasl` / `kafka.tls` sections so that they are secret references.
-const REFUSED_PREFIXES: &[(&str, &str)] = &[
-    (
-        "sasl.",
-        "use the kafka.sasl section (passwords are secret references there)",
-    ),
-    ("ssl.key", "use kafka.tls.client_key (a secret reference)"),
-    (
-        "ssl.keystore",
-        "use kafka.tls.client_cert_file and kafka.tls.client_key",
-    ),
-    ("ssl.certificate", "use kafka.tls.client_cert_file"),
-    ("ssl.ca", "use kafka.tls.ca_file"),
-    (
-        "ssl.endpoint.identification",
-        "use kafka.tls.verify_hostname",
-    ),
-    (
-        "enable.ssl.certificate.verification",
-        "certificate verification cannot be turned off",
-    ),
-];
+/// What to use instead of a refused property, for the ones people reach for.
+pub fn refused_property_hint(key: &str) -> &'static str {
+    const HINTS: &[(&str, &str)] = &[
+        ("bootstrap.servers", "set kafka.bootstrap_servers instead"),
+        (
+            "metadata.broker.list",
+            "set kafka.bootstrap_servers instead",
+        ),
+        ("security.protocol", "set kafka.security_protocol instead"),
+        ("client.id", "set kafka.client_id instead"),
+        (
+            "sasl.",
+            "use the kafka.sasl section (passwords are secret references there)",
+        ),
+        ("ssl.key", "use kafka.tls.client_key (a secret reference)"),
+        (
+            "ssl.keystore",
+            "use kafka.tls.client_cert_file and kafka.tls.client_key",
+        ),
+        ("ssl.certificate", "use kafka.tls.client_cert_file"),
+        ("ssl.ca", "use kafka.tls.ca_file"),
+        (
+            "ssl.endpoint.identification",
+            "use kafka.tls.verify_hostname",
+        ),
+        (
+            "enable.ssl.certificate.verification",
+            "certificate verification cannot be turned off",
+        ),
+        ("ssl.engine", "krawl loads no OpenSSL engine"),
+        ("ssl.providers", "krawl loads no OpenSSL provider"),
+        ("plugin.library.paths", "krawl loads no plugins"),
+        ("group.", "krawl never joins a consumer group"),
+        ("enable.auto.", "krawl never commits offsets"),
+        ("auto.offset.reset", "krawl never consumes messages"),
+        ("transactional.id", "krawl never produces"),
+        ("enable.idempotence", "krawl never produces"),
+        ("allow.auto.create.topics", "krawl never creates topics"),
+        (
+            "enable.metrics.push",
+            "krawl pushes no telemetry to the brokers",
+        ),
+        ("debug", "use RUST_LOG / --log-level instead"),
+        ("https.ca", "the OAuth token endpoint uses the system roots"),
+    ];
+    HINTS
+        .iter()
+        .find(|(prefix, _)| key.starts_with(prefix))
+        .map_or(
+            "only connection, metadata and logging tuning properties pass through; see PASSTHROUGH_PROPERTIES in crates/krawl-kafka/src/config.rs or docs/security.md",
+            |(_, why)| why,
+        )
+}
+
+/// Checks one `kafka.properties` entry against [`PASSTHROUGH_PROPERTIES`]. The error names the
+/// key and the expected form, never the value.
+pub fn check_property(key: &str, value: &str) -> Result<(), ConfigError> {
+    let Some((_, form)) = PASSTHROUGH_PROPERTIES.iter().find(|(k, _)| *k == key) else {
+        return Err(ConfigError::Refused {
+            key: format!("kafka.properties.\"{key}\""),
+            why: refused_property_hint(key).to_string(),
+        });
+    };
+    let ok = match form {
+        PropertyValue::Int => {
+            !value.is_empty()
+                && value.len() <= 10
+                && value.bytes().all(|b| b.is_ascii_digit())
+                && value.parse::<i32>().is_ok()
+        }
+        PropertyValue::Bool => matches!(value, "true" | "false"),
+        PropertyValue::OneOf(words) => words.contains(&value),
+        PropertyValue::Word => {
+            !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = match form {
+        PropertyValue::Int => "a whole number from 0 to 2147483647".to_string(),
+        PropertyValue::Bool => "true or false".to_string(),
+        PropertyValue::OneOf(words) => format!("one of {}", words.join(", ")),
+        PropertyValue::Word => "letters, digits, `.`, `_` and `-` (at most 64)".to_string(),
+    };
+    Err(ConfigError::Invalid {
+        key: format!("kafka.properties.\"{key}\""),
+        message: format!("the value must be {expected}"),
+    })
+}
+
+/// Refuses control characters (a NUL would cut the value short in librdkafka's C strings, a
+/// newline forge a log line) in a plain string setting.
+fn check_plain(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid {
+            key: key.to_string(),
+            message: "holds a control character".to_string(),
+        });
+    }
+    Ok(())
+}
 
 impl KafkaConfig {
     /// A config for `bootstrap` with defaults everywhere else.
@@ -443,17 +584,12 @@ impl KafkaConfig {
             });
         }
         for s in &self.bootstrap_servers {
-            let ok = s
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-            if !ok {
-                return Err(ConfigError::invalid(
-                    "kafka.bootstrap_servers",
-                    s,
-                    "host:port, e.g. broker-1:9092",
-                ));
-            }
+            HostPort::parse(s).map_err(|e| ConfigError::Invalid {
+                key: "kafka.bootstrap_servers".into(),
+                message: e.to_string(),
+            })?;
         }
+        check_plain("kafka.client_id", &self.client_id)?;
         if self.timeout_secs == 0 || self.timeout_secs > 3600 {
             return Err(ConfigError::invalid(
                 "kafka.timeout_secs",
@@ -506,30 +642,26 @@ impl KafkaConfig {
                 ("kafka.tls.client_cert_file", &tls.client_cert_file),
             ] {
                 if let Some(p) = path {
-                    if !p.is_file() {
-                        return Err(ConfigError::Invalid {
-                            key: key.into(),
-                            message: format!("{} is not a readable file", p.display()),
-                        });
-                    }
+                    krawl_policy::canonical_file(p).map_err(|e| ConfigError::Invalid {
+                        key: key.into(),
+                        message: e.to_string(),
+                    })?;
                 }
             }
         }
-        for key in self.properties.keys() {
-            if let Some((_, why)) = REFUSED_PROPERTIES.iter().find(|(k, _)| k == key) {
-                return Err(ConfigError::Refused {
-                    key: format!("kafka.properties.\"{key}\""),
-                    why: (*why).to_string(),
-                });
-            }
-            if let Some((_, why)) = REFUSED_PREFIXES.iter().find(|(p, _)| key.starts_with(p)) {
-                return Err(ConfigError::Refused {
-                    key: format!("kafka.properties.\"{key}\""),
-                    why: (*why).to_string(),
-                });
-            }
+        for (key, value) in &self.properties {
+            check_property(key, value)?;
         }
         Ok(())
+    }
+
+    /// The bootstrap servers, each parsed (exactly one `host:port`) and in canonical form.
+    /// Entries that do not parse are left out: [`KafkaConfig::validate`] refuses them first.
+    pub fn bootstrap(&self) -> Vec<HostPort> {
+        self.bootstrap_servers
+            .iter()
+            .filter_map(|s| HostPort::parse(s).ok())
+            .collect()
     }
 
     /// The SASL mechanism actually in use, if any.
@@ -553,6 +685,12 @@ impl KafkaConfig {
             }
             if let Some(o) = &sasl.oauthbearer {
                 out.push(("kafka.sasl.oauthbearer.client_secret", &o.client_secret));
+                // References, and literals at credential keys (the policy refuses those).
+                for (k, v) in &o.extensions {
+                    if !matches!(v, SecretRef::Literal(_)) || extension_key_is_credential(k) {
+                        out.push(("kafka.sasl.oauthbearer.extensions", v));
+                    }
+                }
             }
         }
         if let Some(tls) = self
@@ -581,6 +719,9 @@ impl KafkaConfig {
             })?;
         let mut out = KafkaSecrets::default();
         for (key, r) in refs {
+            if key == "kafka.sasl.oauthbearer.extensions" {
+                continue;
+            }
             let v = job.resolve(r).await.map_err(|source| ConfigError::Secret {
                 key: key.to_string(),
                 source,
@@ -593,7 +734,32 @@ impl KafkaConfig {
             };
             *slot = Some(v);
         }
+        // Every extension value (literals resolve to themselves, reading nothing), so that the
+        // values reach librdkafka and the pool's fingerprint from one place.
+        if let Some(o) = self.oauthbearer() {
+            for (k, r) in &o.extensions {
+                let v = job.resolve(r).await.map_err(|source| ConfigError::Secret {
+                    key: format!("kafka.sasl.oauthbearer.extensions.{k}"),
+                    source,
+                })?;
+                if v.expose().contains([',', '=']) || v.expose().chars().any(char::is_control) {
+                    return Err(ConfigError::Invalid {
+                        key: format!("kafka.sasl.oauthbearer.extensions.{k}"),
+                        message: "the resolved value holds `,`, `=` or a control character, which would forge further extensions".into(),
+                    });
+                }
+                out.oauth_extensions.push((k.clone(), v));
+            }
+        }
         Ok(out)
+    }
+
+    /// The OAUTHBEARER settings in use, if any.
+    fn oauthbearer(&self) -> Option<&OauthBearerConfig> {
+        self.sasl
+            .as_ref()
+            .filter(|_| self.security_protocol.uses_sasl())
+            .and_then(|s| s.oauthbearer.as_ref())
     }
 
     /// librdkafka settings with the resolved secrets. The secrets live in the
@@ -601,7 +767,8 @@ impl KafkaConfig {
     /// except through rdkafka's own sanitised `Debug`.
     pub fn client_config(&self, secrets: &KafkaSecrets) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", self.bootstrap_servers.join(","));
+        let servers: Vec<String> = self.bootstrap().iter().map(HostPort::to_string).collect();
+        c.set("bootstrap.servers", servers.join(","));
         c.set("client.id", &self.client_id);
         c.set(
             "security.protocol",
@@ -637,11 +804,11 @@ impl KafkaConfig {
                         if let Some(scope) = &o.scope {
                             c.set("sasl.oauthbearer.scope", scope);
                         }
-                        if !o.extensions.is_empty() {
-                            let ext: Vec<String> = o
-                                .extensions
+                        if !secrets.oauth_extensions.is_empty() {
+                            let ext: Vec<String> = secrets
+                                .oauth_extensions
                                 .iter()
-                                .map(|(k, v)| format!("{k}={v}"))
+                                .map(|(k, v)| format!("{k}={}", v.expose()))
                                 .collect();
                             c.set("sasl.oauthbearer.extensions", ext.join(","));
                         }
@@ -735,6 +902,30 @@ pub struct KafkaSecrets {
     pub oauth_client_secret: Option<SecretString>,
     pub tls_client_key: Option<SecretString>,
     pub tls_client_key_password: Option<SecretString>,
+    /// Every `kafka.sasl.oauthbearer.extensions` entry, resolved (literals as written).
+    pub oauth_extensions: Vec<(String, SecretString)>,
+}
+
+impl KafkaSecrets {
+    /// Every resolved value, in a fixed order, each with a label (`None`: not set), for a
+    /// fingerprint of the credentials (the agent's connection pool key).
+    pub fn values(&self) -> Vec<(&str, Option<&SecretString>)> {
+        let mut out = vec![
+            ("sasl_password", self.sasl_password.as_ref()),
+            ("oauth_client_secret", self.oauth_client_secret.as_ref()),
+            ("tls_client_key", self.tls_client_key.as_ref()),
+            (
+                "tls_client_key_password",
+                self.tls_client_key_password.as_ref(),
+            ),
+        ];
+        out.extend(
+            self.oauth_extensions
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v))),
+        );
+        out
+    }
 }
 
 impl SaslConfig {
@@ -748,14 +939,34 @@ impl SaslConfig {
                             .into(),
                     });
                 };
-                if !o.token_endpoint_url.starts_with("https://")
-                    && !o.token_endpoint_url.starts_with("http://")
-                {
-                    return Err(ConfigError::invalid(
-                        "kafka.sasl.oauthbearer.token_endpoint_url",
-                        &o.token_endpoint_url,
-                        "an http(s):// URL",
-                    ));
+                DestUrl::parse("OAuth token endpoint", &o.token_endpoint_url).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: "kafka.sasl.oauthbearer.token_endpoint_url".into(),
+                        message: e.to_string(),
+                    }
+                })?;
+                check_plain("kafka.sasl.oauthbearer.client_id", &o.client_id)?;
+                if let Some(scope) = &o.scope {
+                    check_plain("kafka.sasl.oauthbearer.scope", scope)?;
+                }
+                for (k, v) in &o.extensions {
+                    // KIP-342: keys are letters only; `auth` is reserved.
+                    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphabetic()) || k == "auth" {
+                        return Err(ConfigError::Invalid {
+                            key: "kafka.sasl.oauthbearer.extensions".into(),
+                            message: format!("extension key {k:?}: keys are letters only (KIP-342), and `auth` is reserved"),
+                        });
+                    }
+                    if let SecretRef::Literal(lit) = v {
+                        if lit.expose().contains([',', '='])
+                            || lit.expose().chars().any(char::is_control)
+                        {
+                            return Err(ConfigError::Invalid {
+                                key: format!("kafka.sasl.oauthbearer.extensions.{k}"),
+                                message: "the value holds `,`, `=` or a control character, which would forge further extensions".into(),
+                            });
+                        }
+                    }
                 }
                 if self.username.is_some() || self.password.is_some() {
                     return Err(ConfigError::Invalid {
@@ -766,6 +977,9 @@ impl SaslConfig {
                 }
             }
             m => {
+                if let Some(u) = &self.username {
+                    check_plain("kafka.sasl.username", u)?;
+                }
                 if self.username.as_deref().unwrap_or("").is_empty() {
                     return Err(ConfigError::Missing {
                         key: "kafka.sasl.username".into(),
@@ -1055,6 +1269,127 @@ verify_hostname = false
         .unwrap();
         let c = client_config(&cfg.kafka).unwrap();
         assert_eq!(get(&c, "socket.keepalive.enable").as_deref(), Some("true"));
+    }
+
+    /// Issue 11: `kafka.properties` is an allowlist. Properties that load code, run commands,
+    /// read files, change where or how the client connects, or carry credentials are refused
+    /// by name; allowed ones must have the value form they take, and the error never echoes
+    /// the value.
+    #[test]
+    fn properties_pass_only_by_allowlist() {
+        for key in [
+            "ssl.engine.location",
+            "ssl.providers",
+            "plugin.library.paths",
+            "sasl.kerberos.kinit.cmd",
+            "ssl.crl.location",
+            "https.ca.location",
+            "client.dns.lookup",
+            "ssl.cipher.suites",
+            "interceptor.x",
+            "bootstrap.servers",
+        ] {
+            let e = parse(&format!(
+                "[kafka]\nbootstrap_servers = [\"b:1\"]\n[kafka.properties]\n\"{key}\" = \"x\"\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(key) && e.contains("not allowed"), "{key}: {e}");
+        }
+        for (key, value, expected) in [
+            ("socket.timeout.ms", "CANARY-1", "whole number"),
+            ("socket.timeout.ms", "99999999999", "whole number"),
+            ("socket.keepalive.enable", "CANARY-yes", "true or false"),
+            ("broker.address.family", "CANARY", "one of any, v4, v6"),
+            ("client.rack", "CANARY rack,x=y", "letters"),
+        ] {
+            let e = parse(&format!(
+                "[kafka]\nbootstrap_servers = [\"b:1\"]\n[kafka.properties]\n\"{key}\" = \"{value}\"\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains(key) && e.contains(expected) && !e.contains("CANARY"),
+                "{key}: {e}"
+            );
+        }
+        let cfg = parse(
+            "[kafka]\nbootstrap_servers = [\"b:1\"]\n[kafka.properties]\n\"broker.address.family\" = \"v4\"\n\"metadata.max.age.ms\" = \"60000\"\n",
+        )
+        .unwrap();
+        let c = client_config(&cfg.kafka).unwrap();
+        assert_eq!(get(&c, "broker.address.family").as_deref(), Some("v4"));
+        assert_eq!(get(&c, "metadata.max.age.ms").as_deref(), Some("60000"));
+    }
+
+    /// Issue 11: one entry is exactly one broker. An entry with a comma would have been joined
+    /// into librdkafka's list as two hosts, the SASL password going to the second.
+    #[test]
+    fn each_bootstrap_entry_is_one_host_port() {
+        for bad in [
+            "allowed:9092,evil:9092",
+            "allowed:9092 evil:9092",
+            "SASL_SSL://evil:9093",
+            "u:p@evil:9093",
+        ] {
+            let e = parse(&format!("[kafka]\nbootstrap_servers = [\"{bad}\"]\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("kafka.bootstrap_servers") && e.contains(bad),
+                "{bad}: {e}"
+            );
+        }
+        let cfg =
+            parse("[kafka]\nbootstrap_servers = [\"B1.Example:9092\", \"[::1]:9093\"]\n").unwrap();
+        let c = client_config(&cfg.kafka).unwrap();
+        assert_eq!(
+            get(&c, "bootstrap.servers").as_deref(),
+            Some("b1.example:9092,[::1]:9093")
+        );
+    }
+
+    #[test]
+    fn oauth_settings_cannot_forge_extensions_or_carry_credentials() {
+        let base = |ext: &str, url: &str| {
+            format!(
+                "[kafka]\nbootstrap_servers = [\"b:1\"]\nsecurity_protocol = \"SASL_SSL\"\n[kafka.sasl]\nmechanism = \"OAUTHBEARER\"\n[kafka.sasl.oauthbearer]\ntoken_endpoint_url = \"{url}\"\nclient_id = \"c\"\nclient_secret = \"env://X\"\nextensions = {ext}\n"
+            )
+        };
+        let ok_url = "https://idp.example/token";
+        for (ext, why) in [
+            ("{ logicalCluster = \"lkc-1,auth=Bearer x\" }", "forge"),
+            ("{ \"a=b\" = \"x\" }", "letters only"),
+            ("{ auth = \"x\" }", "reserved"),
+        ] {
+            let e = parse(&base(ext, ok_url)).unwrap_err().to_string();
+            assert!(e.contains("extensions") && e.contains(why), "{ext}: {e}");
+        }
+        for url in [
+            "https://u:CANARY@idp.example/token",
+            "file:///etc/passwd",
+            "ftp://idp/x",
+        ] {
+            let e = parse(&base("{}", url)).unwrap_err().to_string();
+            assert!(e.contains("token_endpoint_url"), "{url}: {e}");
+        }
+        // A credential-named extension is a secret reference position: its literal is listed
+        // with the secret references (the agent's policy refuses literals there), a plain one
+        // is not.
+        let cfg = parse(&base(
+            "{ logicalCluster = \"lkc-1\", apiToken = \"CANARY\", poolSecret = \"env://POOL\" }",
+            ok_url,
+        ))
+        .unwrap();
+        let refs: Vec<String> = cfg
+            .kafka
+            .secret_refs()
+            .iter()
+            .map(|(_, r)| r.to_string())
+            .collect();
+        assert!(refs.contains(&"literal:[redacted]".to_string()), "{refs:?}");
+        assert!(refs.contains(&"env://POOL".to_string()), "{refs:?}");
+        assert_eq!(refs.len(), 3, "{refs:?}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! together with `agent.rs`):
 //!
 //! ```ignore
-//! let deps = JobDeps::new(resolver, policy, ConnectionPool::new(idle_ttl));
+//! let deps = JobDeps::new(resolver, policy.compile()?, ConnectionPool::new(idle_ttl));
 //! let outcome: Result<(), JobFailure> = jobs::execute(&deps, &ctx, &mut sink).await;
 //! ```
 //!
@@ -12,10 +12,10 @@
 //! - An unknown kind or malformed spec is a `JobFailure` with class `invalid_job`; it never panics.
 //!
 //! Order of work, for every kind: kind known? (`invalid_job`) → kind allowed?
-//! ([`policy::Policy::check_kind`], `policy`) → spec parsed (`invalid_job`: not an object, a
+//! ([`policy::CompiledPolicy::check_kind`], `policy`) → spec parsed (`invalid_job`: not an object, a
 //! `secrets` section, a field serde refuses, named with its section) → settings valid (`config`,
 //! naming the key, as `krawl extract` does) → destinations and secret references allowed
-//! ([`policy::Policy::check`], `policy`) → only then secrets are resolved (per job, through
+//! ([`policy::CompiledPolicy::check`], `policy`; floors applied) → only then secrets are resolved (per job, through
 //! `deps.resolver.job(job_id)`) and the cluster is contacted.
 //!
 //! The kinds:
@@ -57,7 +57,7 @@ use crate::progress::JobProgress;
 #[derive(Debug)]
 pub struct JobDeps {
     pub resolver: krawl_secrets::Resolver,
-    pub policy: policy::Policy,
+    pub policy: policy::CompiledPolicy,
     pub pool: pool::ConnectionPool,
 }
 
@@ -114,7 +114,7 @@ impl From<&ExtractError> for JobFailure {
 impl JobDeps {
     pub fn new(
         resolver: krawl_secrets::Resolver,
-        policy: policy::Policy,
+        policy: policy::CompiledPolicy,
         pool: pool::ConnectionPool,
     ) -> Self {
         Self {
@@ -211,9 +211,9 @@ pub async fn execute<S: RecordSink>(
     })?;
     deps.policy.check_kind(kind)?;
     ctx.progress.set_phase("validate");
-    let spec = parse_spec(&ctx.spec)?;
-    deps.policy
-        .check(&spec.kafka, spec.schema_registry.as_ref())?;
+    let mut spec = parse_spec(&ctx.spec)?;
+    deps.policy.check(&mut spec)?;
+    let spec = spec;
     if ctx.cancel.is_cancelled() {
         return Err(JobFailure::cancelled());
     }

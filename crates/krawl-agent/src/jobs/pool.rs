@@ -214,14 +214,11 @@ impl Inner {
 
     fn key(&self, cfg: &KafkaConfig, secrets: &KafkaSecrets) -> String {
         let mut ctx = hmac::Context::with_key(&self.hmac_key);
-        for v in [
-            &secrets.sasl_password,
-            &secrets.oauth_client_secret,
-            &secrets.tls_client_key,
-            &secrets.tls_client_key_password,
-        ] {
+        for (label, v) in secrets.values() {
+            // Length-prefixed so that no two tuples of values share an input.
+            ctx.update(&(label.len() as u64).to_be_bytes());
+            ctx.update(label.as_bytes());
             match v {
-                // Length-prefixed so that no two tuples of values share an input.
                 Some(s) => {
                     ctx.update(&[1]);
                     ctx.update(&(s.expose().len() as u64).to_be_bytes());
@@ -249,7 +246,13 @@ impl Inner {
             cfg.security_protocol.as_str(),
             sasl.map(|s| s.mechanism.as_str()),
             sasl.and_then(|s| s.username.as_deref()),
-            oauth.map(|o| (&o.token_endpoint_url, &o.client_id, &o.scope, &o.extensions)),
+            // Extension values are in the fingerprint (they may be secrets); keys here.
+            oauth.map(|o| (
+                &o.token_endpoint_url,
+                &o.client_id,
+                &o.scope,
+                o.extensions.keys().collect::<Vec<_>>()
+            )),
             tls.map(|t| &t.ca_file),
             tls.map(|t| &t.client_cert_file),
             tls.map(|t| t.verify_hostname),
