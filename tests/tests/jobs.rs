@@ -435,26 +435,26 @@ async fn unknown_kinds_and_malformed_specs_are_invalid_jobs_without_panics() {
         (json!("kafka"), "JSON object"),
         (json!([1, 2]), "JSON object"),
         (json!({}), "kafka"),
-        (json!({ "kafka": "b:9092" }), "`kafka` must be an object"),
+        (json!({ "kafka": "b:9092" }), "spec.kafka must be an object"),
         (
             json!({ "kafka": { "bootstrap_servers": "b:9092" } }),
-            "`kafka`",
+            "spec.kafka.bootstrap_servers must be an array",
         ),
         (
             json!({ "kafka": { "bootstrap_servers": ["b:9092"], "bogus": 1 } }),
-            "bogus",
+            "spec.kafka has unknown key(s) \"bogus\"",
         ),
         (
             json!({ "kafka": { "bootstrap_servers": ["b:9092"], "security_protocol": "TLS" } }),
-            "TLS",
+            "spec.kafka.security_protocol must be one of",
         ),
         (
             json!({ "kafka": { "bootstrap_servers": ["b:9092"] }, "extract": { "include_topics": "x" } }),
-            "`extract`",
+            "spec.extract.include_topics must be an array",
         ),
         (
             json!({ "kafka": { "bootstrap_servers": ["b:9092"] }, "schema_registry": "http://sr" }),
-            "`schema_registry` must be an object",
+            "spec.schema_registry must be an object",
         ),
         (
             json!({ "kafka": { "bootstrap_servers": ["b:9092"] }, "secrets": { "allow": ["*"] } }),
@@ -466,7 +466,8 @@ async fn unknown_kinds_and_malformed_specs_are_invalid_jobs_without_panics() {
         assert_eq!(e.class, "invalid_job", "{spec}: {e}");
         assert!(e.message.contains(needle), "{spec}: {e}");
     }
-    // Parsed but invalid settings: class config, naming the key.
+    // A bootstrap entry that is not exactly one host:port: refused by the spec's structure,
+    // naming the position.
     let e = run(
         &deps,
         "kafka.extract",
@@ -474,8 +475,9 @@ async fn unknown_kinds_and_malformed_specs_are_invalid_jobs_without_panics() {
     )
     .await
     .unwrap_err();
-    assert_eq!(e.class, "config", "{e}");
-    assert!(e.message.contains("kafka.bootstrap_servers"), "{e}");
+    assert_eq!(e.class, "invalid_job", "{e}");
+    assert!(e.message.contains("spec.kafka.bootstrap_servers[0]"), "{e}");
+    // Parsed but invalid settings: class config, naming the key.
     let e = run(
         &deps,
         "kafka.list_topics",

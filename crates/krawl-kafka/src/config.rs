@@ -154,7 +154,8 @@ impl SaslMechanism {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
-    /// `host:port` of one or more brokers.
+    /// `host:port` of one or more brokers, one per entry.
+    #[schemars(schema_with = "bootstrap_schema")]
     pub bootstrap_servers: Vec<String>,
     #[serde(default)]
     pub security_protocol: SecurityProtocol,
@@ -167,8 +168,9 @@ pub struct KafkaConfig {
     /// Timeout of each Kafka call and of the initial connection, in seconds.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
-    /// Extra librdkafka properties, passed through after checks.
+    /// Extra librdkafka properties: only [`PASSTHROUGH_PROPERTIES`] pass.
     #[serde(default)]
+    #[schemars(schema_with = "properties_schema")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -187,7 +189,6 @@ pub struct SaslConfig {
     /// For PLAIN and SCRAM.
     pub username: Option<String>,
     /// For PLAIN and SCRAM: a secret reference.
-    #[schemars(with = "Option<String>")]
     pub password: Option<SecretRef>,
     /// For OAUTHBEARER: OIDC client-credentials settings.
     pub oauthbearer: Option<OauthBearerConfig>,
@@ -196,18 +197,116 @@ pub struct SaslConfig {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OauthBearerConfig {
+    /// The OIDC token endpoint (the client secret is sent there): an http(s) URL.
+    #[schemars(schema_with = "url_schema")]
     pub token_endpoint_url: String,
     pub client_id: String,
-    #[schemars(with = "Option<String>")]
     pub client_secret: SecretRef,
     pub scope: Option<String>,
     /// SASL extensions (KIP-342), e.g. `{ logicalCluster = "lkc-abc", identityPoolId = "pool-1" }`.
     /// A value may be a secret reference, resolved at call time; a key that names a credential
     /// (`secret`, `password`, `token`, `credential`, `key` in it) must hold a reference.
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
+    #[schemars(schema_with = "extensions_schema")]
     pub extensions: BTreeMap<String, SecretRef>,
 }
+
+/// A string in [`krawl_policy::URL_FORMAT`].
+fn url_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    string_schema(krawl_policy::URL_FORMAT)
+}
+
+fn string_schema(format: &str) -> schemars::schema::Schema {
+    schemars::schema::SchemaObject {
+        instance_type: Some(schemars::schema::InstanceType::String.into()),
+        format: Some(format.to_string()),
+        ..Default::default()
+    }
+    .into()
+}
+
+/// `kafka.bootstrap_servers`: at least one entry, each one `host:port`.
+fn bootstrap_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    schemars::schema::SchemaObject {
+        instance_type: Some(schemars::schema::InstanceType::Array.into()),
+        array: Some(Box::new(schemars::schema::ArrayValidation {
+            items: Some(string_schema(krawl_policy::HOST_PORT_FORMAT).into()),
+            min_items: Some(1),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+    .into()
+}
+
+/// SASL extensions: letter keys (KIP-342) with string values; a credential-named key
+/// ([`extension_key_is_credential`]) holds a secret reference.
+fn extensions_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    let mut obj = schemars::schema::ObjectValidation::default();
+    obj.pattern_properties.insert(
+        EXTENSION_CREDENTIAL_PATTERN.to_string(),
+        string_schema(krawl_secrets::SECRET_REF_FORMAT),
+    );
+    obj.additional_properties = Some(Box::new(
+        schemars::schema::SchemaObject {
+            instance_type: Some(schemars::schema::InstanceType::String.into()),
+            ..Default::default()
+        }
+        .into(),
+    ));
+    obj.property_names = Some(Box::new(
+        schemars::schema::SchemaObject {
+            instance_type: Some(schemars::schema::InstanceType::String.into()),
+            string: Some(Box::new(schemars::schema::StringValidation {
+                pattern: Some("^[A-Za-z]+$".to_string()),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+        .into(),
+    ));
+    schemars::schema::SchemaObject {
+        instance_type: Some(schemars::schema::InstanceType::Object.into()),
+        object: Some(Box::new(obj)),
+        ..Default::default()
+    }
+    .into()
+}
+
+/// `kafka.properties`: only the keys of [`PASSTHROUGH_PROPERTIES`], string values.
+fn properties_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    let obj = schemars::schema::ObjectValidation {
+        property_names: Some(Box::new(
+            schemars::schema::SchemaObject {
+                enum_values: Some(
+                    PASSTHROUGH_PROPERTIES
+                        .iter()
+                        .map(|(k, _)| serde_json::Value::from(*k))
+                        .collect(),
+                ),
+                ..Default::default()
+            }
+            .into(),
+        )),
+        additional_properties: Some(Box::new(
+            schemars::schema::SchemaObject {
+                instance_type: Some(schemars::schema::InstanceType::String.into()),
+                ..Default::default()
+            }
+            .into(),
+        )),
+        ..Default::default()
+    };
+    schemars::schema::SchemaObject {
+        instance_type: Some(schemars::schema::InstanceType::Object.into()),
+        object: Some(Box::new(obj)),
+        ..Default::default()
+    }
+    .into()
+}
+
+/// [`extension_key_is_credential`] as a (case-insensitive) JSON Schema pattern.
+pub const EXTENSION_CREDENTIAL_PATTERN: &str = "(?i)(secret|password|passwd|token|credential|key)";
 
 /// Whether a SASL extension key names a credential, whose value must then be a secret
 /// reference (a literal would have travelled through the control plane).
@@ -226,10 +325,8 @@ pub struct TlsConfig {
     /// PEM client certificate (chain) for mTLS.
     pub client_cert_file: Option<PathBuf>,
     /// PEM private key for mTLS, as a secret reference (e.g. `file:///etc/krawl/client.key`).
-    #[schemars(with = "Option<String>")]
     pub client_key: Option<SecretRef>,
     /// Password of an encrypted client key.
-    #[schemars(with = "Option<String>")]
     pub client_key_password: Option<SecretRef>,
     #[serde(default = "yes")]
     pub verify_hostname: bool,

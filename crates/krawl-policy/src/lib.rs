@@ -35,6 +35,11 @@ pub use crate::glob::{Case, GlobList};
 pub use crate::host::{HostPort, HostPortPattern};
 pub use crate::url::{DestUrl, UrlPattern};
 
+/// The JSON Schema `format` of a bootstrap entry: exactly one [`HostPort`].
+pub const HOST_PORT_FORMAT: &str = "krawl-host-port";
+/// The JSON Schema `format` of a destination URL: a [`DestUrl`].
+pub const URL_FORMAT: &str = "krawl-url";
+
 /// A value that does not parse into the model, or a pattern that does not.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {

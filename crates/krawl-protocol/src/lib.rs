@@ -16,6 +16,7 @@
 
 pub mod chunk;
 pub mod openapi;
+pub mod spec;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -17,9 +17,11 @@ use serde::Deserialize;
 pub struct SchemaRegistryConfig {
     /// Base URL of the REST API, e.g. `https://psrc-abc.eu-west-1.aws.confluent.cloud`
     /// or `http://apicurio:8080/apis/ccompat/v7`. No credentials in it: use `auth`.
+    #[schemars(schema_with = "url_schema")]
     pub url: String,
     /// How to authenticate: none (default), HTTP basic, or a bearer token.
     #[serde(default)]
+    #[schemars(schema_with = "auth_schema")]
     pub auth: RegistryAuth,
     /// TLS settings for an `https://` URL; the system roots when absent.
     #[serde(default)]
@@ -62,6 +64,42 @@ pub struct SchemaRegistryConfig {
     pub record_name_topics: BTreeMap<String, Vec<String>>,
 }
 
+/// A string in krawl-policy's URL format (an http(s) URL without credentials).
+fn url_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    schemars::schema::SchemaObject {
+        instance_type: Some(schemars::schema::InstanceType::String.into()),
+        format: Some("krawl-url".to_string()),
+        ..Default::default()
+    }
+    .into()
+}
+
+/// [`RegistryAuth`] as one object schema (not serde's `oneOf` of tagged variants), so that a
+/// validator names the field that is wrong (`password` must be a secret reference) instead of
+/// "matches none of the forms".
+fn auth_schema(gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    let secret = gen.subschema_for::<SecretRef>();
+    serde_json::from_value(serde_json::json!({
+        "description": "How to authenticate: {\"method\": \"none\"} (default), {\"method\": \"basic\", \"username\": …, \"password\": <secret reference>} or {\"method\": \"bearer\", \"token\": <secret reference>}.",
+        "type": "object",
+        "required": ["method"],
+        "properties": {
+            "method": { "enum": ["none", "basic", "bearer"] },
+            "username": { "type": "string" },
+            "password": secret,
+            "token": secret
+        },
+        "additionalProperties": false,
+        "allOf": [
+            { "if": { "properties": { "method": { "const": "basic" } } },
+              "then": { "required": ["username", "password"] } },
+            { "if": { "properties": { "method": { "const": "bearer" } } },
+              "then": { "required": ["token"] } }
+        ]
+    }))
+    .unwrap_or(schemars::schema::Schema::Bool(true))
+}
+
 fn default_concurrency() -> usize {
     8
 }
@@ -87,13 +125,11 @@ pub enum RegistryAuth {
         /// User name (the API key on Confluent Cloud).
         username: String,
         /// Password (the API secret on Confluent Cloud), as a secret reference.
-        #[schemars(with = "String")]
         password: SecretRef,
     },
     /// `Authorization: Bearer <token>` (OAuth / OIDC access token).
     Bearer {
         /// The token, as a secret reference.
-        #[schemars(with = "String")]
         token: SecretRef,
     },
 }
@@ -107,7 +143,6 @@ pub struct RegistryTls {
     /// PEM client certificate (chain) for mTLS.
     pub client_cert_file: Option<PathBuf>,
     /// PEM private key for mTLS, as a secret reference (e.g. `file:///etc/krawl/sr.key`).
-    #[schemars(with = "Option<String>")]
     pub client_key: Option<SecretRef>,
 }
 

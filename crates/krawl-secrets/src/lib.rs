@@ -40,7 +40,7 @@ use serde::Deserialize;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 mod reference;
-pub use reference::SecretRef;
+pub use reference::{SecretRef, SECRET_REF_FORMAT, SECRET_REF_SCHEMES};
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -503,6 +503,50 @@ impl fmt::Debug for SecretRef {
     }
 }
 
+/// The JSON Schema `format` of a position that holds a credential: a secret reference. A
+/// validator that knows it (the control plane's, through krawl-protocol) refuses literals there.
+pub const SECRET_REF_FORMAT: &str = "krawl-secret-ref";
+
+/// The schemes of secret references, as written (`vault://`, …).
+pub const SECRET_REF_SCHEMES: &[&str] = &[
+    "vault://",
+    "aws-sm://",
+    "gcp-sm://",
+    "azure-kv://",
+    "env://",
+    "file://",
+];
+
+impl schemars::JsonSchema for SecretRef {
+    fn schema_name() -> String {
+        "SecretRef".to_string()
+    }
+
+    /// A string in [`SECRET_REF_FORMAT`]: a credential position.
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        schemars::schema::SchemaObject {
+            instance_type: Some(schemars::schema::InstanceType::String.into()),
+            format: Some(SECRET_REF_FORMAT.to_string()),
+            metadata: Some(Box::new(schemars::schema::Metadata {
+                description: Some(
+                    "A secret reference: vault://, aws-sm://, gcp-sm://, azure-kv://, env:// or file://, resolved by the agent at call time.".to_string(),
+                ),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+        .into()
+    }
+}
+
+impl SecretRef {
+    /// Whether `s` parses as a reference to a store (not a literal, not malformed): what a
+    /// credential position of a job spec must hold.
+    pub fn is_reference(s: &str) -> bool {
+        matches!(SecretRef::parse(s), Ok(r) if !matches!(r, SecretRef::Literal(_)))
+    }
+}
+
 impl<'de> Deserialize<'de> for SecretRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut s = String::deserialize(d)?;

@@ -125,6 +125,38 @@ impl JobDeps {
     }
 }
 
+/// The shape of a `kafka.*` job spec, for its JSON Schema: the keys of `krawl extract --config`'s
+/// `[kafka]`, `[extract]` and `[schema_registry]` tables. The schema is committed as
+/// `schema/job-spec.schema.json` (`job_spec_schema_is_current` keeps it in sync) and checked
+/// by the control plane at submit and by the agent before parsing ([`krawl_protocol::spec`]).
+#[derive(Debug, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct JobSpecSchema {
+    kafka: KafkaConfig,
+    extract: Option<ExtractOptions>,
+    schema_registry: Option<SchemaRegistryConfig>,
+}
+
+impl JobSpecSchema {
+    /// The JSON Schema, pretty-printed as committed.
+    pub fn json() -> String {
+        // An optional field is its type's schema, not `anyOf [T, null]`: validators report
+        // inside an `anyOf` only that none matched. The checker drops null values first
+        // (serde reads null as absent for every optional field).
+        let settings = schemars::gen::SchemaSettings::draft07().with(|s| {
+            s.option_add_null_type = false;
+            s.option_nullable = false;
+        });
+        let schema = settings
+            .into_generator()
+            .into_root_schema_for::<JobSpecSchema>();
+        let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
 /// A parsed, validated job spec.
 #[derive(Debug, Clone)]
 pub struct ParsedSpec {
@@ -147,8 +179,13 @@ pub fn parse_spec(spec: &serde_json::Value) -> Result<ParsedSpec, JobFailure> {
             "the job spec has a `secrets` section: secret stores are configured on the agent ([secrets] in its config), a job names secrets by reference only; remove `secrets` from the spec",
         ));
     }
+    // The structure first, with messages that name positions and never quote a value (a
+    // literal credential at a wrong position must not end in the job's error).
+    krawl_protocol::spec::check(spec, krawl_protocol::spec::Checker::Agent).map_err(
+        |problems| JobFailure::invalid_job(format!("invalid job spec: {}", problems.join("; "))),
+    )?;
     let raw: JobSpec = serde_json::from_value(spec.clone())
-        .map_err(|e| JobFailure::invalid_job(format!("invalid job spec: {e}")))?;
+        .map_err(|e| JobFailure::invalid_job(format!("invalid job spec: {}", serde_problem(&e))))?;
     let kafka: KafkaConfig = section("kafka", raw.kafka)?;
     let extract: ExtractOptions = match raw.extract {
         None | Some(serde_json::Value::Null) => ExtractOptions::default(),
@@ -181,8 +218,13 @@ fn section<T: serde::de::DeserializeOwned>(
             json_type(&v)
         )));
     }
-    serde_json::from_value(v)
-        .map_err(|e| JobFailure::invalid_job(format!("invalid job spec: `{name}`: {e}")))
+    serde_json::from_value(v).map_err(|e| {
+        JobFailure::invalid_job(format!("invalid job spec: `{name}`: {}", serde_problem(&e)))
+    })
+}
+
+fn serde_problem(e: &serde_json::Error) -> String {
+    krawl_protocol::spec::describe_serde_error(&e.to_string())
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {
@@ -414,4 +456,32 @@ async fn list_topics<S: RecordSink>(
         emit(sink, Record::TopicListing(t)).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    /// `schema/job-spec.schema.json` (what the control plane checks specs with) is what the
+    /// agent's config types say. `KRAWL_BLESS=1 cargo test -p krawl-agent` rewrites it.
+    #[test]
+    fn job_spec_schema_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schema/job-spec.schema.json"
+        );
+        let now = JobSpecSchema::json();
+        if std::env::var_os("KRAWL_BLESS").is_some() {
+            std::fs::write(path, &now).expect("write the schema");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == now,
+            "schema/job-spec.schema.json is stale: run KRAWL_BLESS=1 cargo test -p krawl-agent job_spec_schema"
+        );
+        assert!(
+            committed == krawl_protocol::spec::JOB_SPEC_SCHEMA,
+            "krawl-protocol embeds an older schema/job-spec.schema.json: rebuild it"
+        );
+    }
 }
