@@ -342,6 +342,31 @@ pub enum BuildError {
     Http(String),
 }
 
+/// An error answer's body is read for its message only: a few kilobytes are plenty.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// A control-plane answer's body, at most [`krawl_http::limits::CONTROL_PLANE`] bytes: a
+/// compromised control plane must not exhaust the agent's memory.
+async fn read_body(resp: reqwest::Response, url: &str) -> Result<bytes::Bytes, ClientError> {
+    krawl_http::read_capped(resp, krawl_http::limits::CONTROL_PLANE)
+        .await
+        .map_err(|e| ClientError::Transport {
+            url: url.to_string(),
+            message: match e {
+                krawl_http::BodyError::Transport(e) => error_chain(&e),
+                e => e.to_string(),
+            },
+        })
+}
+
+/// A body as text for an error message (empty when unreadable or past `limit`).
+async fn capped_text(resp: reqwest::Response, limit: usize) -> String {
+    krawl_http::read_capped(resp, limit)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
 /// The reqwest client for the control plane (and the OAuth2 token endpoint).
 pub fn http_client(cfg: &AgentConfig) -> Result<reqwest::Client, BuildError> {
     let cp = &cfg.control_plane;
@@ -349,6 +374,9 @@ pub fn http_client(cfg: &AgentConfig) -> Result<reqwest::Client, BuildError> {
         .user_agent(concat!("krawl-agent/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(cp.connect_timeout_secs))
         .https_only(false)
+        // The agent talks to the control plane it was configured with, nowhere else: a
+        // redirect (from a compromised or spoofed server) is an error, not a new destination.
+        .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90));
     if let Some(path) = &cp.ca_file {
         let pem = std::fs::read(path).map_err(|e| BuildError::CaFile {
@@ -554,7 +582,7 @@ impl ControlPlaneClient {
                 message: error_chain(&e),
             })?;
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+        let text = capped_text(resp, krawl_http::limits::TOKEN_ENDPOINT).await;
         if !status.is_success() {
             // OAuth2 error bodies carry `error` and `error_description`, never the secret.
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
@@ -617,10 +645,7 @@ impl ControlPlaneClient {
             return Ok(None);
         }
         let url = self.url(path);
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
-            url: url.clone(),
-            message: error_chain(&e),
-        })?;
+        let bytes = read_body(resp, &url).await?;
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| ClientError::Decode {
@@ -672,7 +697,7 @@ impl ControlPlaneClient {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let text = resp.text().await.unwrap_or_default();
+        let text = capped_text(resp, ERROR_BODY_LIMIT).await;
         let (code, message) = match serde_json::from_str::<proto::ErrorBody>(&text) {
             Ok(b) => (b.error.code, b.error.message),
             Err(_) => (
@@ -877,10 +902,7 @@ impl ControlPlaneClient {
             .await;
         self.record(&result);
         let resp = result?;
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
-            url: url.clone(),
-            message: error_chain(&e),
-        })?;
+        let bytes = read_body(resp, &url).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             url,
             message: e.to_string(),

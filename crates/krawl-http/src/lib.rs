@@ -11,7 +11,8 @@
 //!
 //! The limits are per call site ([`limits`]), sized far above any honest answer.
 
-use bytes::{Bytes, BytesMut};
+pub use bytes::Bytes;
+use bytes::BytesMut;
 
 /// Body size limits by kind of answer. Each is far above an honest answer and far below what
 /// would hurt the agent.

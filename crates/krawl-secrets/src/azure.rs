@@ -589,7 +589,7 @@ impl AzureProvider {
         resp: reqwest::Response,
     ) -> Result<(SecretString, Duration), SecretError> {
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| ctx.unreachable(what, &e))?;
+        let body = read_body(ctx, what, resp).await?;
         if status.is_success() {
             let t: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
                 ctx.auth_failed(format!("{what} answered {status} without an access_token"))
@@ -729,7 +729,7 @@ impl AzureProvider {
                 token = Some((scope, t));
                 continue;
             }
-            let body = resp.bytes().await.map_err(|e| ctx.unreachable(&what, &e))?;
+            let body = read_body(ctx, &what, resp).await?;
             if status.is_success() {
                 let mut s: SecretBundle = serde_json::from_slice(&body).map_err(|_| {
                     ctx.backend(format!(
@@ -885,6 +885,19 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+/// An answer's body, at most [`krawl_http::limits::SECRET_STORE`] bytes.
+async fn read_body(
+    ctx: &Ctx<'_>,
+    what: &str,
+    resp: reqwest::Response,
+) -> Result<krawl_http::Bytes, SecretError> {
+    match krawl_http::read_capped(resp, krawl_http::limits::SECRET_STORE).await {
+        Ok(b) => Ok(b),
+        Err(krawl_http::BodyError::Transport(e)) => Err(ctx.unreachable(what, &e)),
+        Err(e) => Err(ctx.backend(format!("{what}: {e}"))),
+    }
 }
 
 fn is_tls_error(e: &reqwest::Error) -> bool {

@@ -513,12 +513,15 @@ impl VaultProvider {
             let result = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    match resp.bytes().await {
+                    match krawl_http::read_capped(resp, krawl_http::limits::SECRET_STORE).await {
                         Ok(b) => Ok(Reply {
                             status,
                             body: Zeroizing::new(Vec::from(b)),
                         }),
-                        Err(e) => Err(describe_transport(&e, self.timeout)),
+                        Err(krawl_http::BodyError::Transport(e)) => {
+                            Err(describe_transport(&e, self.timeout))
+                        }
+                        Err(e) => Err(e.to_string()),
                     }
                 }
                 Err(e) => Err(describe_transport(&e, self.timeout)),

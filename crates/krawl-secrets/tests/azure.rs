@@ -287,6 +287,8 @@ fn key_vault(vault_url: Arc<Mutex<String>>) -> Handler {
         )],
     );
     secrets.insert("payroll", vec![("1", "not-for-krawl".to_string())]);
+    // A hostile vault's answer: 2 MiB, past the 1 MiB cap on secret-store bodies.
+    secrets.insert("huge", vec![("1", "x".repeat(2 * 1024 * 1024))]);
     Arc::new(move |req: &Req| {
         let base = vault_url.lock().unwrap().clone();
         if req.query().get("api-version").map(String::as_str) != Some("7.4") {
@@ -596,6 +598,24 @@ async fn not_found_and_permission_denied() {
         .await
         .unwrap_err();
     assert!(matches!(err, SecretError::KeyMissing { .. }), "{err}");
+    assert_clean(&err);
+}
+
+/// Issue 11: a store's answer is read with a cap; a huge one is an error naming the limit,
+/// not an allocation of whatever the store sends.
+#[tokio::test]
+async fn a_huge_answer_is_refused_with_the_limit() {
+    std::env::set_var("KRAWL_AZ_TEST_CS_HUGE", CLIENT_SECRET);
+    let e = env().await;
+    let r = resolver(config(&e, client_secret_auth("KRAWL_AZ_TEST_CS_HUGE")));
+    let err = resolve(&r, &format!("azure-kv://{}/huge", e.vault.addr))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("larger than the limit of 1048576 bytes"),
+        "{err}"
+    );
     assert_clean(&err);
 }
 
