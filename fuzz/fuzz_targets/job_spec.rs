@@ -1,0 +1,47 @@
+//! A job spec as a (possibly compromised) control plane sends it, and as an admin submits it:
+//! the structure check of both sides, the fallback for unknown kinds and the serde-message
+//! scrubber never panic, and no message they produce quotes a string value of the spec.
+#![no_main]
+
+use krawl_protocol::spec::{self, Checker};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+/// Every string value (not key) of `v` that is long and distinctive enough that finding it in
+/// a message means the message quotes it.
+fn values(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if s.len() >= 12 && s.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            out.push(s.clone())
+        }
+        Value::Array(a) => a.iter().for_each(|x| values(x, out)),
+        Value::Object(m) => m.values().for_each(|x| values(x, out)),
+        _ => {}
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        if let Err(e) = serde_json::from_slice::<Value>(data) {
+            let _ = spec::describe_serde_error(&e.to_string());
+        }
+        return;
+    };
+    let mut quoted = Vec::new();
+    values(&v, &mut quoted);
+    let mut messages = Vec::new();
+    for checker in [Checker::ControlPlane, Checker::Agent] {
+        if let Err(problems) = spec::check(&v, checker) {
+            assert!(!problems.is_empty());
+            messages.extend(problems);
+        }
+    }
+    if let Err(m) = spec::check_unknown_kind(&v) {
+        messages.push(m);
+    }
+    for m in &messages {
+        for q in &quoted {
+            assert!(!m.contains(q.as_str()), "a message quotes a value: {m}");
+        }
+    }
+});
