@@ -533,3 +533,89 @@ fn describe_log_dirs_large_response() {
     assert_eq!(sum.1, 150_000);
     assert_eq!(sum.0, (0..150_000i64).sum::<i64>());
 }
+
+// -- Fuzz seeds ------------------------------------------------------------------------------
+
+/// Writes the seed corpus of the `kafka_responses` fuzz target: one valid response per decoder,
+/// prefixed with the decoder's index in the target's `DECODERS` table, and the hostile counts.
+///
+/// `KRAWL_FUZZ_SEEDS=fuzz/corpus/kafka_responses cargo test -p krawl-wire --test oracle -- --ignored`
+#[test]
+#[ignore = "writes files; run by hand to refresh the fuzz seeds"]
+fn write_fuzz_seeds() {
+    let dir =
+        std::path::PathBuf::from(std::env::var("KRAWL_FUZZ_SEEDS").expect("KRAWL_FUZZ_SEEDS"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, selector: u8, body: &[u8]| {
+        let mut bytes = vec![selector];
+        bytes.extend_from_slice(body);
+        std::fs::write(dir.join(name), bytes).unwrap();
+    };
+    let mut frame = encode(&KHeader::default().with_correlation_id(7), 0);
+    frame.extend_from_slice(b"body");
+    write("header_v0", 0, &frame);
+    let mut frame = encode(
+        &KHeader::default()
+            .with_correlation_id(7)
+            .with_unknown_tagged_fields(unknown_tags()),
+        1,
+    );
+    frame.extend_from_slice(b"body");
+    write("header_v1", 1, &frame);
+    for version in 0..=3i16 {
+        write(
+            &format!("api_versions_v{version}"),
+            2 + version as u8,
+            &encode(&k_api_versions(0), version),
+        );
+    }
+    write(
+        "api_versions_answer_kip511",
+        6,
+        &encode(&k_api_versions(35), 0),
+    );
+    for version in 0..=1i16 {
+        let k = KHandshake::default()
+            .with_error_code(33)
+            .with_mechanisms(vec![s("PLAIN"), s("SCRAM-SHA-512")]);
+        write(
+            &format!("sasl_handshake_v{version}"),
+            7 + version as u8,
+            &encode(&k, version),
+        );
+    }
+    for version in 0..=2i16 {
+        let k = KAuth::default()
+            .with_error_message(Some(s("no")))
+            .with_auth_bytes(Bytes::from_static(b"r=abc,s=c2FsdA==,i=4096"))
+            .with_session_lifetime_ms(1000);
+        write(
+            &format!("sasl_authenticate_v{version}"),
+            9 + version as u8,
+            &encode(&k, version),
+        );
+    }
+    for version in 1..=4i16 {
+        write(
+            &format!("describe_log_dirs_v{version}"),
+            11 + version as u8,
+            &encode(&k_log_dirs().with_error_code(0), version),
+        );
+    }
+    // Hostile: huge counts with a few bytes left.
+    let mut b = 35i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    b.extend_from_slice(&[0; 10]);
+    write("hostile_api_versions_answer_count", 6, &b);
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    b.extend_from_slice(&[0; 10]);
+    write("hostile_api_versions_v3_count", 5, &b);
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&[
+        2, 0, 0, 3, b'/', b'd', 2, 2, b't', 0xff, 0xff, 0xff, 0xff, 0x0f,
+    ]);
+    b.extend_from_slice(&[0; 10]);
+    write("hostile_describe_log_dirs_v4_partitions", 15, &b);
+}
