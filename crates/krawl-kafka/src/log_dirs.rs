@@ -10,8 +10,18 @@
 //!
 //! Exactly four API keys, all in [`crate::api_keys::READ_ONLY_APIS`]:
 //! ApiVersions (18), SaslHandshake (17), SaslAuthenticate (36) and
-//! DescribeLogDirs (35). Nothing else is ever written to a broker socket; the
-//! wire format is encoded and decoded by the `kafka-protocol` crate.
+//! DescribeLogDirs (35). Nothing else is ever written to a broker socket.
+//!
+//! # Wire format
+//!
+//! Everything a broker sends is decoded by [`krawl_wire`], which checks every
+//! count and length against the bytes left before it is used: a hostile
+//! broker costs its own entry in [`LogDirSizes::broker_errors`], never the
+//! process. Requests are still encoded with the `kafka-protocol` crate: they
+//! carry only our own data (topic names from Metadata, the client id), and
+//! its encoders are generated from Kafka's schemas, so writing them by hand
+//! would add code without removing a risk. Nothing from the wire reaches
+//! `kafka-protocol`'s decoders (its `Decodable` is not imported here).
 //!
 //! # Invariants
 //!
@@ -24,7 +34,10 @@
 //! - **Bounded**: at most [`MAX_CONCURRENT_BROKERS`] brokers at a time, one
 //!   connection each; requests carry at most [`TOPICS_PER_REQUEST`] topics and
 //!   about [`PARTITIONS_PER_REQUEST`] partitions; a response larger than
-//!   [`MAX_RESPONSE_BYTES`] is refused before it is read.
+//!   [`MAX_RESPONSE_BYTES`] is refused before it is read; a response is
+//!   decoded in place and visited, so memory grows only with the sizes map
+//!   (one entry per requested partition) and at most
+//!   [`MAX_LOG_DIR_ERRORS`] log-dir errors are kept per broker.
 //! - **Time-bounded**: `timeout` applies to the TCP connect, to the TLS
 //!   handshake and to each request/response round trip.
 //! - **Failures are per broker**: a broker that cannot be reached, refuses the
@@ -36,22 +49,24 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeLogDirsRequest,
-    DescribeLogDirsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
-    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
+    ApiKey, ApiVersionsRequest, DescribeLogDirsRequest, RequestHeader, SaslAuthenticateRequest,
+    SaslHandshakeRequest, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use krawl_secrets::SecretString;
+use krawl_wire::scram::{ScramClient, ScramHash};
+use krawl_wire::{
+    shown, ApiVersionsResponse, DescribeLogDirsResponse, LogDirPartition, LogDirsVisitor, Message,
+    ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse, WireError,
+};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
@@ -80,18 +95,16 @@ pub const TOPICS_PER_REQUEST: usize = 1000;
 pub const PARTITIONS_PER_REQUEST: usize = 10_000;
 /// Largest response accepted (Kafka's default `socket.request.max.bytes`).
 pub const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
+/// Log-dir errors kept per broker; the rest are counted in one more entry.
+pub const MAX_LOG_DIR_ERRORS: usize = 16;
 
-/// Newest versions this client speaks (all supported by `kafka-protocol`).
+/// Newest versions this client speaks (all decoded by `krawl-wire` and
+/// encoded by `kafka-protocol`).
 const API_VERSIONS_VERSION: i16 = 3;
 const SASL_HANDSHAKE_VERSION: i16 = 1;
 const SASL_AUTHENTICATE_MAX: i16 = 2;
 const DESCRIBE_LOG_DIRS_MIN: i16 = 1;
 const DESCRIBE_LOG_DIRS_MAX: i16 = 4;
-
-/// SCRAM iteration bounds: below 4096 is refused as a downgrade (as Kafka's
-/// own client does); above the cap would let a broker burn our CPU.
-const SCRAM_MIN_ITERATIONS: u32 = 4096;
-const SCRAM_MAX_ITERATIONS: u32 = 100_000;
 
 /// How to reach and authenticate to the brokers.
 #[derive(Debug, Clone)]
@@ -216,12 +229,17 @@ pub async fn partition_sizes(
 
     let requests = build_requests(topics);
     let wanted: HashMap<&str, i32> = topics.iter().map(|(t, n)| (t.as_str(), *n)).collect();
+    // One map for all brokers, filled as each response is visited: the only
+    // memory that grows with the cluster (the brokers' futures share one task,
+    // so the lock is never contended).
+    let sizes = Mutex::new(HashMap::new());
     let ctx = BrokerCtx {
         settings,
         sasl,
         tls: tls.as_ref(),
         requests: &requests,
         wanted: &wanted,
+        sizes: &sizes,
     };
 
     let mut answered = 0usize;
@@ -237,17 +255,15 @@ pub async fn partition_sizes(
             broker,
             answered_api_versions,
             advertises,
-            sizes,
             errors,
         } = outcome;
         answered += usize::from(answered_api_versions);
         supported += usize::from(advertises);
-        for (key, size) in sizes {
-            *out.sizes.entry(key).or_insert(0) += size;
-        }
         out.broker_errors
             .extend(errors.into_iter().map(|e| (broker, e)));
     }
+    drop(results);
+    out.sizes = sizes.into_inner().unwrap_or_else(|e| e.into_inner());
     if answered > 0 && supported == 0 {
         return Err(LogDirsError::Unsupported(
             "DescribeLogDirs (API key 35, v1 or later): no broker advertises it".to_string(),
@@ -294,13 +310,13 @@ struct BrokerCtx<'a> {
     tls: Option<&'a tokio_rustls::TlsConnector>,
     requests: &'a [DescribeLogDirsRequest],
     wanted: &'a HashMap<&'a str, i32>,
+    sizes: &'a Mutex<HashMap<(String, i32), i64>>,
 }
 
 struct BrokerOutcome {
     broker: i32,
     answered_api_versions: bool,
     advertises: bool,
-    sizes: Vec<((String, i32), i64)>,
     errors: Vec<LogDirsError>,
 }
 
@@ -310,10 +326,14 @@ impl BrokerCtx<'_> {
             broker,
             answered_api_versions: false,
             advertises: false,
-            sizes: Vec::new(),
             errors: Vec::new(),
         };
-        if let Err(e) = self.run(broker, host, port, &mut outcome).await {
+        let mut dir_errors = DirErrors::default();
+        let result = self
+            .run(broker, host, port, &mut outcome, &mut dir_errors)
+            .await;
+        outcome.errors = dir_errors.finish(broker);
+        if let Err(e) = result {
             outcome.errors.push(e);
         }
         outcome
@@ -325,13 +345,14 @@ impl BrokerCtx<'_> {
         host: &str,
         port: u16,
         outcome: &mut BrokerOutcome,
+        dir_errors: &mut DirErrors,
     ) -> Result<(), LogDirsError> {
         let mut conn = Conn::connect(self.settings, self.tls, broker, host, port).await?;
         let versions = conn.api_versions().await?;
         outcome.answered_api_versions = true;
 
         let Some(version) = versions.pick(
-            ApiKey::DescribeLogDirs,
+            ApiKey::DescribeLogDirs as i16,
             DESCRIBE_LOG_DIRS_MIN,
             DESCRIBE_LOG_DIRS_MAX,
         ) else {
@@ -346,37 +367,93 @@ impl BrokerCtx<'_> {
         }
 
         for request in self.requests {
-            let response: DescribeLogDirsResponse = conn.call(request, version).await?;
+            let body = conn.call(request, version).await?;
+            let response =
+                DescribeLogDirsResponse::parse(&body, version).map_err(|e| conn.decode_error(e))?;
             if let Some(err) = ResponseError::try_from_code(response.error_code) {
                 return Err(kafka_error(broker, "DescribeLogDirs", err, None));
             }
-            for dir in response.results {
-                if let Some(err) = ResponseError::try_from_code(dir.error_code) {
-                    outcome.errors.push(kafka_error(
-                        broker,
-                        &format!("log dir {}", &*dir.log_dir),
-                        err,
-                        None,
-                    ));
-                    continue;
-                }
-                for topic in dir.topics {
-                    let name: &str = &topic.name.0;
-                    let Some(&count) = self.wanted.get(name) else {
-                        continue;
-                    };
-                    for p in topic.partitions {
-                        if p.is_future_key || p.partition_index < 0 || p.partition_index >= count {
-                            continue;
-                        }
-                        outcome
-                            .sizes
-                            .push(((name.to_string(), p.partition_index), p.partition_size));
-                    }
-                }
-            }
+            // Checked whole by `parse`: the visitor adds a response entirely or not at all.
+            let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+            let mut visitor = Aggregate {
+                broker,
+                wanted: self.wanted,
+                sizes: &mut sizes,
+                errors: dir_errors,
+                dir_ok: false,
+            };
+            response
+                .visit(&mut visitor)
+                .map_err(|e| conn.decode_error(e))?;
         }
         Ok(())
+    }
+}
+
+/// Adds the sizes of one DescribeLogDirs response to the map: requested
+/// partitions only, future replicas (a log-dir move in progress) excluded,
+/// nothing from a log dir that reports an error.
+struct Aggregate<'a> {
+    broker: i32,
+    wanted: &'a HashMap<&'a str, i32>,
+    sizes: &'a mut HashMap<(String, i32), i64>,
+    errors: &'a mut DirErrors,
+    dir_ok: bool,
+}
+
+impl LogDirsVisitor for Aggregate<'_> {
+    fn log_dir(&mut self, error_code: i16, path: &str) {
+        self.dir_ok = error_code == 0;
+        if let Some(err) = ResponseError::try_from_code(error_code) {
+            self.errors
+                .push(|| kafka_error(self.broker, &format!("log dir {}", shown(path)), err, None));
+        }
+    }
+
+    fn partition(&mut self, p: LogDirPartition<'_>) {
+        if !self.dir_ok || p.is_future_key {
+            return;
+        }
+        let Some(&count) = self.wanted.get(p.topic) else {
+            return;
+        };
+        if p.partition_index < 0 || p.partition_index >= count {
+            return;
+        }
+        // Saturating: a broker's claim of i64::MAX bytes must not overflow the sum.
+        let total = self
+            .sizes
+            .entry((p.topic.to_string(), p.partition_index))
+            .or_insert(0);
+        *total = total.saturating_add(p.size);
+    }
+}
+
+/// A broker's log-dir errors: the first [`MAX_LOG_DIR_ERRORS`] kept, the
+/// rest counted (a response can name millions of failed dirs).
+#[derive(Default)]
+struct DirErrors {
+    kept: Vec<LogDirsError>,
+    more: usize,
+}
+
+impl DirErrors {
+    fn push(&mut self, error: impl FnOnce() -> LogDirsError) {
+        if self.kept.len() < MAX_LOG_DIR_ERRORS {
+            self.kept.push(error());
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn finish(mut self, broker: i32) -> Vec<LogDirsError> {
+        if self.more > 0 {
+            self.kept.push(LogDirsError::Protocol {
+                broker,
+                cause: format!("{} more log dirs reported errors", self.more),
+            });
+        }
+        self.kept
     }
 }
 
@@ -405,10 +482,11 @@ fn kafka_error(broker: i32, what: &str, err: ResponseError, message: Option<&str
 // ------------------------------------------------------------------------------------------------
 
 /// The requests this module can send: implemented for exactly the four
-/// [`SENT_API_KEYS`], so sending anything else does not compile.
+/// [`SENT_API_KEYS`], so sending anything else does not compile. The
+/// response type (a `krawl-wire` decoder) gives the response header version.
 trait Call: Encodable + HeaderVersion {
     const KEY: ApiKey;
-    type Response: Decodable + HeaderVersion;
+    type Response: Message;
 }
 
 impl Call for ApiVersionsRequest {
@@ -418,17 +496,17 @@ impl Call for ApiVersionsRequest {
 
 impl Call for SaslHandshakeRequest {
     const KEY: ApiKey = ApiKey::SaslHandshake;
-    type Response = SaslHandshakeResponse;
+    type Response = SaslHandshakeResponse<'static>;
 }
 
 impl Call for SaslAuthenticateRequest {
     const KEY: ApiKey = ApiKey::SaslAuthenticate;
-    type Response = SaslAuthenticateResponse;
+    type Response = SaslAuthenticateResponse<'static>;
 }
 
 impl Call for DescribeLogDirsRequest {
     const KEY: ApiKey = ApiKey::DescribeLogDirs;
-    type Response = DescribeLogDirsResponse;
+    type Response = DescribeLogDirsResponse<'static>;
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -441,18 +519,6 @@ struct Conn {
     client_id: StrBytes,
     correlation_id: i32,
     timeout: Duration,
-}
-
-/// The API versions a broker advertised.
-struct ApiVersionRanges(HashMap<i16, (i16, i16)>);
-
-impl ApiVersionRanges {
-    /// The newest version both sides speak within `min..=max`.
-    fn pick(&self, key: ApiKey, min: i16, max: i16) -> Option<i16> {
-        let (lo, hi) = *self.0.get(&(key as i16))?;
-        let v = hi.min(max);
-        (v >= lo.max(min)).then_some(v)
-    }
 }
 
 impl Conn {
@@ -507,31 +573,20 @@ impl Conn {
         }
     }
 
+    /// A response that does not decode: the broker's protocol error. The
+    /// message names the API, the version and the field.
+    fn decode_error(&self, e: WireError) -> LogDirsError {
+        self.protocol(e.to_string())
+    }
+
     /// Sends `request` at `version`; returns the response body (after the
-    /// response header), within the timeout.
-    async fn call_raw<R: Call>(
-        &mut self,
-        request: &R,
-        version: i16,
-    ) -> Result<Bytes, LogDirsError> {
+    /// response header), within the timeout. Decoding the body is the
+    /// caller's, with the `krawl-wire` decoder of `R::Response`.
+    async fn call<R: Call>(&mut self, request: &R, version: i16) -> Result<Bytes, LogDirsError> {
         let broker = self.broker;
         timeout(self.timeout, self.round_trip(request, version))
             .await
             .map_err(|_| LogDirsError::Timeout { broker })?
-    }
-
-    async fn call<R: Call>(
-        &mut self,
-        request: &R,
-        version: i16,
-    ) -> Result<R::Response, LogDirsError> {
-        let mut body = self.call_raw(request, version).await?;
-        R::Response::decode(&mut body, version).map_err(|e| {
-            self.protocol(format!(
-                "decoding {} v{version} response: {e}",
-                api(R::KEY as i16)
-            ))
-        })
     }
 
     async fn round_trip<R: Call>(
@@ -581,26 +636,20 @@ impl Conn {
                 api(R::KEY as i16)
             )));
         }
-        let mut body = Vec::with_capacity(size.min(64 * 1024));
+        let mut frame = Vec::with_capacity(size.min(64 * 1024));
         (&mut self.io)
             .take(size as u64)
-            .read_to_end(&mut body)
+            .read_to_end(&mut frame)
             .await
             .map_err(io_err)?;
-        if body.len() != size {
+        if frame.len() != size {
             return Err(LogDirsError::Connect {
                 broker: self.broker,
                 cause: format!("{}: connection closed mid-response", api(R::KEY as i16)),
             });
         }
-        let mut body = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
-            .map_err(|e| {
-                self.protocol(format!(
-                    "decoding {} response header: {e}",
-                    api(R::KEY as i16)
-                ))
-            })?;
+        let (header, body) = ResponseHeader::split::<R::Response>(&frame, version)
+            .map_err(|e| self.decode_error(e))?;
         if header.correlation_id != correlation_id {
             return Err(self.protocol(format!(
                 "{} response has correlation id {}, expected {correlation_id}",
@@ -608,57 +657,43 @@ impl Conn {
                 header.correlation_id
             )));
         }
-        Ok(body)
+        let header_len = frame.len() - body.len();
+        Ok(Bytes::from(frame).slice(header_len..))
     }
 
     /// ApiVersions v3; a broker that does not know v3 answers in the v0
     /// format with UNSUPPORTED_VERSION and its ranges (KIP-511), which we use.
-    async fn api_versions(&mut self) -> Result<ApiVersionRanges, LogDirsError> {
+    async fn api_versions(&mut self) -> Result<ApiVersionsResponse, LogDirsError> {
         let request = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("krawl"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let body = self.call_raw(&request, API_VERSIONS_VERSION).await?;
-        let error_code = body
-            .get(..2)
-            .map(|b| i16::from_be_bytes([b[0], b[1]]))
-            .ok_or_else(|| self.protocol("empty ApiVersions response".to_string()))?;
-        let version = if error_code == ResponseError::UnsupportedVersion.code() {
-            0
-        } else {
-            API_VERSIONS_VERSION
-        };
-        let response = ApiVersionsResponse::decode(&mut body.clone(), version)
-            .map_err(|e| self.protocol(format!("decoding ApiVersions v{version} response: {e}")))?;
+        let body = self.call(&request, API_VERSIONS_VERSION).await?;
+        let (response, _version) = ApiVersionsResponse::decode_answer(&body, API_VERSIONS_VERSION)
+            .map_err(|e| self.decode_error(e))?;
         if response.api_keys.is_empty() {
             if let Some(err) = ResponseError::try_from_code(response.error_code) {
                 return Err(kafka_error(self.broker, "ApiVersions", err, None));
             }
         }
-        Ok(ApiVersionRanges(
-            response
-                .api_keys
-                .iter()
-                .map(|k| (k.api_key, (k.min_version, k.max_version)))
-                .collect(),
-        ))
+        Ok(response)
     }
 
     /// SaslHandshake v1, then the mechanism's exchange over SaslAuthenticate.
     async fn authenticate(
         &mut self,
         sasl: &SaslSettings,
-        versions: &ApiVersionRanges,
+        versions: &ApiVersionsResponse,
     ) -> Result<(), LogDirsError> {
         let broker = self.broker;
         let mech = sasl.mechanism.as_str();
         let auth_err = |cause: String| LogDirsError::Auth { broker, cause };
         let (Some(_), Some(auth_version)) = (
             versions.pick(
-                ApiKey::SaslHandshake,
+                ApiKey::SaslHandshake as i16,
                 SASL_HANDSHAKE_VERSION,
                 SASL_HANDSHAKE_VERSION,
             ),
-            versions.pick(ApiKey::SaslAuthenticate, 0, SASL_AUTHENTICATE_MAX),
+            versions.pick(ApiKey::SaslAuthenticate as i16, 0, SASL_AUTHENTICATE_MAX),
         ) else {
             return Err(auth_err(
                 "broker lacks SaslHandshake v1 / SaslAuthenticate (Kafka 1.0 or later needed)"
@@ -666,14 +701,25 @@ impl Conn {
             ));
         };
 
-        let hs: SaslHandshakeResponse = self
+        let body = self
             .call(
                 &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mech)),
                 SASL_HANDSHAKE_VERSION,
             )
             .await?;
+        let hs = SaslHandshakeResponse::decode(&body, SASL_HANDSHAKE_VERSION)
+            .map_err(|e| self.decode_error(e))?;
         if let Some(err) = ResponseError::try_from_code(hs.error_code) {
-            let enabled: Vec<&str> = hs.mechanisms.iter().map(|m| &**m).collect();
+            const SHOWN_MECHANISMS: usize = 16;
+            let mut enabled: Vec<String> = hs
+                .mechanisms
+                .iter()
+                .take(SHOWN_MECHANISMS)
+                .map(shown)
+                .collect();
+            if hs.mechanisms.len() > SHOWN_MECHANISMS {
+                enabled.push("…".to_string());
+            }
             return Err(auth_err(format!(
                 "SaslHandshake {mech}: {err}; the broker enables [{}]",
                 enabled.join(", ")
@@ -698,7 +744,8 @@ impl Conn {
                 } else {
                     ScramHash::Sha512
                 };
-                let scram = ScramClient::new(hash, &sasl.username, random_nonce()?);
+                let scram = ScramClient::with_random_nonce(hash, &sasl.username)
+                    .map_err(|e| auth_err(format!("{mech}: {e}")))?;
                 let server_first = self
                     .sasl_authenticate(mech, Bytes::from(scram.client_first()), auth_version)
                     .await?;
@@ -706,7 +753,11 @@ impl Conn {
                     .client_final(sasl.password.expose(), &server_first)
                     .map_err(|e| auth_err(format!("{mech}: {e}")))?;
                 let server_final = self
-                    .sasl_authenticate(mech, Bytes::from(fin.message.clone()), auth_version)
+                    .sasl_authenticate(
+                        mech,
+                        Bytes::copy_from_slice(fin.message().as_bytes()),
+                        auth_version,
+                    )
                     .await?;
                 fin.verify_server_final(&server_final)
                     .map_err(|e| auth_err(format!("{mech}: {e}")))?;
@@ -718,23 +769,31 @@ impl Conn {
         Ok(())
     }
 
+    /// One SaslAuthenticate round trip; returns the server's auth bytes.
     async fn sasl_authenticate(
         &mut self,
         mech: &str,
         auth_bytes: Bytes,
         version: i16,
     ) -> Result<Bytes, LogDirsError> {
-        let response: SaslAuthenticateResponse = self
+        let body = self
             .call(
                 &SaslAuthenticateRequest::default().with_auth_bytes(auth_bytes),
                 version,
             )
             .await?;
+        let response =
+            SaslAuthenticateResponse::decode(&body, version).map_err(|e| self.decode_error(e))?;
         if let Some(err) = ResponseError::try_from_code(response.error_code) {
-            let message = response.error_message.as_deref();
+            let message = response.error_message.map(shown);
             return Err(LogDirsError::Auth {
                 broker: self.broker,
-                cause: match kafka_error(self.broker, &format!("SASL {mech}"), err, message) {
+                cause: match kafka_error(
+                    self.broker,
+                    &format!("SASL {mech}"),
+                    err,
+                    message.as_deref(),
+                ) {
                     LogDirsError::Auth { cause, .. } | LogDirsError::Protocol { cause, .. } => {
                         cause
                     }
@@ -742,7 +801,7 @@ impl Conn {
                 },
             });
         }
-        Ok(response.auth_bytes)
+        Ok(body.slice_ref(response.auth_bytes))
     }
 }
 
@@ -893,193 +952,6 @@ impl ServerCertVerifier for ChainOnlyVerifier {
     }
 }
 
-// ------------------------------------------------------------------------------------------------
-// SCRAM (RFC 5802, RFC 7677), client side, without channel binding
-// ------------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy)]
-enum ScramHash {
-    Sha256,
-    Sha512,
-}
-
-impl ScramHash {
-    fn hmac(self) -> ring::hmac::Algorithm {
-        match self {
-            Self::Sha256 => ring::hmac::HMAC_SHA256,
-            Self::Sha512 => ring::hmac::HMAC_SHA512,
-        }
-    }
-    fn pbkdf2(self) -> ring::pbkdf2::Algorithm {
-        match self {
-            Self::Sha256 => ring::pbkdf2::PBKDF2_HMAC_SHA256,
-            Self::Sha512 => ring::pbkdf2::PBKDF2_HMAC_SHA512,
-        }
-    }
-    fn digest(self) -> &'static ring::digest::Algorithm {
-        match self {
-            Self::Sha256 => &ring::digest::SHA256,
-            Self::Sha512 => &ring::digest::SHA512,
-        }
-    }
-    fn len(self) -> usize {
-        self.digest().output_len()
-    }
-}
-
-/// A 24-byte random nonce, base64 (printable, no `,`).
-fn random_nonce() -> Result<String, LogDirsError> {
-    use ring::rand::SecureRandom as _;
-    let mut bytes = [0u8; 24];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| LogDirsError::Auth {
-            broker: -1,
-            cause: "no randomness for the SCRAM nonce".to_string(),
-        })?;
-    Ok(B64.encode(bytes))
-}
-
-#[derive(Debug)]
-struct ScramClient {
-    hash: ScramHash,
-    client_nonce: String,
-    /// `n=<user>,r=<nonce>`
-    client_first_bare: String,
-}
-
-/// The client-final message and what the server must answer.
-struct ScramFinal {
-    message: String,
-    server_key: ring::hmac::Key,
-    auth_message: String,
-}
-
-impl ScramClient {
-    fn new(hash: ScramHash, username: &str, client_nonce: String) -> Self {
-        let user = username.replace('=', "=3D").replace(',', "=2C");
-        let client_first_bare = format!("n={user},r={client_nonce}");
-        Self {
-            hash,
-            client_nonce,
-            client_first_bare,
-        }
-    }
-
-    /// `n,,` (no channel binding, no authzid) + the bare message.
-    fn client_first(&self) -> String {
-        format!("n,,{}", self.client_first_bare)
-    }
-
-    /// Checks the server-first message and computes the client proof.
-    fn client_final(&self, password: &str, server_first: &[u8]) -> Result<ScramFinal, String> {
-        let server_first = std::str::from_utf8(server_first)
-            .map_err(|_| "server-first message is not UTF-8".to_string())?;
-        let (mut nonce, mut salt, mut iterations) = (None, None, None);
-        for (i, attr) in server_first.split(',').enumerate() {
-            match attr.split_once('=') {
-                Some(("m", _)) if i == 0 => {
-                    return Err("server requires an unsupported SCRAM extension".to_string())
-                }
-                Some(("e", e)) => return Err(format!("server error: {e}")),
-                Some(("r", v)) => nonce = Some(v),
-                Some(("s", v)) => salt = Some(v),
-                Some(("i", v)) => iterations = Some(v),
-                _ => {}
-            }
-        }
-        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
-            return Err(format!(
-                "server-first message ({} bytes) lacks r=, s= or i=; the broker did not run SCRAM",
-                server_first.len()
-            ));
-        };
-        if !nonce.starts_with(&self.client_nonce) || nonce.len() <= self.client_nonce.len() {
-            return Err("server nonce does not extend the client nonce".to_string());
-        }
-        let salt = B64
-            .decode(salt)
-            .map_err(|_| "server salt is not base64".to_string())?;
-        if salt.is_empty() {
-            return Err("server salt is empty".to_string());
-        }
-        let iterations: u32 = iterations
-            .parse()
-            .map_err(|_| "server iteration count is not a number".to_string())?;
-        if !(SCRAM_MIN_ITERATIONS..=SCRAM_MAX_ITERATIONS).contains(&iterations) {
-            return Err(format!(
-                "server iteration count {iterations} is outside {SCRAM_MIN_ITERATIONS}..={SCRAM_MAX_ITERATIONS}"
-            ));
-        }
-        let Some(iterations) = std::num::NonZeroU32::new(iterations) else {
-            return Err("server iteration count is 0".to_string());
-        };
-
-        let len = self.hash.len();
-        let mut salted = Zeroizing::new(vec![0u8; len]);
-        ring::pbkdf2::derive(
-            self.hash.pbkdf2(),
-            iterations,
-            &salt,
-            password.as_bytes(),
-            &mut salted,
-        );
-        let salted_key = ring::hmac::Key::new(self.hash.hmac(), &salted);
-        let client_key = Zeroizing::new(
-            ring::hmac::sign(&salted_key, b"Client Key")
-                .as_ref()
-                .to_vec(),
-        );
-        let stored_key = ring::digest::digest(self.hash.digest(), &client_key);
-        let server_key_bytes = Zeroizing::new(
-            ring::hmac::sign(&salted_key, b"Server Key")
-                .as_ref()
-                .to_vec(),
-        );
-        let server_key = ring::hmac::Key::new(self.hash.hmac(), &server_key_bytes);
-
-        // c=biws is base64("n,,"): the GS2 header of client_first.
-        let without_proof = format!("c=biws,r={nonce}");
-        let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
-        let client_signature = ring::hmac::sign(
-            &ring::hmac::Key::new(self.hash.hmac(), stored_key.as_ref()),
-            auth_message.as_bytes(),
-        );
-        let proof: Zeroizing<Vec<u8>> = Zeroizing::new(
-            client_key
-                .iter()
-                .zip(client_signature.as_ref())
-                .map(|(a, b)| a ^ b)
-                .collect(),
-        );
-        Ok(ScramFinal {
-            message: format!("{without_proof},p={}", B64.encode(&*proof)),
-            server_key,
-            auth_message,
-        })
-    }
-}
-
-impl ScramFinal {
-    /// Checks `v=ServerSignature` (constant time): the server knew the password.
-    fn verify_server_final(&self, server_final: &[u8]) -> Result<(), String> {
-        let server_final = std::str::from_utf8(server_final)
-            .map_err(|_| "server-final message is not UTF-8".to_string())?;
-        let first = server_final.split(',').next().unwrap_or_default();
-        match first.split_once('=') {
-            Some(("e", e)) => Err(format!("server error: {e}")),
-            Some(("v", v)) => {
-                let sig = B64
-                    .decode(v)
-                    .map_err(|_| "server signature is not base64".to_string())?;
-                ring::hmac::verify(&self.server_key, self.auth_message.as_bytes(), &sig)
-                    .map_err(|_| "server signature does not match (wrong server?)".to_string())
-            }
-            _ => Err("server-final message lacks v=".to_string()),
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -1093,53 +965,6 @@ mod tests {
     use rdkafka::client::DefaultClientContext;
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka::ClientConfig;
-
-    // -- SCRAM ---------------------------------------------------------------------------------
-
-    /// RFC 7677 section 3: SCRAM-SHA-256, user "user", password "pencil".
-    #[test]
-    fn scram_sha256_matches_rfc7677() {
-        let c = ScramClient::new(
-            ScramHash::Sha256,
-            "user",
-            "rOprNGfwEbeRWgbNEkqO".to_string(),
-        );
-        assert_eq!(c.client_first(), "n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
-        let server_first = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
-        let fin = c.client_final("pencil", server_first).unwrap();
-        assert_eq!(
-            fin.message,
-            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
-        );
-        fin.verify_server_final(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
-            .unwrap();
-        // A server that does not know the password cannot produce the signature.
-        assert!(fin
-            .verify_server_final(b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
-            .is_err());
-        assert!(fin
-            .verify_server_final(b"e=invalid-proof")
-            .unwrap_err()
-            .contains("invalid-proof"));
-    }
-
-    #[test]
-    fn scram_refuses_bad_server_first() {
-        let c = ScramClient::new(ScramHash::Sha512, "a=b,c", "abc".to_string());
-        assert_eq!(c.client_first(), "n,,n=a=3Db=2Cc,r=abc");
-        for (msg, why) in [
-            ("r=xyz123,s=c2FsdA==,i=4096", "nonce"),
-            ("r=abc,s=c2FsdA==,i=4096", "nonce"),
-            ("r=abcdef,s=c2FsdA==,i=1024", "iteration"),
-            ("r=abcdef,s=c2FsdA==,i=99999999", "iteration"),
-            ("r=abcdef,i=4096", "lacks"),
-            ("m=ext,r=abcdef,s=c2FsdA==,i=4096", "extension"),
-        ] {
-            let e = c.client_final("pw", msg.as_bytes()).err().unwrap();
-            assert!(e.contains(why), "{msg}: {e}");
-            assert!(!e.contains("pw"), "{e}");
-        }
-    }
 
     // -- Requests ------------------------------------------------------------------------------
 
@@ -1171,6 +996,62 @@ mod tests {
             .map(|r| r.topics.as_ref().unwrap().len())
             .collect();
         assert_eq!(sizes, vec![2, 1, 1]);
+    }
+
+    // -- Aggregation ---------------------------------------------------------------------------
+
+    /// What the visitor adds: requested partitions of healthy log dirs, no future replicas,
+    /// sums that saturate instead of overflowing, and a bounded list of log-dir errors.
+    #[test]
+    fn aggregate_counts_only_what_was_asked() {
+        let wanted: HashMap<&str, i32> = HashMap::from([("t", 2)]);
+        let mut sizes = HashMap::new();
+        let mut errors = DirErrors::default();
+        let mut v = Aggregate {
+            broker: 4,
+            wanted: &wanted,
+            sizes: &mut sizes,
+            errors: &mut errors,
+            dir_ok: false,
+        };
+        let p = |topic, partition_index, size, is_future_key| LogDirPartition {
+            topic,
+            partition_index,
+            size,
+            is_future_key,
+        };
+        v.log_dir(0, "/a");
+        for part in [
+            p("t", 0, i64::MAX, false),
+            p("t", 0, 5, false),
+            p("t", 1, 7, false),
+            p("t", 1, 1000, true),   // future replica
+            p("t", 2, 1000, false),  // not requested
+            p("t", -1, 1000, false), // not a partition
+            p("other", 0, 1000, false),
+        ] {
+            v.partition(part);
+        }
+        for i in 0..100 {
+            v.log_dir(56, &format!("/broken{i}\n"));
+            v.partition(p("t", 1, 1000, false));
+        }
+        assert_eq!(
+            sizes,
+            HashMap::from([(("t".to_string(), 0), i64::MAX), (("t".to_string(), 1), 7)])
+        );
+        let errors = errors.finish(4);
+        assert_eq!(errors.len(), MAX_LOG_DIR_ERRORS + 1);
+        assert!(
+            matches!(&errors[0], LogDirsError::Protocol { broker: 4, cause }
+                if cause.starts_with("log dir /broken0\\n: ")),
+            "{}",
+            errors[0]
+        );
+        assert_eq!(
+            errors[MAX_LOG_DIR_ERRORS].to_string(),
+            "broker 4: protocol error: 84 more log dirs reported errors"
+        );
     }
 
     // -- Brokers -------------------------------------------------------------------------------
@@ -1487,6 +1368,196 @@ mod tests {
             got.broker_errors
         );
         task.abort();
+    }
+
+    // -- Hostile brokers -----------------------------------------------------------------------
+
+    /// What a hostile broker answers.
+    #[derive(Clone, Copy, Debug)]
+    enum Hostile {
+        /// ApiVersions v3 whose compact `api_keys` count claims 4,294,967,294 entries.
+        ApiVersionsHugeCount,
+        /// The KIP-511 fallback (v0 format, UNSUPPORTED_VERSION) with a legacy count of 2^31 - 1.
+        ApiVersionsFallbackHugeCount,
+        /// A sane ApiVersions (DescribeLogDirs up to `max`), then a DescribeLogDirs answer whose
+        /// partition count claims 4,294,967,294 (flexible) or 2^31 - 1 (v1) entries.
+        LogDirsHugeCount { max: i16 },
+        /// A sane ApiVersions, then a DescribeLogDirs v4 answer with a whole partition of a
+        /// requested topic, cut short after it (in the log dir's `total_bytes`).
+        LogDirsTruncated,
+    }
+
+    /// A broker that answers every request from a script written to attack the decoder: the
+    /// bytes are built by hand here, as a hostile peer would send them.
+    async fn hostile_broker(mode: Hostile) -> (u16, tokio::task::JoinHandle<()>) {
+        fn uvarint(out: &mut Vec<u8>, mut v: u32) {
+            while v >= 0x80 {
+                out.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+        }
+        /// A well-formed ApiVersions v3 body advertising DescribeLogDirs v1..=`max`.
+        fn api_versions_v3(max: i16) -> Vec<u8> {
+            let keys: &[(i16, i16, i16)] = &[(17, 0, 1), (18, 0, 3), (35, 1, max), (36, 0, 2)];
+            let mut b = 0i16.to_be_bytes().to_vec();
+            uvarint(&mut b, u32::try_from(keys.len() + 1).unwrap());
+            for (k, lo, hi) in keys {
+                for v in [k, lo, hi] {
+                    b.extend_from_slice(&v.to_be_bytes());
+                }
+                b.push(0); // no tagged fields
+            }
+            b.extend_from_slice(&0i32.to_be_bytes()); // throttle
+            b.push(0); // no tagged fields
+            b
+        }
+        fn answer(mode: Hostile, key: i16, version: i16) -> Vec<u8> {
+            let mut b = Vec::new();
+            match (mode, key) {
+                (Hostile::ApiVersionsHugeCount, 18) => {
+                    b.extend_from_slice(&0i16.to_be_bytes());
+                    uvarint(&mut b, u32::MAX);
+                    b.extend_from_slice(&[0; 10]);
+                }
+                (Hostile::ApiVersionsFallbackHugeCount, 18) => {
+                    b.extend_from_slice(&35i16.to_be_bytes());
+                    b.extend_from_slice(&i32::MAX.to_be_bytes());
+                    b.extend_from_slice(&[0; 10]);
+                }
+                (Hostile::LogDirsHugeCount { max }, 18) => b = api_versions_v3(max),
+                (Hostile::LogDirsTruncated, 18) => b = api_versions_v3(4),
+                (Hostile::LogDirsHugeCount { .. }, 35) if version >= 2 => {
+                    b.push(0); // response header v1: no tagged fields
+                    b.extend_from_slice(&0i32.to_be_bytes()); // throttle
+                    if version >= 3 {
+                        b.extend_from_slice(&0i16.to_be_bytes());
+                    }
+                    uvarint(&mut b, 2); // one log dir
+                    b.extend_from_slice(&0i16.to_be_bytes());
+                    uvarint(&mut b, 3);
+                    b.extend_from_slice(b"/d");
+                    uvarint(&mut b, 2); // one topic
+                    uvarint(&mut b, 2);
+                    b.extend_from_slice(b"t");
+                    uvarint(&mut b, u32::MAX); // partitions
+                    b.extend_from_slice(&[0; 10]);
+                }
+                (Hostile::LogDirsHugeCount { .. }, 35) => {
+                    b.extend_from_slice(&0i32.to_be_bytes()); // throttle
+                    b.extend_from_slice(&1i32.to_be_bytes()); // one log dir
+                    b.extend_from_slice(&0i16.to_be_bytes());
+                    b.extend_from_slice(&2i16.to_be_bytes());
+                    b.extend_from_slice(b"/d");
+                    b.extend_from_slice(&1i32.to_be_bytes()); // one topic
+                    b.extend_from_slice(&1i16.to_be_bytes());
+                    b.extend_from_slice(b"t");
+                    b.extend_from_slice(&i32::MAX.to_be_bytes()); // partitions
+                    b.extend_from_slice(&[0; 10]);
+                }
+                (Hostile::LogDirsTruncated, 35) => {
+                    b.push(0); // response header v1: no tagged fields
+                    b.extend_from_slice(&0i32.to_be_bytes()); // throttle
+                    b.extend_from_slice(&0i16.to_be_bytes()); // error code (v3+)
+                    uvarint(&mut b, 2);
+                    b.extend_from_slice(&0i16.to_be_bytes());
+                    uvarint(&mut b, 3);
+                    b.extend_from_slice(b"/d");
+                    uvarint(&mut b, 2); // one topic, a requested one
+                    uvarint(&mut b, 6);
+                    b.extend_from_slice(b"sized");
+                    uvarint(&mut b, 2); // one whole partition: 100 bytes in sized-0
+                    b.extend_from_slice(&0i32.to_be_bytes());
+                    b.extend_from_slice(&100i64.to_be_bytes());
+                    b.extend_from_slice(&0i64.to_be_bytes());
+                    b.push(0);
+                    b.push(0);
+                    b.push(0); // end of the topic
+                    b.extend_from_slice(&[0, 0, 0]); // total_bytes (v4), cut short
+                }
+                _ => panic!("{mode:?}: unexpected request key {key} v{version}"),
+            }
+            b
+        }
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    while let Ok(len) = s.read_i32().await {
+                        let mut req = vec![0u8; usize::try_from(len).unwrap()];
+                        s.read_exact(&mut req).await.unwrap();
+                        let key = i16::from_be_bytes([req[0], req[1]]);
+                        let version = i16::from_be_bytes([req[2], req[3]]);
+                        let mut body = req[4..8].to_vec(); // correlation id
+                        body.extend(answer(mode, key, version));
+                        let mut frame = i32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+                        frame.extend(body);
+                        if s.write_all(&frame).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, task)
+    }
+
+    /// A broker that sends huge array counts or a cut-off body costs its own entry in
+    /// `broker_errors` (a protocol error naming the broker and the API), never the process; the
+    /// real broker in the same call still counts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_brokers_are_protocol_errors() {
+        let n = noida();
+        seed(n.port, "sized", &[3]).await;
+        let want = topics(&[("sized", 1)]);
+        let noida_only = [(NOIDA_NODE_ID, "127.0.0.1".to_string(), n.port)];
+        let honest = partition_sizes(&plaintext(), &noida_only, &want)
+            .await
+            .unwrap();
+        assert!(honest.sizes[&("sized".to_string(), 0)] > 0, "{honest:?}");
+        let cases = [
+            (11, Hostile::ApiVersionsHugeCount, "ApiVersions"),
+            (12, Hostile::ApiVersionsFallbackHugeCount, "ApiVersions"),
+            (13, Hostile::LogDirsHugeCount { max: 4 }, "DescribeLogDirs"),
+            (14, Hostile::LogDirsHugeCount { max: 1 }, "DescribeLogDirs"),
+            (15, Hostile::LogDirsTruncated, "DescribeLogDirs"),
+        ];
+        let mut brokers = vec![(NOIDA_NODE_ID, "127.0.0.1".to_string(), n.port)];
+        let mut tasks = Vec::new();
+        for (id, mode, _) in cases {
+            let (port, task) = hostile_broker(mode).await;
+            brokers.push((id, "127.0.0.1".to_string(), port));
+            tasks.push(task);
+        }
+        let got = partition_sizes(&plaintext(), &brokers, &want)
+            .await
+            .unwrap();
+        // The real broker still counts; nothing of a refused response does (the cut one
+        // carries 100 bytes for sized-0 before its end).
+        assert_eq!(got.sizes, honest.sizes);
+        assert_eq!(
+            got.broker_errors.len(),
+            cases.len(),
+            "{:?}",
+            got.broker_errors
+        );
+        for ((id, mode, api), (broker, e)) in cases.iter().zip(&got.broker_errors) {
+            let shown = e.to_string();
+            eprintln!("{mode:?}: {shown}");
+            assert_eq!(broker, id, "{shown}");
+            assert!(
+                matches!(e, LogDirsError::Protocol { broker, .. } if broker == id),
+                "{mode:?}: {shown}"
+            );
+            assert!(
+                shown.starts_with(&format!("broker {id}: protocol error: {api} v")),
+                "{mode:?}: {shown}"
+            );
+        }
+        for t in tasks {
+            t.abort();
+        }
     }
 
     // -- TLS (stunnel in front of noida) -------------------------------------------------------

@@ -1,0 +1,621 @@
+//! Every decoder against bytes from `kafka-protocol`'s own encoders (generated from Kafka's
+//! message schemas), for every supported version: the same values come out. Then the same bytes
+//! cut at every offset, with a byte too many, and with hostile counts and lengths: an error each
+//! time, never a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response as kav;
+use kafka_protocol::messages::describe_log_dirs_response as kdl;
+use kafka_protocol::messages::{
+    ResponseHeader as KHeader, SaslAuthenticateResponse as KAuth,
+    SaslHandshakeResponse as KHandshake, TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use krawl_wire::{
+    ApiVersion, ApiVersionsResponse, DescribeLogDirsResponse, LogDirPartition, LogDirsVisitor,
+    Problem, ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse, WireError,
+};
+
+fn encode<M: Encodable>(m: &M, version: i16) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    m.encode(&mut buf, version).unwrap();
+    buf.to_vec()
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn unknown_tags() -> BTreeMap<i32, Bytes> {
+    BTreeMap::from([
+        (7, Bytes::from_static(b"seven")),
+        (300, Bytes::from_static(&[0; 200])),
+    ])
+}
+
+/// `decode` accepts `bytes` whole, and refuses every strict prefix and one trailing byte
+/// with an error naming `api`.
+fn refuses_cut_and_extended(
+    api: &str,
+    bytes: &[u8],
+    decode: impl Fn(&[u8]) -> Result<(), WireError>,
+) {
+    assert!(decode(bytes).is_ok(), "{api}: the whole message");
+    for cut in 0..bytes.len() {
+        let e = decode(&bytes[..cut])
+            .err()
+            .unwrap_or_else(|| panic!("{api}: cut at {cut} of {} decoded", bytes.len()));
+        assert!(e.to_string().starts_with(api), "{e}");
+    }
+    let mut longer = bytes.to_vec();
+    longer.push(0);
+    let e = decode(&longer).expect_err("a trailing byte is refused");
+    assert_eq!(e.problem, Problem::Trailing { left: 1 }, "{api}: {e}");
+}
+
+// -- Response header -------------------------------------------------------------------------
+
+#[test]
+fn response_header_v0_and_v1() {
+    // DescribeLogDirs v1 has header v0; v2 and later header v1 (tagged fields).
+    for (version, header_version) in [(1, 0), (4, 1)] {
+        let mut h = KHeader::default().with_correlation_id(-77);
+        if header_version == 1 {
+            h = h.with_unknown_tagged_fields(unknown_tags());
+        }
+        let mut frame = encode(&h, header_version);
+        let header_len = frame.len();
+        frame.extend_from_slice(b"body");
+        let (got, body) =
+            ResponseHeader::split::<DescribeLogDirsResponse>(&frame, version).unwrap();
+        assert_eq!(got.correlation_id, -77);
+        assert_eq!(body, b"body");
+        for cut in 0..header_len {
+            let e = ResponseHeader::split::<DescribeLogDirsResponse>(&frame[..cut], version)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("DescribeLogDirs v{version} response header: ")),
+                "{e}"
+            );
+        }
+    }
+}
+
+// -- ApiVersions -----------------------------------------------------------------------------
+
+fn k_api_versions(error_code: i16) -> kav::ApiVersionsResponse {
+    kav::ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(vec![
+            kav::ApiVersion::default()
+                .with_api_key(18)
+                .with_min_version(0)
+                .with_max_version(3),
+            kav::ApiVersion::default()
+                .with_api_key(35)
+                .with_min_version(1)
+                .with_max_version(4),
+            kav::ApiVersion::default()
+                .with_api_key(-5)
+                .with_min_version(-1)
+                .with_max_version(i16::MAX)
+                .with_unknown_tagged_fields(unknown_tags()),
+        ])
+        .with_throttle_time_ms(1234)
+        .with_supported_features(vec![kav::SupportedFeatureKey::default()
+            .with_name(s("metadata.version"))
+            .with_min_version(1)
+            .with_max_version(20)])
+        .with_finalized_features_epoch(9)
+        .with_finalized_features(vec![kav::FinalizedFeatureKey::default()
+            .with_name(s("metadata.version"))
+            .with_min_version_level(1)
+            .with_max_version_level(20)])
+        .with_zk_migration_ready(true)
+        .with_unknown_tagged_fields(unknown_tags())
+}
+
+#[test]
+fn api_versions_v0_to_v3_match_kafka_protocol() {
+    let k = k_api_versions(0);
+    let want_keys = vec![
+        ApiVersion {
+            api_key: 18,
+            min_version: 0,
+            max_version: 3,
+        },
+        ApiVersion {
+            api_key: 35,
+            min_version: 1,
+            max_version: 4,
+        },
+        ApiVersion {
+            api_key: -5,
+            min_version: -1,
+            max_version: i16::MAX,
+        },
+    ];
+    for version in 0..=3 {
+        let bytes = encode(&k, version);
+        let got = ApiVersionsResponse::decode(&bytes, version).unwrap();
+        assert_eq!(
+            got,
+            ApiVersionsResponse {
+                error_code: 0,
+                api_keys: want_keys.clone(),
+                throttle_time_ms: if version >= 1 { 1234 } else { 0 },
+            },
+            "v{version}"
+        );
+        assert_eq!(got.pick(35, 1, 4), Some(4));
+        assert_eq!(got.pick(35, 1, 2), Some(2));
+        assert_eq!(got.pick(35, 5, 6), None);
+        assert_eq!(got.pick(36, 0, 2), None);
+        refuses_cut_and_extended(&format!("ApiVersions v{version}"), &bytes, |b| {
+            ApiVersionsResponse::decode(b, version).map(|_| ())
+        });
+        let (answer, decoded_at) = ApiVersionsResponse::decode_answer(&bytes, version).unwrap();
+        assert_eq!((answer, decoded_at), (got, version));
+    }
+    assert!(matches!(
+        ApiVersionsResponse::decode(&encode(&k, 3), 4)
+            .unwrap_err()
+            .problem,
+        Problem::UnsupportedVersion { min: 0, max: 3 }
+    ));
+}
+
+/// KIP-511: a broker that does not know v3 answers in the v0 format with UNSUPPORTED_VERSION
+/// and the ranges it supports.
+#[test]
+fn api_versions_answer_falls_back_to_v0() {
+    let bytes = encode(&k_api_versions(35), 0);
+    let (got, version) = ApiVersionsResponse::decode_answer(&bytes, 3).unwrap();
+    assert_eq!(version, 0);
+    assert_eq!(got.error_code, 35);
+    assert_eq!(got.api_keys.len(), 3);
+    // Read as v3 the same bytes are garbage, which is why the error code decides.
+    assert!(ApiVersionsResponse::decode(&bytes, 3).is_err());
+    let e = ApiVersionsResponse::decode_answer(&[0], 3).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "ApiVersions v3 response: error_code: needs 2 bytes, only 1 left (truncated)"
+    );
+}
+
+#[test]
+fn api_versions_hostile_counts() {
+    // 0x7fff_ffff entries with 10 bytes left (v0 and the fallback path).
+    let mut b = 35i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    b.extend_from_slice(&[0; 10]);
+    let e = ApiVersionsResponse::decode_answer(&b, 3).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "ApiVersions v0 response: api_keys: array count 2147483647 needs at least 12884901882 bytes, only 10 left"
+    );
+    // Compact count u32::MAX (4,294,967,294 entries) at v3.
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    b.extend_from_slice(&[0; 10]);
+    assert!(matches!(
+        ApiVersionsResponse::decode(&b, 3).unwrap_err().problem,
+        Problem::ArrayTooLong {
+            count: 4_294_967_294,
+            left: 10,
+            ..
+        }
+    ));
+    // A varint of 6 bytes, negative and null counts.
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+    assert_eq!(
+        ApiVersionsResponse::decode(&b, 3).unwrap_err().problem,
+        Problem::VarintTooLong
+    );
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&(-2i32).to_be_bytes());
+    assert_eq!(
+        ApiVersionsResponse::decode(&b, 1).unwrap_err().problem,
+        Problem::NegativeLength(-2)
+    );
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    assert_eq!(
+        ApiVersionsResponse::decode(&b, 1).unwrap_err().problem,
+        Problem::Null
+    );
+    // A tagged field whose size runs past the end.
+    let plain = kav::ApiVersionsResponse::default().with_api_keys(vec![kav::ApiVersion::default()]);
+    let mut b = encode(&plain, 3);
+    assert_eq!(b.last(), Some(&0), "no tagged fields");
+    let last = b.len() - 1;
+    b[last] = 1; // one tagged field follows...
+    b.extend_from_slice(&[5, 0x7f]); // ...tag 5, 127 bytes, none there
+    let e = ApiVersionsResponse::decode(&b, 3).unwrap_err();
+    assert_eq!(e.field, "_tagged_fields");
+    assert!(
+        matches!(
+            e.problem,
+            Problem::Truncated {
+                needed: 127,
+                left: 0
+            }
+        ),
+        "{e}"
+    );
+}
+
+// -- SaslHandshake ---------------------------------------------------------------------------
+
+#[test]
+fn sasl_handshake_v0_v1_match_kafka_protocol() {
+    for version in 0..=1 {
+        let k = KHandshake::default()
+            .with_error_code(33)
+            .with_mechanisms(vec![s("PLAIN"), s("SCRAM-SHA-512"), s("")]);
+        let bytes = encode(&k, version);
+        let got = SaslHandshakeResponse::decode(&bytes, version).unwrap();
+        assert_eq!(got.error_code, 33);
+        assert_eq!(got.mechanisms.len(), 3);
+        assert_eq!(
+            got.mechanisms.iter().collect::<Vec<_>>(),
+            ["PLAIN", "SCRAM-SHA-512", ""]
+        );
+        refuses_cut_and_extended(&format!("SaslHandshake v{version}"), &bytes, |b| {
+            SaslHandshakeResponse::decode(b, version).map(|_| ())
+        });
+    }
+    // A mechanism whose length runs past the end.
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&[0x7f, 0xff, b'P']);
+    let e = SaslHandshakeResponse::decode(&b, 1).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "SaslHandshake v1 response: mechanisms: needs 32767 bytes, only 1 left (truncated)"
+    );
+}
+
+// -- SaslAuthenticate ------------------------------------------------------------------------
+
+#[test]
+fn sasl_authenticate_v0_to_v2_match_kafka_protocol() {
+    for version in 0..=2 {
+        for message in [None, Some("bad password")] {
+            let k = KAuth::default()
+                .with_error_code(58)
+                .with_error_message(message.map(s))
+                .with_auth_bytes(Bytes::from_static(b"r=abc,s=c2FsdA==,i=4096"))
+                .with_session_lifetime_ms(3_600_000)
+                .with_unknown_tagged_fields(unknown_tags());
+            let bytes = encode(&k, version);
+            let got = SaslAuthenticateResponse::decode(&bytes, version).unwrap();
+            assert_eq!(
+                got,
+                SaslAuthenticateResponse {
+                    error_code: 58,
+                    error_message: message,
+                    auth_bytes: b"r=abc,s=c2FsdA==,i=4096",
+                    session_lifetime_ms: if version >= 1 { 3_600_000 } else { 0 },
+                },
+                "v{version}"
+            );
+            refuses_cut_and_extended(&format!("SaslAuthenticate v{version}"), &bytes, |b| {
+                SaslAuthenticateResponse::decode(b, version).map(|_| ())
+            });
+        }
+    }
+    // Negative and past-the-end lengths of auth_bytes.
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&(-1i16).to_be_bytes()); // null message
+    b.extend_from_slice(&(-7i32).to_be_bytes());
+    assert_eq!(
+        SaslAuthenticateResponse::decode(&b, 0).unwrap_err().problem,
+        Problem::NegativeLength(-7)
+    );
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.push(0); // null message (compact)
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // 4 GiB of auth bytes
+    b.extend_from_slice(&[0; 10]);
+    let e = SaslAuthenticateResponse::decode(&b, 2).unwrap_err();
+    assert_eq!(e.field, "auth_bytes");
+    assert!(
+        matches!(e.problem, Problem::Truncated { left: 10, .. }),
+        "{e}"
+    );
+}
+
+// -- DescribeLogDirs -------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Dir(i16, String),
+    Partition(String, i32, i64, bool),
+}
+
+#[derive(Default)]
+struct Record(Vec<Seen>);
+
+impl LogDirsVisitor for Record {
+    fn log_dir(&mut self, error_code: i16, path: &str) {
+        self.0.push(Seen::Dir(error_code, path.to_string()));
+    }
+    fn partition(&mut self, p: LogDirPartition<'_>) {
+        self.0.push(Seen::Partition(
+            p.topic.to_string(),
+            p.partition_index,
+            p.size,
+            p.is_future_key,
+        ));
+    }
+}
+
+fn k_log_dirs() -> kdl::DescribeLogDirsResponse {
+    let partition = |i: i32, size: i64, future: bool| {
+        kdl::DescribeLogDirsPartition::default()
+            .with_partition_index(i)
+            .with_partition_size(size)
+            .with_offset_lag(17)
+            .with_is_future_key(future)
+            .with_unknown_tagged_fields(unknown_tags())
+    };
+    kdl::DescribeLogDirsResponse::default()
+        .with_throttle_time_ms(5)
+        .with_error_code(0)
+        .with_results(vec![
+            kdl::DescribeLogDirsResult::default()
+                .with_error_code(57)
+                .with_log_dir(s("/broken"))
+                .with_total_bytes(-1)
+                .with_usable_bytes(-1),
+            kdl::DescribeLogDirsResult::default()
+                .with_log_dir(s("/var/lib/kafka/data"))
+                .with_topics(vec![
+                    kdl::DescribeLogDirsTopic::default()
+                        .with_name(TopicName(s("orders")))
+                        .with_partitions(vec![
+                            partition(0, 1_000, false),
+                            partition(1, i64::MAX, false),
+                            partition(1, 55, true),
+                        ])
+                        .with_unknown_tagged_fields(unknown_tags()),
+                    kdl::DescribeLogDirsTopic::default()
+                        .with_name(TopicName(s("empty")))
+                        .with_partitions(vec![]),
+                    kdl::DescribeLogDirsTopic::default()
+                        .with_name(TopicName(s("ünïcode")))
+                        .with_partitions(vec![partition(-3, -1, false)]),
+                ])
+                .with_total_bytes(1 << 40)
+                .with_usable_bytes(1 << 39)
+                .with_unknown_tagged_fields(unknown_tags()),
+        ])
+        .with_unknown_tagged_fields(unknown_tags())
+}
+
+fn seen_in(k: &kdl::DescribeLogDirsResponse) -> Vec<Seen> {
+    let mut out = Vec::new();
+    for r in &k.results {
+        out.push(Seen::Dir(r.error_code, r.log_dir.to_string()));
+        for t in &r.topics {
+            for p in &t.partitions {
+                out.push(Seen::Partition(
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    p.partition_size,
+                    p.is_future_key,
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn describe_log_dirs_v1_to_v4_match_kafka_protocol() {
+    for version in 1..=4 {
+        for top_error in [0, 31] {
+            let k = k_log_dirs().with_error_code(top_error);
+            let bytes = encode(&k, version);
+            let got = DescribeLogDirsResponse::parse(&bytes, version).unwrap();
+            assert_eq!(got.throttle_time_ms, 5);
+            assert_eq!(got.error_code, if version >= 3 { top_error } else { 0 });
+            let mut seen = Record::default();
+            got.visit(&mut seen).unwrap();
+            assert_eq!(seen.0, seen_in(&k), "v{version}");
+            refuses_cut_and_extended(&format!("DescribeLogDirs v{version}"), &bytes, |b| {
+                DescribeLogDirsResponse::parse(b, version).map(|_| ())
+            });
+        }
+    }
+    for version in [0, 5] {
+        assert!(matches!(
+            DescribeLogDirsResponse::parse(&[], version)
+                .unwrap_err()
+                .problem,
+            Problem::UnsupportedVersion { min: 1, max: 4 }
+        ));
+    }
+}
+
+#[test]
+fn describe_log_dirs_hostile_counts() {
+    // v1 (legacy): one dir, one topic, 0x7fff_ffff partitions with 10 bytes left.
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&2i16.to_be_bytes());
+    b.extend_from_slice(b"/d");
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&1i16.to_be_bytes());
+    b.extend_from_slice(b"t");
+    b.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    b.extend_from_slice(&[0; 10]);
+    let e = DescribeLogDirsResponse::parse(&b, 1).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "DescribeLogDirs v1 response: results.topics.partitions: array count 2147483647 needs at least 45097156587 bytes, only 10 left"
+    );
+    // v4 (compact): 4,294,967,294 results.
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    b.extend_from_slice(&[0; 10]);
+    let e = DescribeLogDirsResponse::parse(&b, 4).unwrap_err();
+    assert_eq!(e.field, "results");
+    assert!(
+        matches!(
+            e.problem,
+            Problem::ArrayTooLong {
+                count: 4_294_967_294,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A log dir path with a negative length, and one not UTF-8.
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(-3i16).to_be_bytes());
+    b.extend_from_slice(&[0; 10]);
+    let e = DescribeLogDirsResponse::parse(&b, 1).unwrap_err();
+    assert_eq!(
+        (e.field, e.problem),
+        ("results.log_dir", Problem::NegativeLength(-3))
+    );
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&2i16.to_be_bytes());
+    b.extend_from_slice(&[0xc3, 0x28]);
+    b.extend_from_slice(&0i32.to_be_bytes());
+    let e = DescribeLogDirsResponse::parse(&b, 1).unwrap_err();
+    assert_eq!((e.field, e.problem), ("results.log_dir", Problem::NotUtf8));
+}
+
+/// 150,000 partitions in one response: parsed and visited without building it.
+#[test]
+fn describe_log_dirs_large_response() {
+    let partitions: Vec<_> = (0..150_000)
+        .map(|i| {
+            kdl::DescribeLogDirsPartition::default()
+                .with_partition_index(i)
+                .with_partition_size(i64::from(i))
+        })
+        .collect();
+    let k = kdl::DescribeLogDirsResponse::default().with_results(vec![
+        kdl::DescribeLogDirsResult::default()
+            .with_log_dir(s("/d"))
+            .with_topics(vec![kdl::DescribeLogDirsTopic::default()
+                .with_name(TopicName(s("big")))
+                .with_partitions(partitions)]),
+    ]);
+    let bytes = encode(&k, 4);
+    struct Sum(i64, usize);
+    impl LogDirsVisitor for Sum {
+        fn log_dir(&mut self, _: i16, _: &str) {}
+        fn partition(&mut self, p: LogDirPartition<'_>) {
+            self.0 += p.size;
+            self.1 += 1;
+        }
+    }
+    let mut sum = Sum(0, 0);
+    DescribeLogDirsResponse::parse(&bytes, 4)
+        .unwrap()
+        .visit(&mut sum)
+        .unwrap();
+    assert_eq!(sum.1, 150_000);
+    assert_eq!(sum.0, (0..150_000i64).sum::<i64>());
+}
+
+// -- Fuzz seeds ------------------------------------------------------------------------------
+
+/// Writes the seed corpus of the `kafka_responses` fuzz target: one valid response per decoder,
+/// prefixed with the decoder's index in the target's `DECODERS` table, and the hostile counts.
+///
+/// `KRAWL_FUZZ_SEEDS=fuzz/corpus/kafka_responses cargo test -p krawl-wire --test oracle -- --ignored`
+#[test]
+#[ignore = "writes files; run by hand to refresh the fuzz seeds"]
+fn write_fuzz_seeds() {
+    let dir =
+        std::path::PathBuf::from(std::env::var("KRAWL_FUZZ_SEEDS").expect("KRAWL_FUZZ_SEEDS"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, selector: u8, body: &[u8]| {
+        let mut bytes = vec![selector];
+        bytes.extend_from_slice(body);
+        std::fs::write(dir.join(name), bytes).unwrap();
+    };
+    let mut frame = encode(&KHeader::default().with_correlation_id(7), 0);
+    frame.extend_from_slice(b"body");
+    write("header_v0", 0, &frame);
+    let mut frame = encode(
+        &KHeader::default()
+            .with_correlation_id(7)
+            .with_unknown_tagged_fields(unknown_tags()),
+        1,
+    );
+    frame.extend_from_slice(b"body");
+    write("header_v1", 1, &frame);
+    for version in 0..=3i16 {
+        write(
+            &format!("api_versions_v{version}"),
+            2 + version as u8,
+            &encode(&k_api_versions(0), version),
+        );
+    }
+    write(
+        "api_versions_answer_kip511",
+        6,
+        &encode(&k_api_versions(35), 0),
+    );
+    for version in 0..=1i16 {
+        let k = KHandshake::default()
+            .with_error_code(33)
+            .with_mechanisms(vec![s("PLAIN"), s("SCRAM-SHA-512")]);
+        write(
+            &format!("sasl_handshake_v{version}"),
+            7 + version as u8,
+            &encode(&k, version),
+        );
+    }
+    for version in 0..=2i16 {
+        let k = KAuth::default()
+            .with_error_message(Some(s("no")))
+            .with_auth_bytes(Bytes::from_static(b"r=abc,s=c2FsdA==,i=4096"))
+            .with_session_lifetime_ms(1000);
+        write(
+            &format!("sasl_authenticate_v{version}"),
+            9 + version as u8,
+            &encode(&k, version),
+        );
+    }
+    for version in 1..=4i16 {
+        write(
+            &format!("describe_log_dirs_v{version}"),
+            11 + version as u8,
+            &encode(&k_log_dirs().with_error_code(0), version),
+        );
+    }
+    // Hostile: huge counts with a few bytes left.
+    let mut b = 35i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    b.extend_from_slice(&[0; 10]);
+    write("hostile_api_versions_answer_count", 6, &b);
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    b.extend_from_slice(&[0; 10]);
+    write("hostile_api_versions_v3_count", 5, &b);
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&[
+        2, 0, 0, 3, b'/', b'd', 2, 2, b't', 0xff, 0xff, 0xff, 0xff, 0x0f,
+    ]);
+    b.extend_from_slice(&[0; 10]);
+    write("hostile_describe_log_dirs_v4_partitions", 15, &b);
+}
