@@ -113,6 +113,7 @@ pub async fn run(
         .await
         .context("cannot set up the secret stores of [secrets]")?;
     let policy = cfg.policy.compile().map_err(anyhow::Error::msg)?;
+    policy.check_files().map_err(anyhow::Error::msg)?;
     // Jobs may never read the agent's own control-plane credential.
     let job_resolver = match &cfg.control_plane.auth {
         Some(auth) => resolver.clone().reserve([auth.secret_ref()]),
@@ -918,12 +919,20 @@ pub async fn check(cfg: &AgentConfig, offline: bool) -> CheckReport {
         return report;
     }
     let warnings = cfg.policy.warnings(!cfg.secrets.allow.is_empty());
+    // The files the policy pins are read only when not --offline.
+    let files = if offline {
+        Ok(())
+    } else {
+        cfg.policy.compile().and_then(|p| p.check_files())
+    };
     report.push(
         "policy",
-        Ok(if warnings.is_empty() {
-            "no warnings".to_string()
-        } else {
-            warnings.join("; ")
+        files.map(|()| {
+            if warnings.is_empty() {
+                "no warnings".to_string()
+            } else {
+                warnings.join("; ")
+            }
         }),
     );
     let stores = match krawl_secrets::Resolver::new(&cfg.secrets).await {

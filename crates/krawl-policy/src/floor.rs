@@ -20,8 +20,8 @@ pub struct Floor {
     pub require_hostname_verification: bool,
     /// Kafka: SASL required, with one of these mechanisms (upper case). Empty: no requirement.
     pub sasl_mechanisms: Vec<String>,
-    /// The CA bundle (resolved path) every TLS connection to these destinations uses; a job may
-    /// leave its own `ca_file` out (this one is used) or name this same file.
+    /// The CA bundle every TLS connection to these destinations uses; a job may leave its own
+    /// `ca_file` out (this one is used) or name this same file (compared resolved).
     pub ca_file: Option<PathBuf>,
 }
 
@@ -53,7 +53,8 @@ pub enum Violation {
 impl Floor {
     /// `name` is the floor's config key (`policy.floors[2]`), used in every error about it.
     /// Patterns are parsed, `sasl_mechanisms` upper-cased and checked against `mechanisms`, the
-    /// CA file resolved (it must exist).
+    /// CA file must be an absolute path (no file is read here: [`Floor::check_files`] does that,
+    /// when the agent starts).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: &str,
@@ -92,17 +93,16 @@ impl Floor {
             }
             mechs.push(up);
         }
-        let ca_file = ca_file
-            .map(|p| {
-                canonical_file(p).map_err(|e| {
-                    PolicyError::pattern(
-                        &format!("{name}.ca_file"),
-                        &p.display().to_string(),
-                        e.to_string(),
-                    )
-                })
-            })
-            .transpose()?;
+        if let Some(p) = ca_file {
+            if !p.is_absolute() {
+                return Err(PolicyError::pattern(
+                    &format!("{name}.ca_file"),
+                    &p.display().to_string(),
+                    "must be an absolute path",
+                ));
+            }
+        }
+        let ca_file = ca_file.map(Path::to_path_buf);
         Ok(Self {
             name: name.to_string(),
             servers,
@@ -112,6 +112,21 @@ impl Floor {
             sasl_mechanisms: mechs,
             ca_file,
         })
+    }
+
+    /// Resolves the pinned CA file (it must exist and be a regular file): the agent calls this
+    /// at start, so that a floor pinning a missing file stops it there, not job by job.
+    pub fn check_files(&self) -> Result<(), PolicyError> {
+        if let Some(p) = &self.ca_file {
+            canonical_file(p).map_err(|e| {
+                PolicyError::pattern(
+                    &format!("{}.ca_file", self.name),
+                    &p.display().to_string(),
+                    e.to_string(),
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// The floor's config key, e.g. `policy.floors[0]`.
@@ -157,7 +172,10 @@ impl Floor {
         }
         if let (Some(pinned), Some(job)) = (&self.ca_file, t.ca_file) {
             // Compare resolved paths: the same file under another name is the same file.
-            let same = canonical_file(job).is_ok_and(|j| &j == pinned);
+            let same = match (canonical_file(job), canonical_file(pinned)) {
+                (Ok(j), Ok(p)) => j == p,
+                _ => false,
+            };
             if !same {
                 out.push(Violation::CaFileMismatch {
                     pinned: pinned.clone(),
@@ -279,17 +297,22 @@ mod tests {
             e.to_string().contains("policy.floors[1].sasl_mechanisms"),
             "{e}"
         );
-        let e = Floor::new(
-            "policy.floors[1]",
-            &s(&["*"]),
-            &[],
-            true,
-            true,
-            &[],
-            MECHS,
-            Some(Path::new("/nope/ca.pem")),
-        )
-        .unwrap_err();
+        let pinned = |p: &str| {
+            Floor::new(
+                "policy.floors[1]",
+                &s(&["*"]),
+                &[],
+                true,
+                true,
+                &[],
+                MECHS,
+                Some(Path::new(p)),
+            )
+        };
+        // A missing pinned CA is found when the agent starts (check_files), not at parse.
+        let e = pinned("/nope/ca.pem").unwrap().check_files().unwrap_err();
         assert!(e.to_string().contains("policy.floors[1].ca_file"), "{e}");
+        let e = pinned("ca.pem").unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
     }
 }

@@ -256,6 +256,14 @@ impl CompiledPolicy {
         &self.config
     }
 
+    /// Checks the files the policy names (the floors' pinned CA files): at agent start, so that
+    /// a missing one stops the agent with its key instead of failing every job it covers.
+    pub fn check_files(&self) -> Result<(), String> {
+        self.floors
+            .iter()
+            .try_for_each(|f| f.check_files().map_err(|e| e.to_string()))
+    }
+
     /// Whether this agent runs `kind`.
     pub fn check_kind(&self, kind: JobKind) -> Result<(), JobFailure> {
         let kinds = &self.config.allowed_job_kinds;
