@@ -65,7 +65,7 @@ app.kubernetes.io/component: agent
 {{/*
 TOML rendering. Helm's toToml writes numbers from values as floats (5.0, 4.194304e+06), which
 the agent's integer keys refuse, so the config is rendered here: one [table] per top-level key,
-its keys one a line, nested tables inline. Strings go through toJson (JSON escapes are valid
+its keys one a line, nested tables inline, lists of tables as [[table.key]]. Strings go through toJson (JSON escapes are valid
 TOML basic-string escapes).
 */}}
 {{- define "krawl.tomlKey" -}}
@@ -116,7 +116,25 @@ TOML basic-string escapes).
 {{- $t := get $cfg $table }}
 [{{ include "krawl.tomlKey" $table }}]
 {{- range $key := keys $t | sortAlpha }}
+{{- if not (include "krawl.isTableArray" (get $t $key)) }}
 {{ include "krawl.tomlKey" $key }} = {{ include "krawl.tomlValue" (get $t $key) }}
 {{- end }}
 {{- end }}
+{{- range $key := keys $t | sortAlpha }}
+{{- if include "krawl.isTableArray" (get $t $key) }}
+{{- range $item := get $t $key }}
+[[{{ include "krawl.tomlKey" $table }}.{{ include "krawl.tomlKey" $key }}]]
+{{- range $k := keys $item | sortAlpha }}
+{{ include "krawl.tomlKey" $k }} = {{ include "krawl.tomlValue" (get $item $k) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A non-empty list of maps (e.g. policy.floors): written as [[table.key]] tables, one per
+item, so that long entries stay one key a line. */}}
+{{- define "krawl.isTableArray" -}}
+{{- if and (eq (kindOf .) "slice") (gt (len .) 0) }}{{ if eq (kindOf (first .)) "map" }}true{{ end }}{{ end }}
 {{- end }}
