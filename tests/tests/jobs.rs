@@ -809,3 +809,46 @@ async fn the_short_job_kinds_send_only_read_only_apis() {
         );
     }
 }
+
+/// Issue 11: a broker in the allowed list could advertise any host, and librdkafka (with the
+/// job's credentials) and the DescribeLogDirs client would connect there. The brokers a cluster
+/// advertises must match `policy.allowed_bootstrap_servers` too. noida advertises
+/// `127.0.0.1:PORT`: an agent that allows only `localhost:PORT` reaches the bootstrap server
+/// but refuses the job once the cluster names a host it does not allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advertised_brokers_outside_the_policy_are_refused() {
+    let broker = Noida::start().unwrap();
+    let port = broker.bootstrap().rsplit_once(':').unwrap().1.to_string();
+    let via_localhost = format!("localhost:{port}");
+    let only_localhost = Policy {
+        allowed_bootstrap_servers: vec![via_localhost.clone()],
+        ..Policy::default()
+    };
+    let deps = deps(only_localhost, Duration::from_secs(300));
+    for kind in [
+        "kafka.extract",
+        "kafka.list_topics",
+        "kafka.test_connection",
+        "kafka.preflight",
+    ] {
+        let e = run(&deps, kind, plain(&via_localhost)).await.unwrap_err();
+        assert_eq!(e.class, "policy", "{kind}: {e}");
+        assert!(
+            e.message.contains("advertises broker")
+                && e.message.contains(&format!("127.0.0.1:{port}"))
+                && e.message.contains("policy.allowed_bootstrap_servers"),
+            "{kind}: {e}"
+        );
+    }
+    // The client it refused is not kept for the next job.
+    assert_eq!(deps.pool.stats().open, 0);
+    // Allowing the advertised address too makes the same job work.
+    let both = Policy {
+        allowed_bootstrap_servers: vec![via_localhost.clone(), format!("127.0.0.1:{port}")],
+        ..Policy::default()
+    };
+    let deps = self::deps(both, Duration::from_secs(300));
+    run(&deps, "kafka.list_topics", plain(&via_localhost))
+        .await
+        .unwrap();
+}

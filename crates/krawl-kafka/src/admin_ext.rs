@@ -936,11 +936,11 @@ pub async fn cluster_id_and_controller<C: ClientContext + 'static>(
 }
 
 /// A brokers-only Metadata request (no topics): the cheap way to prove the
-/// cluster answers. Returns the number of brokers.
+/// cluster answers. Returns the brokers it advertises as `(id, host, port)`.
 pub async fn probe_brokers<C: ClientContext + 'static>(
     client: &Arc<AdminClient<C>>,
     timeout: Duration,
-) -> Result<usize, AdminExtError> {
+) -> Result<Vec<(i32, String, u16)>, AdminExtError> {
     run_blocking(client, move |rk| {
         let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
         let mut md: *const rd::rd_kafka_metadata_t = ptr::null();
@@ -956,8 +956,25 @@ pub async fn probe_brokers<C: ClientContext + 'static>(
                 "Metadata returned no result".into(),
             ));
         }
-        // SAFETY: md is a valid metadata result until destroyed just below.
-        let brokers = unsafe { usize::try_from((*md).broker_cnt).unwrap_or(0) };
+        // SAFETY: md is a valid metadata result until destroyed just below;
+        // `brokers` points at `broker_cnt` entries (NULL when there are none),
+        // each with a NUL-terminated host (copied out before the destroy).
+        let brokers = unsafe {
+            let n = usize::try_from((*md).broker_cnt).unwrap_or(0);
+            let list = (*md).brokers;
+            let mut out = Vec::with_capacity(n);
+            if !list.is_null() {
+                for i in 0..n {
+                    let b = &*list.add(i);
+                    out.push((
+                        b.id,
+                        cstr_to_string(b.host),
+                        u16::try_from(b.port).unwrap_or(0),
+                    ));
+                }
+            }
+            out
+        };
         // SAFETY: md came from rd_kafka_metadata and is destroyed once.
         unsafe { rd::rd_kafka_metadata_destroy(md) };
         Ok(brokers)

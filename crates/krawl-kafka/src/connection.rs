@@ -38,6 +38,8 @@ pub struct Connection {
     /// shared, longer-lived one must be re-made when its job ends.
     config: Arc<KafkaConfig>,
     secrets: Arc<KafkaSecrets>,
+    /// The brokers the cluster advertised in the connect probe, `(id, host, port)`.
+    advertised: Vec<(i32, String, u16)>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -105,23 +107,33 @@ impl Connection {
             sasl_mechanism: cfg.sasl_mechanism(),
             config: Arc::new(cfg.clone()),
             secrets: Arc::new(secrets),
+            advertised: Vec::new(),
         };
-        conn.probe().await?;
+        let mut conn = conn;
+        conn.advertised = conn.probe().await?;
         Ok(conn)
+    }
+
+    /// The brokers the cluster advertised when this connection was made, `(id, host, port)`:
+    /// where librdkafka (and the DescribeLogDirs client) will connect after the bootstrap
+    /// servers. The agent checks them against its policy before a job uses the connection.
+    pub fn advertised_brokers(&self) -> &[(i32, String, u16)] {
+        &self.advertised
     }
 
     /// Poll Metadata in short slices so that a fatal error (bad password,
     /// TLS failure, unknown host) ends the wait early instead of at the timeout.
-    async fn probe(&self) -> Result<(), ExtractError> {
+    async fn probe(&self) -> Result<Vec<(i32, String, u16)>, ExtractError> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let slice =
                 Duration::from_millis(1000).min(deadline.saturating_duration_since(Instant::now()));
-            let ok = admin_ext::probe_brokers(&self.admin, slice.max(Duration::from_millis(100)))
-                .await
-                .is_ok_and(|brokers| brokers > 0);
-            if ok {
-                return Ok(());
+            if let Ok(brokers) =
+                admin_ext::probe_brokers(&self.admin, slice.max(Duration::from_millis(100))).await
+            {
+                if !brokers.is_empty() {
+                    return Ok(brokers);
+                }
             }
             let errors = self.admin.inner().context().errors();
             let all_down = errors

@@ -236,7 +236,12 @@ pub struct Extractor<'a> {
     calls: ApiCalls,
     progress: &'a dyn Progress,
     registry: Option<RegistrySetup>,
+    broker_check: Option<BrokerCheck>,
 }
+
+/// Whether krawl may connect to a broker the cluster advertises (`host`, `port`): the agent's
+/// policy. A broker it refuses is not contacted by the DescribeLogDirs client.
+pub type BrokerCheck = std::sync::Arc<dyn Fn(&str, u16) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Extractor<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -263,7 +268,16 @@ impl<'a> Extractor<'a> {
             calls: ApiCalls::default(),
             progress,
             registry: None,
+            broker_check: None,
         })
+    }
+
+    /// Connect to an advertised broker only when `check` allows it (the agent's policy): a
+    /// hostile broker that advertises other hosts mid-job cannot make the DescribeLogDirs client
+    /// contact them (those brokers' sizes are null, with a warning).
+    pub fn with_broker_check(mut self, check: Option<BrokerCheck>) -> Self {
+        self.broker_check = check;
+        self
     }
 
     /// Also extract this Schema Registry and bind its subjects to the topics.
@@ -575,8 +589,23 @@ impl<'a> Extractor<'a> {
                 (t.name.clone(), count)
             })
             .collect();
+        let (brokers, refused): (Vec<_>, Vec<_>) =
+            meta.brokers.iter().cloned().partition(|(_, h, p)| {
+                self.broker_check
+                    .as_ref()
+                    .is_none_or(|allowed| allowed(h, *p))
+            });
+        for (id, host, port) in &refused {
+            out.warn(
+                "log_dirs_failed",
+                "broker",
+                Some(id.to_string()),
+                format!("broker {id} is advertised at {host}:{port}, which this agent's policy does not allow (policy.allowed_bootstrap_servers): it is not contacted, and sizes of partitions with a replica there are null"),
+            )
+            .await?;
+        }
         self.calls.add("DescribeLogDirs");
-        let mut sizes = match log_dirs::partition_sizes(&settings, &meta.brokers, &wanted).await {
+        let mut sizes = match log_dirs::partition_sizes(&settings, &brokers, &wanted).await {
             Ok(s) => s,
             Err(e) => {
                 out.warn(
@@ -591,7 +620,8 @@ impl<'a> Extractor<'a> {
         };
         // A partition with a replica on a broker that did not answer has an
         // incomplete sum: forget it rather than under-report.
-        let failed: BTreeSet<i32> = sizes.broker_errors.iter().map(|(b, _)| *b).collect();
+        let mut failed: BTreeSet<i32> = sizes.broker_errors.iter().map(|(b, _)| *b).collect();
+        failed.extend(refused.iter().map(|(id, _, _)| *id));
         for (broker, e) in sizes.broker_errors {
             out.warn(
                 "log_dirs_failed",

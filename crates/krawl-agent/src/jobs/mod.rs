@@ -302,6 +302,25 @@ async fn registry_setup(
     }
 }
 
+/// The job's pooled connection, once the brokers its cluster advertises are known to be allowed
+/// (a refused one evicts the client: nothing more is sent on it).
+async fn pooled(
+    deps: &JobDeps,
+    spec: &ParsedSpec,
+    job: &krawl_secrets::JobSecrets,
+) -> Result<pool::PooledConnection, JobFailure> {
+    let conn = deps
+        .pool
+        .get(&spec.kafka, job)
+        .await
+        .map_err(|e| JobFailure::from(&e))?;
+    if let Err(e) = deps.policy.check_advertised(conn.advertised_brokers()) {
+        conn.evict();
+        return Err(e);
+    }
+    Ok(conn)
+}
+
 /// The job's pooled connection and, when the spec names a registry, its client (or why there is
 /// none). The job's resolved secrets are dropped before this returns: the pooled client keeps its
 /// own copy (see pool.rs).
@@ -318,11 +337,7 @@ async fn connect<'s>(
 > {
     ctx.progress.set_phase("connect");
     let job = deps.resolver.job(&ctx.job_id);
-    let conn = deps
-        .pool
-        .get(&spec.kafka, &job)
-        .await
-        .map_err(|e| JobFailure::from(&e))?;
+    let conn = pooled(deps, spec, &job).await?;
     let registry = match &spec.schema_registry {
         Some(sr) => Some((sr, registry_setup(sr, &job).await)),
         None => None,
@@ -341,9 +356,13 @@ async fn extract<S: RecordSink>(
         config: sr.clone(),
         client,
     });
+    let policy = deps.policy.clone();
     let extractor = Extractor::new(&conn, spec.extract.clone(), ctx.progress.as_ref())
         .map_err(|e| JobFailure::from(&e))?
-        .with_schema_registry(registry);
+        .with_schema_registry(registry)
+        .with_broker_check(Some(std::sync::Arc::new(move |h: &str, p: u16| {
+            policy.broker_allowed(h, p)
+        })));
     match extractor.run(sink).await {
         Ok(_summary) => Ok(()),
         Err(e) => {
@@ -374,6 +393,10 @@ async fn test_connection<S: RecordSink>(
     let job = deps.resolver.job(&ctx.job_id);
     let record = match deps.pool.get(&spec.kafka, &job).await {
         Ok(conn) => {
+            if let Err(e) = deps.policy.check_advertised(conn.advertised_brokers()) {
+                conn.evict();
+                return Err(e);
+            }
             drop(job);
             ctx.progress.set_phase("probe");
             let r = probe::connection_test(&conn, started).await;
@@ -424,11 +447,7 @@ async fn list_topics<S: RecordSink>(
         .map_err(|e| JobFailure::new("config", e.to_string()))?;
     ctx.progress.set_phase("connect");
     let job = deps.resolver.job(&ctx.job_id);
-    let conn = deps
-        .pool
-        .get(&spec.kafka, &job)
-        .await
-        .map_err(|e| JobFailure::from(&e))?;
+    let conn = pooled(deps, spec, &job).await?;
     drop(job);
     ctx.progress.set_phase("metadata");
     let (topics, errors) = match probe::list_topics(&conn, &filters).await {

@@ -294,6 +294,30 @@ impl CompiledPolicy {
         Ok(())
     }
 
+    /// Whether a broker the cluster advertises (`host`, `port`) is one this agent may contact:
+    /// it must match `allowed_bootstrap_servers` like a bootstrap entry. A broker in the allowed
+    /// list could otherwise advertise any host, and librdkafka (with the job's credentials) and
+    /// the DescribeLogDirs client would connect there.
+    pub fn broker_allowed(&self, host: &str, port: u16) -> bool {
+        let entry = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        HostPort::parse(&entry).is_ok_and(|hp| self.servers.iter().any(|p| p.matches(&hp)))
+    }
+
+    /// Refuses a connection whose cluster advertises a broker outside the policy.
+    pub fn check_advertised(&self, brokers: &[(i32, String, u16)]) -> Result<(), JobFailure> {
+        match brokers.iter().find(|(_, h, p)| !self.broker_allowed(h, *p)) {
+            None => Ok(()),
+            Some((id, host, port)) => Err(refused(format!(
+                "the cluster advertises broker {id} at {host}:{port}, which this agent's policy does not allow: krawl does not connect there; if it belongs to the cluster, add a matching host:port pattern to policy.allowed_bootstrap_servers (now {})",
+                now(&self.servers, HostPortPattern::as_str)
+            ))),
+        }
+    }
+
     fn check_kafka(&self, kafka: &mut KafkaConfig) -> Result<(), JobFailure> {
         let mut entries = Vec::new();
         for raw in &kafka.bootstrap_servers {
@@ -736,6 +760,30 @@ mod tests {
         let e = p.compile().unwrap_err();
         assert!(
             e.contains("policy.allowed_bootstrap_servers") && e.contains("host:port"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn advertised_brokers_are_matched_like_bootstrap_entries() {
+        let p = Policy {
+            allowed_bootstrap_servers: vec!["*.prod.internal:9093".into(), "[fd00::1]:*".into()],
+            ..Default::default()
+        }
+        .compile()
+        .unwrap();
+        assert!(p.broker_allowed("b-1.prod.internal", 9093));
+        assert!(p.broker_allowed("fd00::1", 1));
+        assert!(p.broker_allowed("[fd00::1]", 1));
+        assert!(!p.broker_allowed("evil.example", 9093));
+        assert!(!p.broker_allowed("b-1.prod.internal", 9092));
+        assert!(!p.broker_allowed("b,evil:1", 9093));
+        let e = p
+            .check_advertised(&[(1, "b-1.prod.internal".into(), 9093), (2, "evil".into(), 1)])
+            .unwrap_err();
+        assert!(
+            e.message.contains("broker 2 at evil:1")
+                && e.message.contains("policy.allowed_bootstrap_servers"),
             "{e}"
         );
     }
