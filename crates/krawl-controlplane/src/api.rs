@@ -113,10 +113,10 @@ impl FromRequest<AppState> for RawBody {
     }
 }
 
-/// Parses a JSON body; serde's message names the field and position.
+/// Parses a JSON body; the error names the field path and the expected type, never a value
+/// (see [`crate::body`]).
 fn parse_json<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("malformed {what} JSON: {e}")))
+    crate::body::parse_json(body, what).map_err(ApiError::bad_request)
 }
 
 /// Path parameters; a non-numeric attempt or seq is a 400.
@@ -132,7 +132,47 @@ where
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(t)| ApiPath(t))
-            .map_err(|e: PathRejection| ApiError::bad_request(e.body_text()))
+            .map_err(|e: PathRejection| ApiError::bad_request(path_error(&e)))
+    }
+}
+
+/// A path parameter that does not parse, named with the type it needs (axum's own text quotes
+/// the value).
+fn path_error(e: &PathRejection) -> String {
+    use axum::extract::path::ErrorKind;
+    match e {
+        PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+            ErrorKind::ParseErrorAtKey {
+                key, expected_type, ..
+            } => format!(
+                "path parameter `{key}` must be {}",
+                path_type(expected_type)
+            ),
+            ErrorKind::ParseErrorAtIndex {
+                index,
+                expected_type,
+                ..
+            } => format!(
+                "path parameter {} must be {}",
+                index + 1,
+                path_type(expected_type)
+            ),
+            ErrorKind::ParseError { expected_type, .. } => {
+                format!("a path parameter must be {}", path_type(expected_type))
+            }
+            ErrorKind::InvalidUtf8InPathParam { key } => {
+                format!("path parameter `{key}` is not UTF-8 once percent-decoded")
+            }
+            _ => "a path parameter does not parse; see docs/openapi.json".to_string(),
+        },
+        _ => "the path parameters are missing; see docs/openapi.json".to_string(),
+    }
+}
+
+fn path_type(rust_type: &str) -> &'static str {
+    match rust_type {
+        "u32" => "a whole number from 0 to 4294967295",
+        _ => "of the type docs/openapi.json gives",
     }
 }
 

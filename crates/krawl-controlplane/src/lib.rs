@@ -16,6 +16,7 @@
 pub mod admin;
 mod api;
 mod auth;
+mod body;
 pub mod cli;
 mod error;
 mod ratelimit;
