@@ -462,6 +462,19 @@ impl ControlPlaneClient {
             .and_then(|s| s.as_ref().map(|s| s.agent_id.clone()))
     }
 
+    /// Whether `err`, answered on an attempt endpoint (job heartbeat, chunk, complete), means
+    /// the attempt is no longer this agent's: `409 lease_lost`, `404` (no such attempt for this
+    /// agent), or a 401 while the agent uses the token register issued: the control plane no
+    /// longer knows that token (it lost its state, or revoked the agent), so the attempts leased
+    /// with it are gone too; the poll loop registers again.
+    pub fn attempt_gone(&self, err: &ClientError) -> bool {
+        match err {
+            ClientError::LeaseLost { .. } | ClientError::Server { status: 404, .. } => true,
+            ClientError::Unauthorized { .. } => self.has_agent_token(),
+            _ => false,
+        }
+    }
+
     /// Forget the session (the server no longer knows the agent); the next call must register.
     pub fn forget_registration(&self) {
         if let Ok(mut s) = self.session.write() {

@@ -205,52 +205,70 @@ impl AppState {
         }
     }
 
-    /// The caller must present `agent_id`'s token; then the agent's rate limit applies.
-    async fn require_agent(&self, headers: &HeaderMap, agent_id: &str) -> Result<(), ApiError> {
-        let Some(token) = auth::bearer(headers) else {
-            return Err(ApiError::unauthorized(format!(
-                "missing `Authorization: Bearer` header: this endpoint needs the agent token of {agent_id} (returned by register)"
-            )));
-        };
-        let id = agent_id.to_string();
-        let stored = self
-            .store
-            .call(move |c| store::agent_token_hash(c, &id))
-            .await?;
-        // An unknown agent is a 404 so that the agent registers again (the server may have
-        // lost its database); a wrong token for a known agent is a 401.
-        let Some(stored) = stored else {
-            return Err(ApiError::not_found(format!(
-                "unknown agent {agent_id}: register again with the bootstrap token"
-            )));
-        };
-        if !auth::token_matches(token, &stored) {
-            return Err(ApiError::unauthorized(format!(
-                "the bearer token is not the agent token of {agent_id}; register again if the agent lost it"
-            )));
-        }
-        self.rate_limit(agent_id)
+    /// The agent presenting the bearer token, found by the token's sha256 (the only lookup made
+    /// before the caller is known). `Ok(None)`: no agent holds this token.
+    async fn agent_of_token(&self, token: &str) -> Result<Option<String>, ApiError> {
+        let hash = auth::token_hash(token);
+        self.store
+            .call(move |c| store::agent_by_token(c, &hash))
+            .await
     }
 
-    /// The caller must present the token of the agent holding the attempt.
+    /// The caller must present `agent_id`'s token; then the agent's rate limit applies.
+    ///
+    /// The caller is identified by its token first; the agent id of the path is only compared
+    /// with it, never looked up. A token no agent holds is a 404, so that an agent whose
+    /// registration the control plane lost (store reset, agent revoked) registers again.
+    async fn require_agent(&self, headers: &HeaderMap, agent_id: &str) -> Result<(), ApiError> {
+        let Some(token) = auth::bearer(headers) else {
+            return Err(ApiError::unauthorized(
+                "missing `Authorization: Bearer` header: this endpoint needs the agent token returned by register",
+            ));
+        };
+        match self.agent_of_token(token).await? {
+            None => Err(ApiError::not_found(
+                "this control plane knows no agent with this token (its registration was removed, or the control plane lost its state): register again with the bootstrap token",
+            )),
+            Some(id) if id == agent_id => self.rate_limit(&id),
+            Some(_) => Err(ApiError::unauthorized(format!(
+                "the bearer token is not the agent token of {agent_id}; use the agent id that register returned with this token"
+            ))),
+        }
+    }
+
+    /// The caller must present the token of the agent holding the attempt. It is identified by
+    /// its token first: an unknown token is a 401 that names nothing; then an attempt that does
+    /// not exist and one held by another agent get the same 404, so no caller learns which jobs
+    /// exist or who runs them.
     async fn require_attempt_holder(
         &self,
         headers: &HeaderMap,
         job_id: &str,
         attempt: u32,
     ) -> Result<String, ApiError> {
-        if auth::bearer(headers).is_none() {
+        let Some(token) = auth::bearer(headers) else {
             return Err(ApiError::unauthorized(
                 "missing `Authorization: Bearer` header: this endpoint needs the agent token of the agent holding the attempt",
             ));
-        }
-        let (job, n) = (job_id.to_string(), attempt);
-        let holder = self
+        };
+        let Some(agent_id) = self.agent_of_token(token).await? else {
+            return Err(ApiError::unauthorized(
+                "the bearer token is not the token of a registered agent; the agent must register again with the bootstrap token",
+            ));
+        };
+        self.rate_limit(&agent_id)?;
+        let (job, id) = (job_id.to_string(), agent_id.clone());
+        let held = self
             .store
-            .call(move |c| store::attempt_holder(c, &job, n))
+            .call(move |c| store::attempt_held_by(c, &job, attempt, &id))
             .await?;
-        self.require_agent(headers, &holder).await?;
-        Ok(holder)
+        if !held {
+            // One answer, word for word, whether the attempt is missing or another agent's.
+            return Err(ApiError::not_found(
+                "this agent holds no such attempt (the job or the attempt does not exist, or is not this agent's): stop it without completing it",
+            ));
+        }
+        Ok(agent_id)
     }
 
     fn rate_limit(&self, agent_id: &str) -> Result<(), ApiError> {

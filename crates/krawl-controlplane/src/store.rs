@@ -39,7 +39,8 @@ pub const PERMANENT_ERROR_CLASSES: &[&str] = &[
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied so far.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE agents (
     id                  TEXT PRIMARY KEY,
     name                TEXT NOT NULL,
@@ -98,7 +99,12 @@ CREATE TABLE chunks (
     PRIMARY KEY (job_id, attempt, seq),
     FOREIGN KEY (job_id, attempt) REFERENCES attempts(job_id, attempt)
 );
-"#];
+"#,
+    // 2: agents are found by the hash of the token they present (authentication comes first).
+    r#"
+CREATE INDEX agents_by_token ON agents(token_sha256);
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -265,14 +271,22 @@ pub fn register_agent(
     Ok(id)
 }
 
-/// The token hash of an agent; `None` when the agent is unknown.
-pub fn agent_token_hash(c: &mut Connection, agent_id: &str) -> Result<Option<String>, ApiError> {
-    Ok(c.query_row(
-        "SELECT token_sha256 FROM agents WHERE id = ?1",
-        params![agent_id],
-        |r| r.get(0),
-    )
-    .optional()?)
+/// The agent whose token hashes to `token_sha256`; `None` when no agent holds it.
+///
+/// An indexed lookup by hash: its timing depends on the sha256 of the presented token, which a
+/// caller cannot steer towards a stored one, so it tells nothing about the stored tokens. The
+/// match is confirmed with the constant-time comparison all token checks use.
+pub fn agent_by_token(c: &mut Connection, token_sha256: &str) -> Result<Option<String>, ApiError> {
+    let row: Option<(String, String)> = c
+        .query_row(
+            "SELECT id, token_sha256 FROM agents WHERE token_sha256 = ?1",
+            params![token_sha256],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row
+        .filter(|(_, stored)| crate::auth::hashes_equal(stored, token_sha256))
+        .map(|(id, _)| id))
 }
 
 /// What a poll needs to know about the polling agent.
@@ -621,15 +635,20 @@ pub fn cancel_job(c: &mut Connection, job_id: &str, now: i64) -> Result<JobView,
 // Attempts: lease checks, heartbeats, chunks, completion, expiry
 // ------------------------------------------------------------------------------------------------
 
-/// The agent holding attempt `attempt` of `job_id` (for authentication).
-pub fn attempt_holder(c: &mut Connection, job_id: &str, attempt: u32) -> Result<String, ApiError> {
-    c.query_row(
-        "SELECT agent_id FROM attempts WHERE job_id = ?1 AND attempt = ?2",
-        params![job_id, attempt],
-        |r| r.get(0),
+/// Whether `agent_id` holds attempt `attempt` of `job_id` (false when there is no such attempt).
+pub fn attempt_held_by(
+    c: &mut Connection,
+    job_id: &str,
+    attempt: u32,
+    agent_id: &str,
+) -> Result<bool, ApiError> {
+    Ok(c.query_row(
+        "SELECT 1 FROM attempts WHERE job_id = ?1 AND attempt = ?2 AND agent_id = ?3",
+        params![job_id, attempt, agent_id],
+        |_| Ok(()),
     )
     .optional()?
-    .ok_or_else(|| ApiError::not_found(format!("no attempt {attempt} of job {job_id:?}")))
+    .is_some())
 }
 
 /// What the attempt endpoints need about a live attempt.

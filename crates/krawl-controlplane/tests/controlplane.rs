@@ -84,11 +84,23 @@ async fn register_and_auth_failures_name_the_expected_token() {
             &[],
         )
         .await;
-    let (status, code, _) = error_of(resp).await;
+    assert_eq!(error_of(resp).await.0, StatusCode::UNAUTHORIZED);
+    // A token no agent holds (the control plane lost the agent): 404, register again.
+    let resp = cp
+        .poll_raw(
+            &Agent {
+                id: a.id.clone(),
+                token: "f".repeat(64),
+            },
+            &[],
+        )
+        .await;
+    let (status, code, msg) = error_of(resp).await;
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::NOT_FOUND, "not_found")
     );
+    assert!(msg.contains("register again"), "{msg}");
 
     // Admin endpoints: none, an agent token.
     let resp = cp.http.get(cp.url(paths::JOBS)).send().await.unwrap();
@@ -110,8 +122,8 @@ async fn register_and_auth_failures_name_the_expected_token() {
     assert_eq!(lease.job_id, job.id);
     let resp = cp.job_heartbeat(&b, &lease.job_id, lease.attempt).await;
     let (status, _, msg) = error_of(resp).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(msg.contains(&a.id), "{msg}");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!msg.contains(&a.id), "{msg}");
     let resp = cp.job_heartbeat(&a, &lease.job_id, lease.attempt).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let resp = cp.job_heartbeat(&a, "job-unknown", 1).await;
@@ -121,6 +133,111 @@ async fn register_and_auth_failures_name_the_expected_token() {
     let admin = AdminClient::new(&cp.base, ADMIN, None).unwrap();
     let agents = admin.agents().await.unwrap();
     assert_eq!(agents.agents.len(), 2);
+    cp.server.unwrap().shutdown().await;
+}
+
+/// Every attempt endpoint, called with this bearer (or none): status and body.
+async fn attempt_calls(
+    cp: &Cp,
+    bearer: Option<&str>,
+    job: &str,
+    attempt: u32,
+) -> Vec<(String, StatusCode, String)> {
+    let data = ndjson(1, "x");
+    let requests = [
+        (
+            "job heartbeat",
+            cp.http
+                .post(cp.url(&paths::job_heartbeat(job, attempt)))
+                .json(&json!({})),
+        ),
+        (
+            "chunk put",
+            cp.http
+                .put(cp.url(&paths::chunk(job, attempt, 0)))
+                .header(reqwest::header::CONTENT_ENCODING, "identity")
+                .header(
+                    krawl_protocol::CHUNK_SHA256_HEADER,
+                    chunk::sha256_hex(&data),
+                )
+                .header(krawl_protocol::CHUNK_RECORDS_HEADER, "1")
+                .body(data.clone()),
+        ),
+        (
+            "chunk list",
+            cp.http.get(cp.url(&paths::chunks(job, attempt))),
+        ),
+        (
+            "complete",
+            cp.http.post(cp.url(&paths::complete(job, attempt))).json(
+                &json!({"status": "failed", "chunks": 0, "records": 0, "sha256": "",
+                               "error": {"class": "timeout", "message": "x"}}),
+            ),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (what, req) in requests {
+        let req = match bearer {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.unwrap();
+        out.push((what.to_string(), resp.status(), resp.text().await.unwrap()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn attempt_endpoints_authenticate_first_and_name_no_agent() {
+    let cp = start_cp(|_| {}).await;
+    let a = cp.register("a", json!({})).await;
+    let b = cp.register("b", json!({})).await;
+    let job = cp.submit(extract_job()).await;
+    let lease = cp.poll(&a).await.unwrap();
+    let unknown_token = "0123456789abcdef".repeat(4);
+
+    // No token, or a token no agent holds: 401, whether the attempt exists or not, and the
+    // answer names no agent.
+    for (job_id, attempt) in [(job.id.as_str(), lease.attempt), ("job-unknown", 1)] {
+        for bearer in [None, Some(unknown_token.as_str()), Some(BOOT), Some(ADMIN)] {
+            for (what, status, body) in attempt_calls(&cp, bearer, job_id, attempt).await {
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{what} {job_id} with {bearer:?}: {body}"
+                );
+                assert!(
+                    !body.contains("agent-") && !body.contains(&a.id),
+                    "{what}: a 401 names an agent: {body}"
+                );
+            }
+        }
+    }
+
+    // Another agent's attempt and attempts that do not exist: one and the same 404.
+    let theirs = attempt_calls(&cp, Some(&b.token), &job.id, lease.attempt).await;
+    let missing_job = attempt_calls(&cp, Some(&b.token), "job-unknown", 1).await;
+    let missing_attempt = attempt_calls(&cp, Some(&a.token), &job.id, 9).await;
+    for ((t, m), n) in theirs.iter().zip(&missing_job).zip(&missing_attempt) {
+        assert_eq!(t.1, StatusCode::NOT_FOUND, "{}: {}", t.0, t.2);
+        assert_eq!(t, m, "another agent's attempt and a missing job differ");
+        assert_eq!(t, n, "another agent's attempt and a missing attempt differ");
+        assert!(!t.2.contains(&a.id) && !t.2.contains("agent-"), "{}", t.2);
+    }
+
+    // Nothing of the above touched the attempt: its holder heartbeats, uploads and completes.
+    let resp = cp.job_heartbeat(&a, &lease.job_id, lease.attempt).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let part = ndjson(2, "mine");
+    assert_eq!(
+        cp.put_chunk(&a, &lease, 0, &part).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        cp.complete(&a, &lease, succeeded(&[&part])).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(cp.job(&job.id).await.state, JobState::Succeeded);
     cp.server.unwrap().shutdown().await;
 }
 
