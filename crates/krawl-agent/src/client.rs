@@ -707,6 +707,15 @@ impl ControlPlaneClient {
                 message,
                 hint: "the control plane no longer accepts this agent's token (revoked, agent deleted, or state lost); the agent registers again",
             },
+            // The token is accepted, what the agent claims with it is not (the reference control
+            // plane: labels the token does not grant; its message says what to change).
+            403 if registering => ClientError::Unauthorized {
+                url,
+                status: s,
+                credential: "registration",
+                message,
+                hint: "the control plane does not let this agent's credential claim what it registers with: its labels ([agent] labels) must all be granted to its token; change the labels or use a token that grants them",
+            },
             401 | 403 => ClientError::Unauthorized {
                 url,
                 status: s,

@@ -30,6 +30,7 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::ratelimit::RateLimiter;
 use crate::store::{self, now_ms, JobDefaults, Store, VerifiedChunk};
+use crate::tokens::BootstrapToken;
 
 // Route templates. `routes_match_protocol_paths` checks them against `krawl_protocol::paths`.
 const ROUTE_POLL: &str = "/v1/agents/{agent_id}/poll";
@@ -43,12 +44,33 @@ const ROUTE_CHUNKS: &str = "/v1/jobs/{job_id}/attempts/{attempt}/chunks";
 const ROUTE_CHUNK: &str = "/v1/jobs/{job_id}/attempts/{attempt}/chunks/{seq}";
 const ROUTE_COMPLETE: &str = "/v1/jobs/{job_id}/attempts/{attempt}/complete";
 
+/// A bootstrap token as the server keeps it: its name, its sha256 and its grant.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub sha256: String,
+    /// The token with its value blanked: name, labels, origin.
+    pub token: BootstrapToken,
+}
+
+impl Grant {
+    pub fn new(t: &BootstrapToken) -> Self {
+        Self {
+            sha256: auth::token_hash(&t.token),
+            token: BootstrapToken {
+                token: String::new(),
+                ..t.clone()
+            },
+        }
+    }
+}
+
 /// Everything a handler needs; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
     pub admin_token_sha256: Arc<str>,
-    pub bootstrap_token_sha256: Arc<str>,
+    /// The bootstrap tokens (hashed) and the labels each grants.
+    pub bootstrap: Arc<[Grant]>,
     pub poll_wait: Duration,
     pub defaults: JobDefaults,
     pub max_body_bytes: usize,
@@ -193,13 +215,24 @@ impl AppState {
         }
     }
 
-    fn require_bootstrap(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        match auth::bearer(headers) {
-            Some(t) if auth::token_matches(t, &self.bootstrap_token_sha256) => Ok(()),
-            Some(_) => Err(ApiError::unauthorized(
-                "the bearer token is not the bootstrap token; registration needs the bootstrap (registration) token",
+    /// The bootstrap token presented, compared in constant time with every configured one
+    /// (no early exit: the time taken does not say which token, if any, matched).
+    fn require_bootstrap(&self, headers: &HeaderMap) -> Result<&Grant, ApiError> {
+        let presented = auth::bearer(headers).map(auth::token_hash);
+        let mut found = None;
+        if let Some(hash) = &presented {
+            for g in self.bootstrap.iter() {
+                if auth::hashes_equal(hash, &g.sha256) && found.is_none() {
+                    found = Some(g);
+                }
+            }
+        }
+        match (presented, found) {
+            (_, Some(g)) => Ok(g),
+            (Some(_), None) => Err(ApiError::unauthorized(
+                "the bearer token is not a bootstrap token of this control plane; registration needs a bootstrap (registration) token",
             )),
-            None => Err(ApiError::unauthorized(
+            (None, None) => Err(ApiError::unauthorized(
                 "missing `Authorization: Bearer` header: registration needs the bootstrap (registration) token",
             )),
         }
@@ -291,21 +324,28 @@ async fn register(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<RegisterResponse>, ApiError> {
-    st.require_bootstrap(&headers)?;
+    let grant = st.require_bootstrap(&headers)?.token.clone();
     let req: RegisterRequest = parse_json(&body, "register request")?;
     if req.name.trim().is_empty() {
         return Err(ApiError::bad_request(
             "field `name` is empty: name the agent (e.g. its host name)",
         ));
     }
+    check_labels(&req.labels)?;
+    // The labels decide which jobs the agent may lease: only what its token grants, and never
+    // changed afterwards (no other request carries labels).
+    grant
+        .check_claim(&req.labels)
+        .map_err(ApiError::forbidden)?;
     let token = auth::new_token();
     let hash = auth::token_hash(&token);
     let name = req.name.clone();
+    let token_name = grant.name.clone();
     let agent_id = st
         .store
-        .call(move |c| store::register_agent(c, &req, &hash, now_ms()))
+        .call(move |c| store::register_agent(c, &req, &hash, &token_name, now_ms()))
         .await?;
-    tracing::info!(%agent_id, name = %name, "agent registered");
+    tracing::info!(%agent_id, name = %name, bootstrap_token = %grant.name, "agent registered");
     let lease_secs = st.defaults.lease_ttl_secs;
     Ok(Json(RegisterResponse {
         agent_id,
@@ -313,6 +353,33 @@ async fn register(
         poll_wait_secs: u32::try_from(st.poll_wait.as_secs()).unwrap_or(u32::MAX),
         heartbeat_interval_secs: (lease_secs / 4).clamp(1, 30),
     }))
+}
+
+/// Most labels one agent may claim, and the longest key and value (they are routing data, shown
+/// in lists and refusals).
+const MAX_LABELS: usize = 64;
+const MAX_LABEL_KEY: usize = 128;
+const MAX_LABEL_VALUE: usize = 256;
+
+fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::bad_request(format!(
+            "field `labels` has more than {MAX_LABELS} labels"
+        )));
+    }
+    for (k, v) in labels {
+        if k.trim().is_empty() || k.chars().count() > MAX_LABEL_KEY {
+            return Err(ApiError::bad_request(format!(
+                "field `labels`: a label key must be 1 to {MAX_LABEL_KEY} characters"
+            )));
+        }
+        if v.chars().count() > MAX_LABEL_VALUE {
+            return Err(ApiError::bad_request(format!(
+                "field `labels.{k}`: a label value must be at most {MAX_LABEL_VALUE} characters"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Long poll: leases a job as soon as one matches, else answers 204 after `poll_wait`.
@@ -709,6 +776,28 @@ mod tests {
         assert_eq!(count_lines(b""), 0);
         assert_eq!(count_lines(b"{}\n{}\n"), 2);
         assert_eq!(count_lines(b"{}\n{}"), 2);
+    }
+
+    #[test]
+    fn label_claims_are_bounded() {
+        let labels = |n: usize, key: &str, value: &str| {
+            (0..n)
+                .map(|i| (format!("{key}{i}"), value.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert!(check_labels(&labels(MAX_LABELS, "k", "v")).is_ok());
+        let err = check_labels(&labels(MAX_LABELS + 1, "k", "v")).unwrap_err();
+        assert!(err.message.contains("more than 64"), "{}", err.message);
+        let empty_key = [(" ".to_string(), "v".to_string())].into_iter().collect();
+        let err = check_labels(&empty_key).unwrap_err();
+        assert!(err.message.contains("label key"), "{}", err.message);
+        let long = "x".repeat(MAX_LABEL_VALUE + 1);
+        let err = check_labels(&labels(1, "env", &long)).unwrap_err();
+        assert!(
+            err.message.contains("`labels.env0`") && !err.message.contains(&long),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`start`] / [`RunningServer`] (`server.rs`): listener, optional TLS, the lease reaper.
 //! - `api.rs`: routes, authentication, parsing. `store.rs`: every state change, in SQL.
 //! - `auth.rs`: tokens (only their sha256 is stored; compared in constant time).
+//! - `tokens.rs`: bootstrap tokens scoped to label sets (`--bootstrap-tokens FILE`).
+//! - `body.rs`: request bodies parsed with errors that name fields, never values.
 //! - `ratelimit.rs`: per-agent token buckets.
 //! - [`admin`]: the HTTP client of the admin API; [`cli`]: `krawl controlplane` and `krawl jobs`.
 
@@ -22,6 +24,7 @@ mod error;
 mod ratelimit;
 mod server;
 mod store;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +34,7 @@ pub use error::ApiError;
 pub use ratelimit::RateLimit;
 pub use server::{start, RunningServer};
 pub use store::{StoreError, PERMANENT_ERROR_CLASSES};
+pub use tokens::{BootstrapToken, LabelGrant, TokenOrigin, LEGACY_TOKEN_NAME};
 
 /// PEM files of the server certificate (chain, leaf first) and its private key.
 #[derive(Debug, Clone)]
@@ -49,8 +53,10 @@ pub struct ServerConfig {
     pub db_path: PathBuf,
     /// Bearer token of the job API (`/v1/jobs…`, `/v1/agents`, drain).
     pub admin_token: String,
-    /// Bearer token agents register with.
-    pub bootstrap_token: String,
+    /// The tokens agents register with, each granting the labels its agents may claim
+    /// ([`ServerConfig::new`] starts with the one token of `--bootstrap-token-file`, which grants
+    /// none).
+    pub bootstrap_tokens: Vec<BootstrapToken>,
     /// `None`: plain HTTP (loopback demos only).
     pub tls: Option<TlsFiles>,
     /// How long a poll is held open before answering 204.
@@ -70,7 +76,9 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// The defaults: loopback, 30 s polls, 60 s leases, 3 attempts, 16 MiB bodies, no limit,
-    /// finished jobs kept [`DEFAULT_RETENTION_DAYS`] days.
+    /// finished jobs kept [`DEFAULT_RETENTION_DAYS`] days; `bootstrap_token` is the single
+    /// token of `--bootstrap-token-file` (named [`LEGACY_TOKEN_NAME`], granting no labels): push
+    /// [`BootstrapToken::scoped`] tokens to [`ServerConfig::bootstrap_tokens`] for labelled agents.
     pub fn new(
         listen: SocketAddr,
         db_path: PathBuf,
@@ -81,7 +89,7 @@ impl ServerConfig {
             listen,
             db_path,
             admin_token,
-            bootstrap_token,
+            bootstrap_tokens: vec![BootstrapToken::single(bootstrap_token)],
             tls: None,
             poll_wait: Duration::from_secs(u64::from(krawl_protocol::DEFAULT_POLL_WAIT_SECS)),
             default_lease_ttl: Duration::from_secs(60),
@@ -99,7 +107,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("listen", &self.listen)
             .field("db_path", &self.db_path)
             .field("admin_token", &"<redacted>")
-            .field("bootstrap_token", &"<redacted>")
+            .field("bootstrap_tokens", &self.bootstrap_tokens)
             .field("tls", &self.tls)
             .field("poll_wait", &self.poll_wait)
             .field("default_lease_ttl", &self.default_lease_ttl)

@@ -25,7 +25,9 @@ use krawl_protocol::{
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::api::Grant;
 use crate::error::ApiError;
+use crate::tokens::{TokenOrigin, LEGACY_TOKEN_NAME};
 
 /// Error classes that no retry can fix: the job fails at once.
 pub const PERMANENT_ERROR_CLASSES: &[&str] = &[
@@ -103,6 +105,12 @@ CREATE TABLE chunks (
     // 2: agents are found by the hash of the token they present (authentication comes first).
     r#"
 CREATE INDEX agents_by_token ON agents(token_sha256);
+"#,
+    // 3: the bootstrap token each agent registered with (its labels are that token's grant), and
+    // registrations revoked because their token or grant is no longer configured.
+    r#"
+ALTER TABLE agents ADD COLUMN bootstrap_token TEXT; -- name; NULL: registered before names
+ALTER TABLE agents ADD COLUMN revoked TEXT;         -- why; NULL: the registration stands
 "#,
 ];
 
@@ -245,18 +253,21 @@ pub fn fmt_ts(ms: i64) -> String {
 // Agents
 // ------------------------------------------------------------------------------------------------
 
-/// Registers an agent under a new id; `token_sha256` is the hash of the token it was issued.
+/// Registers an agent under a new id; `token_sha256` is the hash of the token it was issued,
+/// `bootstrap_token` the name of the bootstrap token it registered with (whose grant its labels
+/// were checked against).
 pub fn register_agent(
     c: &mut Connection,
     req: &RegisterRequest,
     token_sha256: &str,
+    bootstrap_token: &str,
     now: i64,
 ) -> Result<String, ApiError> {
     let id = format!("agent-{}", uuid::Uuid::new_v4());
     c.execute(
         "INSERT INTO agents (id, name, version, capabilities, labels, max_concurrent_jobs,
-                             token_sha256, registered_at, last_seen_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                             token_sha256, registered_at, last_seen_at, bootstrap_token)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
         params![
             id,
             req.name,
@@ -265,10 +276,70 @@ pub fn register_agent(
             serde_json::to_string(&req.labels)?,
             req.max_concurrent_jobs,
             token_sha256,
-            now
+            now,
+            bootstrap_token
         ],
     )?;
     Ok(id)
+}
+
+/// An agent whose registration [`revoke_ungranted`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revoked {
+    pub agent_id: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// At start: revokes every registration whose labels the configured bootstrap tokens no longer
+/// grant (its token was removed or its grant narrowed; agents registered before tokens had names
+/// are checked against the `--bootstrap-token-file` token). A revoked agent's token stops
+/// working, so the agent registers again, under today's grants. Returns what was revoked.
+pub fn revoke_ungranted(c: &mut Connection, grants: &[Grant]) -> Result<Vec<Revoked>, ApiError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let agents: Vec<(String, String, String, Option<String>)> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, name, labels, bootstrap_token FROM agents WHERE revoked IS NULL",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut revoked = Vec::new();
+    for (agent_id, name, labels, token_name) in agents {
+        let labels: BTreeMap<String, String> = serde_json::from_str(&labels)?;
+        let shown = token_name.as_deref().unwrap_or(LEGACY_TOKEN_NAME);
+        let grant = match &token_name {
+            Some(n) => grants.iter().find(|g| &g.token.name == n),
+            None => grants
+                .iter()
+                .find(|g| g.token.origin == TokenOrigin::Single),
+        };
+        let reason = match grant {
+            None => format!("its bootstrap token `{shown}` is no longer configured"),
+            Some(g) => match g.token.check_claim(&labels) {
+                Ok(()) => continue,
+                Err(_) => format!(
+                    "its bootstrap token `{shown}` no longer grants the labels it claimed ({})",
+                    labels
+                        .keys()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        };
+        tx.execute(
+            "UPDATE agents SET revoked = ?2 WHERE id = ?1",
+            params![agent_id, reason],
+        )?;
+        revoked.push(Revoked {
+            agent_id,
+            name,
+            reason,
+        });
+    }
+    tx.commit()?;
+    Ok(revoked)
 }
 
 /// The agent whose token hashes to `token_sha256`; `None` when no agent holds it.
@@ -279,7 +350,7 @@ pub fn register_agent(
 pub fn agent_by_token(c: &mut Connection, token_sha256: &str) -> Result<Option<String>, ApiError> {
     let row: Option<(String, String)> = c
         .query_row(
-            "SELECT id, token_sha256 FROM agents WHERE token_sha256 = ?1",
+            "SELECT id, token_sha256 FROM agents WHERE token_sha256 = ?1 AND revoked IS NULL",
             params![token_sha256],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -351,8 +422,8 @@ pub fn request_drain(c: &mut Connection, agent_id: &str) -> Result<(), ApiError>
 pub fn list_agents(c: &mut Connection) -> Result<AgentList, ApiError> {
     let mut stmt = c.prepare(
         "SELECT id, name, version, capabilities, labels, registered_at, last_seen_at,
-                running_jobs, draining, drain_requested
-         FROM agents ORDER BY registered_at, id",
+                running_jobs, draining, drain_requested, bootstrap_token
+         FROM agents WHERE revoked IS NULL ORDER BY registered_at, id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -366,11 +437,13 @@ pub fn list_agents(c: &mut Connection) -> Result<AgentList, ApiError> {
             r.get::<_, u32>(7)?,
             r.get::<_, bool>(8)?,
             r.get::<_, bool>(9)?,
+            r.get::<_, Option<String>>(10)?,
         ))
     })?;
     let mut agents = Vec::new();
     for row in rows {
-        let (id, name, version, caps, labels, reg, seen, running, draining, drain_req) = row?;
+        let (id, name, version, caps, labels, reg, seen, running, draining, drain_req, token) =
+            row?;
         agents.push(AgentView {
             id,
             name,
@@ -381,6 +454,7 @@ pub fn list_agents(c: &mut Connection) -> Result<AgentList, ApiError> {
             last_seen_at: fmt_ts(seen),
             running_jobs: running,
             draining: draining || drain_req,
+            bootstrap_token: token,
         });
     }
     Ok(AgentList { agents })

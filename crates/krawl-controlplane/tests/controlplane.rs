@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use krawl_controlplane::admin::AdminClient;
-use krawl_controlplane::{start, RateLimit, TlsFiles};
+use krawl_controlplane::{start, BootstrapToken, RateLimit, TlsFiles};
 use krawl_protocol::chunk::{self, Encoding};
 use krawl_protocol::{paths, ChunkAck, ChunkList, JobHeartbeatResponse, JobState};
 use reqwest::StatusCode;
@@ -323,7 +323,7 @@ async fn a_job_is_leased_once_to_concurrent_pollers_and_routed_by_labels_and_kin
     // Labels: the job needs env=prod; kinds: the poll restricts kinds.
     let plain = cp.register("plain", json!({})).await;
     let prod = cp
-        .register("prod", json!({"env": "prod", "zone": "a"}))
+        .register_with(PROD, "prod", json!({"env": "prod", "zone": "a"}))
         .await;
     let job = cp
         .submit(json!({"kind": "kafka.preflight", "spec": {}, "labels": {"env": "prod"}}))
@@ -340,6 +340,169 @@ async fn a_job_is_leased_once_to_concurrent_pollers_and_routed_by_labels_and_kin
     assert_eq!(resp.status(), StatusCode::OK);
     let lease: krawl_protocol::JobLease = resp.json().await.unwrap();
     assert_eq!(lease.job_id, job.id);
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn bootstrap_tokens_bind_labels_so_a_dev_token_never_gets_prod_jobs() {
+    let cp = start_cp(|_| {}).await;
+
+    // The dev token cannot claim env=prod, nor a label key it does not grant.
+    let resp = cp.register_raw(DEV, "rogue", json!({"env": "prod"})).await;
+    let (status, code, msg) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    assert!(
+        msg.contains("token `dev`")
+            && msg.contains("label `env`")
+            && msg.contains("--bootstrap-tokens")
+            && !msg.contains(DEV),
+        "{msg}"
+    );
+    let resp = cp
+        .register_raw(DEV, "rogue", json!({"env": "dev", "zone": "eu"}))
+        .await;
+    let (status, _, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        msg.contains("label `zone`") && !msg.contains("`env`"),
+        "{msg}"
+    );
+
+    // The single token grants no labels: the refusal says what to write instead.
+    let resp = cp
+        .register_raw(BOOT, "legacy", json!({"env": "prod"}))
+        .await;
+    let (status, _, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        msg.contains("--bootstrap-token-file / KRAWL_CP_BOOTSTRAP_TOKEN")
+            && msg.contains("grants no labels")
+            && msg.contains("[[token]]\nname = \"prod\"\ntoken_file = \"/etc/krawl-cp/prod.token\"\nlabels = { env = \"prod\" }")
+            && msg.contains("--bootstrap-tokens FILE")
+            && !msg.contains(BOOT),
+        "{msg}"
+    );
+    let agents = AdminClient::new(&cp.base, ADMIN, None)
+        .unwrap()
+        .agents()
+        .await
+        .unwrap();
+    assert!(
+        agents.agents.is_empty(),
+        "refused agents are not registered"
+    );
+
+    // Within their grants: accepted ("*" is any value).
+    let dev = cp
+        .register_with(DEV, "dev", json!({"env": "dev", "team": "payments"}))
+        .await;
+    let prod = cp
+        .register_with(PROD, "prod", json!({"env": "prod", "zone": "eu"}))
+        .await;
+    let plain = cp.register("plain", json!({})).await;
+
+    // A heartbeat carrying labels changes nothing: labels are set at registration only.
+    let resp = cp
+        .http
+        .post(cp.url(&paths::agent_heartbeat(&dev.id)))
+        .bearer_auth(&dev.token)
+        .json(&json!({"running_jobs": 0, "labels": {"env": "prod"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // A prod job: the dev and plain agents never lease it; the prod agent does, and only it
+    // can heartbeat or complete it.
+    let job = cp
+        .submit(json!({"kind": "kafka.extract", "spec": {}, "labels": {"env": "prod"}}))
+        .await;
+    for _ in 0..2 {
+        assert!(cp.poll(&dev).await.is_none());
+        assert!(cp.poll(&plain).await.is_none());
+    }
+    let lease = cp.poll(&prod).await.unwrap();
+    assert_eq!(lease.job_id, job.id);
+    let resp = cp.job_heartbeat(&dev, &lease.job_id, lease.attempt).await;
+    assert_eq!(error_of(resp).await.0, StatusCode::NOT_FOUND);
+    let resp = cp.complete(&dev, &lease, succeeded(&[])).await;
+    assert_eq!(error_of(resp).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(cp.job(&job.id).await.state, JobState::Running);
+
+    // The admin API shows the token behind each agent, and the labels it holds.
+    let agents = AdminClient::new(&cp.base, ADMIN, None)
+        .unwrap()
+        .agents()
+        .await
+        .unwrap();
+    let shown: Vec<(String, Option<String>, Option<String>)> = agents
+        .agents
+        .iter()
+        .map(|a| {
+            (
+                a.name.clone(),
+                a.bootstrap_token.clone(),
+                a.labels.get("env").cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("dev".into(), Some("dev".into()), Some("dev".into())),
+            ("prod".into(), Some("prod".into()), Some("prod".into())),
+            (
+                "plain".into(),
+                Some(krawl_controlplane::LEGACY_TOKEN_NAME.into()),
+                None
+            ),
+        ]
+    );
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_revokes_agents_whose_token_no_longer_grants_their_labels() {
+    let cp = start_cp(|_| {}).await;
+    let prod = cp.register_with(PROD, "prod", json!({"env": "prod"})).await;
+    let dev = cp.register_with(DEV, "dev", json!({"env": "dev"})).await;
+    let plain = cp.register("plain", json!({})).await;
+    let kept = cp.register_with(DEV, "kept", json!({"team": "a"})).await;
+
+    // The prod token is removed; the dev token now grants team only.
+    let cp = cp
+        .restart(|c| {
+            c.bootstrap_tokens
+                .retain(|t| t.name != "prod" && t.name != "dev");
+            c.bootstrap_tokens
+                .push(BootstrapToken::scoped("dev", DEV, [("team", "*")]));
+        })
+        .await;
+    for gone in [&prod, &dev] {
+        let (status, _, msg) = error_of(cp.poll_raw(gone, &[]).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{msg}");
+        assert!(msg.contains("register again"), "{msg}");
+    }
+    assert!(cp.poll(&plain).await.is_none());
+    assert!(cp.poll(&kept).await.is_none());
+    let names: Vec<String> = AdminClient::new(&cp.base, ADMIN, None)
+        .unwrap()
+        .agents()
+        .await
+        .unwrap()
+        .agents
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["plain", "kept"]);
+    // Registering again goes by today's grants.
+    let resp = cp.register_raw(PROD, "prod", json!({"env": "prod"})).await;
+    assert_eq!(error_of(resp).await.0, StatusCode::UNAUTHORIZED);
+    let resp = cp.register_raw(DEV, "dev", json!({"env": "dev"})).await;
+    assert_eq!(error_of(resp).await.0, StatusCode::FORBIDDEN);
     cp.server.unwrap().shutdown().await;
 }
 

@@ -28,6 +28,7 @@ fn errors(codes: &[&str], error: &Value) -> Map<String, Value> {
         let description = match *code {
             "400" => "malformed request: a body or path parameter that does not parse (the message says which and why)",
             "401" => "missing or wrong token",
+            "403" => "the token is valid but does not allow this: at registration, a label the bootstrap token does not grant (the message names the token and the label and says what to change)",
             "404" => "unknown agent, job or attempt",
             "409" => "conflict: a different body for a stored chunk, or an attempt that no longer holds the lease",
             "413" => "body or decoded chunk over the size limit",
@@ -119,7 +120,7 @@ pub fn document() -> Value {
             "200",
             json_response("registered", reference::<RegisterResponse>(&mut gen)),
         ),
-        &["400", "401", "429", "503"],
+        &["400", "401", "403", "429", "503"],
         &error,
     );
     let mut poll = operation(
