@@ -18,9 +18,9 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use krawl_protocol::chunk::{self, Encoding};
 use krawl_protocol::{
-    paths, AgentHeartbeat, AgentHeartbeatResponse, CompleteRequest, CompleteResponse, JobHeartbeat,
-    PollRequest, RegisterRequest, RegisterResponse, SubmitJob, CHUNK_RECORDS_HEADER,
-    CHUNK_SHA256_HEADER, MAX_CHUNK_DECODED_BYTES,
+    paths, AgentHeartbeat, AgentHeartbeatResponse, CompleteRequest, CompleteResponse,
+    CompletionStatus, JobHeartbeat, PollRequest, RegisterRequest, RegisterResponse, SubmitJob,
+    CHUNK_RECORDS_HEADER, CHUNK_SHA256_HEADER, MAX_CHUNK_DECODED_BYTES,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -79,6 +79,8 @@ pub struct AppState {
     pub queue_changed: Arc<Notify>,
     /// Cancelled when the server shuts down: open polls answer 204 at once.
     pub shutdown: CancellationToken,
+    /// Test hook: called after each chunk a completion's verification has hashed.
+    pub verify_hook: Option<store::VerifyHook>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -577,9 +579,13 @@ async fn complete(
     st.require_attempt_holder(&headers, &job_id, attempt)
         .await?;
     let req: CompleteRequest = parse_json(&body, "complete request")?;
+    let verified = match req.status {
+        CompletionStatus::Succeeded => Some(verify(&st, &job_id, attempt, &req).await?),
+        _ => None,
+    };
     let done = st
         .store
-        .call(move |c| store::complete(c, &job_id, attempt, &req, now_ms()))
+        .call(move |c| store::complete(c, &job_id, attempt, &req, verified.as_ref(), now_ms()))
         .await?;
     if done.state == krawl_protocol::JobState::Queued {
         st.queue_changed.notify_waiters();
@@ -591,6 +597,36 @@ async fn complete(
         ))),
         None => Ok(Json(CompleteResponse { state: done.state }).into_response()),
     }
+}
+
+/// Checks a `succeeded` claim against the stored chunks without holding the store's lock for
+/// more than one chunk read at a time: a short read of the chunk list, then every chunk read,
+/// decoded and hashed on a blocking thread. [`store::complete`] then re-checks, in one short
+/// transaction, that the attempt is still live and its chunks unchanged.
+async fn verify(
+    st: &AppState,
+    job_id: &str,
+    attempt: u32,
+    req: &CompleteRequest,
+) -> Result<store::Verified, ApiError> {
+    let (j, r) = (job_id.to_string(), req.clone());
+    let (set, claim) = st
+        .store
+        .call(move |c| store::begin_verification(c, &j, attempt, &r, now_ms()))
+        .await?;
+    let verdict = match claim {
+        Err(reason) => Err(reason),
+        Ok(()) => {
+            let (store, hook, j) = (st.store.clone(), st.verify_hook.clone(), job_id.to_string());
+            let (chunks, sha256) = (req.chunks, req.sha256.clone());
+            tokio::task::spawn_blocking(move || {
+                store::verify_stream(&store, &j, attempt, chunks, &sha256, hook.as_ref())
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("stream verification task failed: {e}")))??
+        }
+    };
+    Ok(store::Verified { set, verdict })
 }
 
 // ------------------------------------------------------------------------------------------------

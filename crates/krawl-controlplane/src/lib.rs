@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use error::ApiError;
 pub use ratelimit::RateLimit;
 pub use server::{start, RunningServer};
-pub use store::{StoreError, PERMANENT_ERROR_CLASSES};
+pub use store::{StoreError, VerifyHook, PERMANENT_ERROR_CLASSES};
 pub use tokens::{BootstrapToken, LabelGrant, TokenOrigin, LEGACY_TOKEN_NAME};
 
 /// PEM files of the server certificate (chain, leaf first) and its private key.
@@ -72,6 +72,10 @@ pub struct ServerConfig {
     /// Finished jobs (and their stored results) older than this are deleted; `None`: kept
     /// forever.
     pub retention: Option<Duration>,
+    /// Test hook: called (job, attempt, seq) after each chunk a completion's verification has
+    /// decoded and hashed, without the store's lock held. Not for production use.
+    #[doc(hidden)]
+    pub verify_hook: Option<VerifyHook>,
 }
 
 impl ServerConfig {
@@ -97,6 +101,7 @@ impl ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             agent_rate_limit: None,
             retention: Some(Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400)),
+            verify_hook: None,
         }
     }
 }
@@ -115,6 +120,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("agent_rate_limit", &self.agent_rate_limit)
             .field("retention", &self.retention)
+            .field("verify_hook", &self.verify_hook)
             .finish()
     }
 }

@@ -127,6 +127,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         limiter: cfg.agent_rate_limit.map(|l| Arc::new(RateLimiter::new(l))),
         queue_changed: Arc::new(Notify::new()),
         shutdown: shutdown.clone(),
+        verify_hook: cfg.verify_hook.clone(),
     };
     let router = api::router(state.clone());
     let connections = TaskTracker::new();

@@ -4,7 +4,9 @@
 //! reads and then writes) and returns protocol types or an [`ApiError`]; the HTTP layer
 //! (`api.rs`) only authenticates, parses and calls them. The connection lives behind a mutex and
 //! every call runs on a blocking thread ([`Store::call`]), so two requests never interleave
-//! inside one transaction: leasing cannot hand a job to two agents.
+//! inside one transaction: leasing cannot hand a job to two agents. Nothing slow runs under
+//! that lock: a completion's stream verification ([`verify_stream`]) takes it for one chunk
+//! read at a time and decodes and hashes without it.
 //!
 //! Lifecycle of a job: `queued` → (`poll` leases it: attempt n, `running`) → `succeeded` |
 //! `failed` | `cancelled`, or back to `queued` when the attempt fails with a transient error,
@@ -164,6 +166,13 @@ impl Store {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Runs `f` with the connection, on the calling thread: for code already on a blocking
+    /// thread that takes the lock for one short step at a time (stream verification).
+    fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
     }
 
     /// Runs `f` with the connection on a blocking thread.
@@ -915,18 +924,136 @@ pub struct Completion {
     pub rejected: Option<String>,
 }
 
-/// Ends the attempt as the agent reports, and moves the job on.
-pub fn complete(
+/// The chunks an attempt holds, in brief: chunks are never changed or removed while the attempt
+/// runs, only added, so an equal count means the same set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSet {
+    pub count: u64,
+    pub records: u64,
+}
+
+fn chunk_set(c: &Connection, job_id: &str, attempt: u32) -> Result<ChunkSet, ApiError> {
+    Ok(c.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(records), 0) FROM chunks WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt],
+        |r| {
+            Ok(ChunkSet {
+                count: r.get(0)?,
+                records: r.get(1)?,
+            })
+        },
+    )?)
+}
+
+/// The outcome of verifying a `succeeded` claim outside the lock ([`begin_verification`], then
+/// [`verify_stream`]), for [`complete`] to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// The stored chunks the verification saw.
+    pub set: ChunkSet,
+    /// `Ok(compressed bytes)`, or why the claim does not match the stored chunks.
+    pub verdict: Result<u64, String>,
+}
+
+/// First step of a `succeeded` completion, one short read: the attempt must be live, and the
+/// claimed chunk count and record total must match the stored chunk list. Returns the chunk set
+/// and, when the claim already fails here, the refusal (no chunk then needs decoding).
+pub fn begin_verification(
     c: &mut Connection,
     job_id: &str,
     attempt: u32,
     req: &CompleteRequest,
     now: i64,
+) -> Result<(ChunkSet, Result<(), String>), ApiError> {
+    let tx = c.transaction()?;
+    live_attempt(&tx, job_id, attempt, now)?;
+    let stored: Vec<(u32, u64)> = {
+        let mut stmt = tx.prepare(
+            "SELECT seq, records FROM chunks WHERE job_id = ?1 AND attempt = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![job_id, attempt], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let set = ChunkSet {
+        count: stored.len() as u64,
+        records: stored.iter().map(|(_, r)| r).sum(),
+    };
+    Ok((set, check_claim(&stored, attempt, req)))
+}
+
+/// Called (job, attempt, seq) after each chunk a verification has hashed, without the database
+/// lock (tests pause verification here to prove that other requests are served meanwhile).
+#[derive(Clone)]
+pub struct VerifyHook(Arc<HookFn>);
+
+type HookFn = dyn Fn(&str, u32, u32) + Send + Sync;
+
+impl VerifyHook {
+    pub fn new(f: impl Fn(&str, u32, u32) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for VerifyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifyHook")
+    }
+}
+
+/// Second step, on a blocking thread: reads the chunks `0..chunks` one at a time (each read a
+/// short hold of the lock), decodes and hashes each without the lock, and compares the stream
+/// sha256 with the claim. `Ok(bytes)` is the compressed size.
+pub fn verify_stream(
+    store: &Store,
+    job_id: &str,
+    attempt: u32,
+    chunks: u32,
+    claimed_sha256: &str,
+    hook: Option<&VerifyHook>,
+) -> Result<Result<u64, String>, ApiError> {
+    let mut hash = StreamHash::default();
+    let mut bytes = 0u64;
+    for seq in 0..chunks {
+        let Some((encoding, body)) =
+            store.with_conn(|c| read_chunk_if_any(c, job_id, attempt, seq))?
+        else {
+            // Only a finished (then pruned) job loses chunks: `complete` finds the attempt over.
+            return Ok(Err(format!(
+                "chunk {seq} of attempt {attempt} disappeared while the completion was verified"
+            )));
+        };
+        bytes += body.len() as u64;
+        hash.update(&decode_stored(encoding, &body)?);
+        if let Some(hook) = hook {
+            (hook.0)(job_id, attempt, seq);
+        }
+    }
+    let actual = hash.hex();
+    if !actual.eq_ignore_ascii_case(claimed_sha256.trim()) {
+        return Ok(Err(format!(
+            "the completion claims stream sha256 {claimed_sha256} but the uploaded chunks, decoded in sequence order, hash to {actual}"
+        )));
+    }
+    Ok(Ok(bytes))
+}
+
+/// Ends the attempt as the agent reports, and moves the job on, in one short transaction.
+///
+/// A `succeeded` claim comes with what [`begin_verification`] and [`verify_stream`] found
+/// without holding the lock; here the attempt is checked to be still live and its chunk set
+/// unchanged (a chunk uploaded meanwhile is beyond the claim: the result is refused).
+pub fn complete(
+    c: &mut Connection,
+    job_id: &str,
+    attempt: u32,
+    req: &CompleteRequest,
+    verified: Option<&Verified>,
+    now: i64,
 ) -> Result<Completion, ApiError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     live_attempt(&tx, job_id, attempt, now)?;
     let completion = match req.status {
-        CompletionStatus::Succeeded => match verify_stream(&tx, job_id, attempt, req)? {
+        CompletionStatus::Succeeded => match succeeded_verdict(&tx, job_id, attempt, verified)? {
             Ok(bytes) => {
                 let summary = ResultSummary {
                     attempt,
@@ -1005,25 +1132,32 @@ pub fn complete(
     Ok(completion)
 }
 
-/// Checks a `succeeded` claim against the stored chunks: sequence numbers exactly
-/// `0..req.chunks`, the record total, and the sha256 of the decoded stream. `Ok(Ok(bytes))`
-/// gives the compressed size; `Ok(Err(reason))` a precise refusal.
-///
-/// Decoding every chunk under the database lock is simple and correct; a server with large
-/// results would hash the stream as chunks arrive instead.
-fn verify_stream(
+/// The verdict on a `succeeded` claim, as of now: what the verification found, unless the
+/// stored chunk set changed meanwhile.
+fn succeeded_verdict(
     c: &Connection,
     job_id: &str,
     attempt: u32,
-    req: &CompleteRequest,
+    verified: Option<&Verified>,
 ) -> Result<Result<u64, String>, ApiError> {
-    let stored: Vec<(u32, u64)> = {
-        let mut stmt = c.prepare(
-            "SELECT seq, records FROM chunks WHERE job_id = ?1 AND attempt = ?2 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![job_id, attempt], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
+    let Some(v) = verified else {
+        return Err(ApiError::internal(
+            "a succeeded completion reached the store unverified; this is a control-plane bug",
+        ));
     };
+    let now = chunk_set(c, job_id, attempt)?;
+    if now != v.set {
+        return Ok(Err(format!(
+            "chunks were uploaded while the completion was verified (attempt {attempt} held {} chunks, now {}): a completion must come after the last chunk",
+            v.set.count, now.count
+        )));
+    }
+    Ok(v.verdict.clone())
+}
+
+/// Checks a `succeeded` claim against the stored chunk list: sequence numbers exactly
+/// `0..req.chunks` and the record total. `Err(reason)` is a precise refusal.
+fn check_claim(stored: &[(u32, u64)], attempt: u32, req: &CompleteRequest) -> Result<(), String> {
     // `req.chunks` comes from the agent: count the missing sequence numbers from what is stored
     // (never materialise `0..req.chunks`, which may be 4 billion long) and name the first few.
     let present = stored.iter().filter(|(seq, _)| *seq < req.chunks).count();
@@ -1035,11 +1169,11 @@ fn verify_stream(
             .filter(|s| stored.binary_search_by_key(s, |(seq, _)| *seq).is_err())
             .take(LIST_SHOWN)
             .collect();
-        return Ok(Err(format!(
+        return Err(format!(
             "the completion claims {} chunks but chunk(s) {} of attempt {attempt} were never uploaded",
             req.chunks,
             list_u32(&shown, missing_count)
-        )));
+        ));
     }
     let extra: Vec<u32> = stored
         .iter()
@@ -1047,35 +1181,20 @@ fn verify_stream(
         .filter(|s| *s >= req.chunks)
         .collect();
     if !extra.is_empty() {
-        return Ok(Err(format!(
+        return Err(format!(
             "the completion claims {} chunks but chunk(s) {} were also uploaded",
             req.chunks,
             list_u32(&extra, extra.len())
-        )));
+        ));
     }
     let total: u64 = stored.iter().map(|(_, r)| r).sum();
     if total != req.records {
-        return Ok(Err(format!(
+        return Err(format!(
             "the completion claims {} records but the {} uploaded chunks hold {total}",
             req.records, req.chunks
-        )));
+        ));
     }
-    let mut hash = StreamHash::default();
-    let mut bytes = 0u64;
-    for seq in 0..req.chunks {
-        let (encoding, body) = read_chunk(c, job_id, attempt, seq)?;
-        bytes += body.len() as u64;
-        let decoded = decode_stored(encoding, &body)?;
-        hash.update(&decoded);
-    }
-    let actual = hash.hex();
-    if !actual.eq_ignore_ascii_case(req.sha256.trim()) {
-        return Ok(Err(format!(
-            "the completion claims stream sha256 {} but the uploaded chunks, decoded in sequence order, hash to {actual}",
-            req.sha256
-        )));
-    }
-    Ok(Ok(bytes))
+    Ok(())
 }
 
 /// How many sequence numbers a refusal names.
@@ -1263,6 +1382,28 @@ pub fn result_of(c: &mut Connection, job_id: &str) -> Result<ResultSummary, ApiE
     }
 }
 
+/// One stored chunk, if it is there: its encoding and compressed body.
+fn read_chunk_if_any(
+    c: &Connection,
+    job_id: &str,
+    attempt: u32,
+    seq: u32,
+) -> Result<Option<(Encoding, Vec<u8>)>, ApiError> {
+    let row: Option<(String, Vec<u8>)> = c
+        .query_row(
+            "SELECT encoding, body FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
+            params![job_id, attempt, seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(encoding, body)| {
+        Encoding::from_header(Some(&encoding))
+            .map(|e| (e, body))
+            .map_err(|e| ApiError::internal(format!("stored chunk encoding: {e}")))
+    })
+    .transpose()
+}
+
 /// One stored chunk: its encoding and compressed body.
 pub fn read_chunk(
     c: &Connection,
@@ -1270,21 +1411,11 @@ pub fn read_chunk(
     attempt: u32,
     seq: u32,
 ) -> Result<(Encoding, Vec<u8>), ApiError> {
-    let (encoding, body): (String, Vec<u8>) = c
-        .query_row(
-            "SELECT encoding, body FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
-            params![job_id, attempt, seq],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?
-        .ok_or_else(|| {
-            ApiError::internal(format!(
-                "chunk {seq} of attempt {attempt} of job {job_id} is missing from the database"
-            ))
-        })?;
-    let encoding = Encoding::from_header(Some(&encoding))
-        .map_err(|e| ApiError::internal(format!("stored chunk encoding: {e}")))?;
-    Ok((encoding, body))
+    read_chunk_if_any(c, job_id, attempt, seq)?.ok_or_else(|| {
+        ApiError::internal(format!(
+            "chunk {seq} of attempt {attempt} of job {job_id} is missing from the database"
+        ))
+    })
 }
 
 /// Decodes a chunk the server accepted earlier (so a failure is the server's fault).
@@ -1317,9 +1448,6 @@ mod tests {
 
     #[test]
     fn a_huge_chunk_claim_is_refused_without_listing_every_missing_seq() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("cp.db")).unwrap();
-        let c = store.conn.lock().unwrap();
         let req = CompleteRequest {
             status: CompletionStatus::Succeeded,
             chunks: u32::MAX,
@@ -1327,7 +1455,7 @@ mod tests {
             sha256: String::new(),
             error: None,
         };
-        let reason = verify_stream(&c, "job-x", 1, &req).unwrap().unwrap_err();
+        let reason = check_claim(&[], 1, &req).unwrap_err();
         assert!(reason.contains("0, 1, 2"), "{reason}");
         assert!(
             reason.contains(&format!("and {} more", u64::from(u32::MAX) - 20)),

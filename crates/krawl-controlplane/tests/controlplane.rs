@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use krawl_controlplane::admin::AdminClient;
-use krawl_controlplane::{start, BootstrapToken, RateLimit, TlsFiles};
+use krawl_controlplane::{start, BootstrapToken, RateLimit, TlsFiles, VerifyHook};
 use krawl_protocol::chunk::{self, Encoding};
 use krawl_protocol::{paths, ChunkAck, ChunkList, JobHeartbeatResponse, JobState};
 use reqwest::StatusCode;
@@ -717,6 +717,206 @@ async fn complete_verifies_chunks_records_and_stream_sha_then_results_equal_the_
     let resp = cp.results(&job.id).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await.unwrap().to_vec(), parts.concat());
+    cp.server.unwrap().shutdown().await;
+}
+
+/// Pauses every completion's stream verification after its first chunk until the test lets
+/// it go on: the verification is then midway, with the store's lock not held.
+struct Gate {
+    paused: std::sync::Mutex<std::sync::mpsc::Receiver<u32>>,
+    resume: std::sync::mpsc::Sender<()>,
+}
+
+impl Gate {
+    fn hook() -> (Gate, VerifyHook) {
+        let (paused_tx, paused_rx) = std::sync::mpsc::channel();
+        let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+        let resume_rx = std::sync::Mutex::new(resume_rx);
+        let hook = VerifyHook::new(move |_job, _attempt, seq| {
+            if seq == 0 {
+                let _ = paused_tx.send(seq);
+                let _ = resume_rx.lock().unwrap().recv();
+            }
+        });
+        (
+            Gate {
+                paused: std::sync::Mutex::new(paused_rx),
+                resume: resume_tx,
+            },
+            hook,
+        )
+    }
+
+    /// Waits until a verification is paused after chunk 0.
+    async fn wait_paused(self: &std::sync::Arc<Self>) {
+        let gate = std::sync::Arc::clone(self);
+        let seq = tokio::task::spawn_blocking(move || gate.paused.lock().unwrap().recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seq, 0);
+    }
+
+    fn resume(&self) {
+        self.resume.send(()).unwrap();
+    }
+}
+
+/// Awaits a request that must not wait for the paused verification. With the lock held by the
+/// verification it would never complete: the timeout only turns that deadlock into a failure.
+async fn served<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("{what} waited for the paused verification: it holds the store's lock")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_verifies_the_stream_outside_the_store_lock() {
+    let (gate, hook) = Gate::hook();
+    let gate = std::sync::Arc::new(gate);
+    let cp = start_cp(|c| c.verify_hook = Some(hook)).await;
+    let a = cp.register("a", json!({})).await;
+    let b = cp.register("b", json!({})).await;
+    let big = cp.submit(extract_job()).await;
+    let lease = cp.poll(&a).await.unwrap();
+    let other = cp.submit(extract_job()).await;
+    let other_lease = cp.poll(&b).await.unwrap();
+    assert_eq!(other_lease.job_id, other.id);
+    let parts = [ndjson(3, "p0"), ndjson(4, "p1"), ndjson(5, "p2")];
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(
+            cp.put_chunk(&a, &lease, i as u32, p).await.status(),
+            StatusCode::OK
+        );
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+
+    // Attempt 1 completes; its verification stops after chunk 0 of 3.
+    let completing = {
+        let (http, url, token, body) = (
+            cp.http.clone(),
+            cp.url(&paths::complete(&lease.job_id, lease.attempt)),
+            a.token.clone(),
+            succeeded(&refs),
+        );
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    gate.wait_paused().await;
+
+    // Meanwhile every kind of request is served: another agent's heartbeat and chunk, a poll,
+    // the job API reading and writing.
+    let resp = served("a job heartbeat", cp.job_heartbeat(&b, &other.id, 1)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = served(
+        "a chunk upload",
+        cp.put_chunk(&b, &other_lease, 0, &ndjson(2, "b")),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    served("a poll", cp.poll(&b)).await;
+    let view = served("a job view", cp.job(&big.id)).await;
+    assert_eq!(
+        view.state,
+        JobState::Running,
+        "not completed while verifying"
+    );
+    served("a submission", cp.submit(extract_job())).await;
+
+    gate.resume();
+    let resp = completing.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let view = cp.job(&big.id).await;
+    assert_eq!(view.state, JobState::Succeeded);
+    assert_eq!(view.result.unwrap().records, 12);
+    assert_eq!(
+        cp.results(&big.id).await.bytes().await.unwrap().to_vec(),
+        parts.concat()
+    );
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_rechecks_the_attempt_and_its_chunks_after_verifying() {
+    let (gate, hook) = Gate::hook();
+    let gate = std::sync::Arc::new(gate);
+    let cp = start_cp(|c| c.verify_hook = Some(hook)).await;
+    let a = cp.register("a", json!({})).await;
+    let job = cp
+        .submit(json!({"kind": "kafka.extract", "spec": {}, "max_attempts": 5}))
+        .await;
+    let parts = [ndjson(2, "x0"), ndjson(2, "x1")];
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    let spawn_complete = |lease: &krawl_protocol::JobLease, body: serde_json::Value| {
+        let (http, url, token) = (
+            cp.http.clone(),
+            cp.url(&paths::complete(&lease.job_id, lease.attempt)),
+            a.token.clone(),
+        );
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+
+    // A chunk uploaded while the completion is verified: the result is refused.
+    let lease = cp.poll(&a).await.unwrap();
+    for (i, p) in parts.iter().enumerate() {
+        cp.put_chunk(&a, &lease, i as u32, p).await;
+    }
+    let completing = spawn_complete(&lease, succeeded(&refs));
+    gate.wait_paused().await;
+    assert_eq!(
+        cp.put_chunk(&a, &lease, 2, &ndjson(1, "late"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    gate.resume();
+    let (status, _, msg) = error_of(completing.await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        msg.contains("uploaded while the completion was verified"),
+        "{msg}"
+    );
+    assert_eq!(cp.job(&job.id).await.attempts[0].state, "failed");
+
+    // The attempt ended meanwhile (here: the agent reported a failure): lease_lost, and the
+    // failure stands.
+    let lease = cp.poll(&a).await.unwrap();
+    assert_eq!(lease.attempt, 2);
+    for (i, p) in parts.iter().enumerate() {
+        cp.put_chunk(&a, &lease, i as u32, p).await;
+    }
+    let completing = spawn_complete(&lease, succeeded(&refs));
+    gate.wait_paused().await;
+    let failed = json!({"status": "failed", "chunks": 0, "records": 0, "sha256": "",
+                        "error": {"class": "timeout", "message": "slow"}});
+    assert_eq!(
+        cp.complete(&a, &lease, failed).await.status(),
+        StatusCode::OK
+    );
+    gate.resume();
+    let (status, code, _) = error_of(completing.await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "lease_lost")
+    );
+    let view = cp.job(&job.id).await;
+    assert_eq!(view.attempts[1].state, "failed");
+    assert_eq!(view.state, JobState::Queued);
     cp.server.unwrap().shutdown().await;
 }
 
