@@ -51,6 +51,8 @@ pub struct ControlPlaneOpts {
     /// Label-scoped bootstrap tokens, written to a tokens file (`--bootstrap-tokens`) next to
     /// the single [`BOOTSTRAP_TOKEN`], which grants no labels.
     pub bootstrap_tokens: Vec<ScopedToken>,
+    /// `--max-attempt-chunks`.
+    pub max_attempt_chunks: Option<u32>,
 }
 
 /// One `[[token]]` of the control plane's tokens file.
@@ -155,6 +157,9 @@ impl ControlPlane {
         }
         if !self.opts.bootstrap_tokens.is_empty() {
             cmd.arg("--bootstrap-tokens").arg(self.write_tokens_file()?);
+        }
+        if let Some(n) = self.opts.max_attempt_chunks {
+            cmd.arg("--max-attempt-chunks").arg(n.to_string());
         }
         Ok(cmd)
     }

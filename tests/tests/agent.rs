@@ -495,6 +495,55 @@ async fn label_scoped_bootstrap_tokens_keep_prod_jobs_on_prod_agents() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_the_attempt_quota_fails_the_job_once_and_the_agent_keeps_serving() {
+    let broker = Noida::start().unwrap();
+    krawl_tests::create_topics(&broker.bootstrap(), "quota", 4, 1).unwrap();
+    let cp = ControlPlane::start_with(ControlPlaneOpts {
+        poll_wait_secs: Some(2),
+        max_attempt_chunks: Some(2),
+        ..ControlPlaneOpts::default()
+    })
+    .unwrap();
+    let agent = Agent::start(
+        &cp,
+        AgentOpts {
+            chunk_max_records: Some(1),
+            ..AgentOpts::default()
+        },
+    )
+    .unwrap();
+
+    // Four topics, one record a chunk: the third chunk is refused (413). The agent stops
+    // uploading at once and reports the failure; the job is not retried.
+    let id = cp
+        .submit("kafka.list_topics", kafka_spec(&broker.bootstrap()))
+        .await;
+    let view = cp.wait_terminal(&id, Some(&agent)).await;
+    assert_eq!(view.state, JobState::Failed, "{view:?}");
+    assert_eq!(view.attempts.len(), 1, "retried: {view:?}");
+    let err = view.error.unwrap();
+    assert!(
+        err.message.contains("--max-attempt-chunks 2") && err.message.contains("not retried"),
+        "{err:?}"
+    );
+    assert_eq!(
+        cp.output().matches("\"status\":413").count(),
+        1,
+        "the refused chunk was sent again:\n{}",
+        cp.output()
+    );
+
+    // A job whose result fits (one record) still runs on the same agent.
+    let id = cp
+        .submit("kafka.test_connection", kafka_spec(&broker.bootstrap()))
+        .await;
+    assert_eq!(
+        cp.wait_terminal(&id, Some(&agent)).await.state,
+        JobState::Succeeded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kafka_password_is_resolved_per_job_and_printed_nowhere() {
     let broker = Noida::start().unwrap();
     let cp = ControlPlane::start().unwrap();

@@ -74,6 +74,8 @@ pub struct AppState {
     pub poll_wait: Duration,
     pub defaults: JobDefaults,
     pub max_body_bytes: usize,
+    /// Chunks and stored bytes one attempt may upload.
+    pub quota: store::Quota,
     pub limiter: Option<Arc<RateLimiter>>,
     /// Woken when a job becomes leasable (submitted or re-queued).
     pub queue_changed: Arc<Notify>,
@@ -466,9 +468,9 @@ async fn put_chunk(
 ) -> Result<Response, ApiError> {
     st.require_attempt_holder(&headers, &job_id, attempt)
         .await?;
-    let (j, n) = (job_id.clone(), attempt);
+    let (j, n, len, quota) = (job_id.clone(), attempt, body.len() as u64, st.quota);
     st.store
-        .call(move |c| store::check_live(c, &j, n, now_ms()))
+        .call(move |c| store::check_live(c, &j, n, seq, len, quota, now_ms()))
         .await?;
 
     let encoding = Encoding::from_header(header_str(&headers, header::CONTENT_ENCODING.as_str())?)
@@ -503,7 +505,7 @@ async fn put_chunk(
             .map_err(|e| ApiError::internal(format!("chunk verification task failed: {e}")))??;
     let ack = st
         .store
-        .call(move |c| store::put_chunk(c, &job_id, attempt, &chunk, now_ms()))
+        .call(move |c| store::put_chunk(c, &job_id, attempt, &chunk, quota, now_ms()))
         .await?;
     Ok(Json(ack).into_response())
 }

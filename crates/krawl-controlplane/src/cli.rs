@@ -70,6 +70,16 @@ pub struct ServeArgs {
     /// Largest request body in MiB (a compressed chunk).
     #[arg(long, default_value_t = 16)]
     pub max_body_mib: usize,
+    /// Most result chunks one job attempt may store; past it a chunk is refused (413) and the
+    /// job fails without a retry.
+    #[arg(long, default_value_t = crate::DEFAULT_MAX_ATTEMPT_CHUNKS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempt_chunks: u32,
+    /// Most compressed result bytes one job attempt may store: a number of bytes, or with a
+    /// unit (KiB, MiB, GiB, TiB); past it a chunk is refused (413) and the job fails without a
+    /// retry.
+    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+    pub max_attempt_bytes: u64,
     /// Per-agent request limit: RATE or RATE/BURST requests per second (e.g. 20/40).
     #[arg(long)]
     pub agent_rate_limit: Option<RateLimit>,
@@ -263,12 +273,43 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     cfg.default_lease_ttl = Duration::from_secs(args.lease_ttl_secs);
     cfg.default_max_attempts = args.max_attempts;
     cfg.max_body_bytes = args.max_body_mib.saturating_mul(1024 * 1024).max(1024);
+    cfg.max_attempt_chunks = args.max_attempt_chunks;
+    cfg.max_attempt_bytes = args.max_attempt_bytes;
     cfg.agent_rate_limit = args.agent_rate_limit;
     cfg.retention = match args.retention_days {
         0 => None,
         days => Some(Duration::from_secs(days.saturating_mul(86_400))),
     };
     Ok(cfg)
+}
+
+/// A size: whole bytes, or a whole number with a binary unit (`512MiB`, `4 GiB`).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{s:?} is not a size: give bytes, or a number with KiB, MiB, GiB or TiB")
+    })?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use KiB, MiB, GiB or TiB (powers of 1024)"
+            ))
+        }
+    };
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes == 0 {
+        return Err("the size must be at least 1 byte".to_string());
+    }
+    Ok(bytes)
 }
 
 /// A token from `file` (trimmed), else from the environment variable `env`.
@@ -786,6 +827,50 @@ mod tests {
         let err = cfg(&[&tokens]).unwrap_err();
         assert!(err.contains("`dev` is the admin token"), "{err}");
         assert!(!format!("{both:?}").contains("dev-token"));
+    }
+
+    #[test]
+    fn attempt_quotas_default_and_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, boot) = (dir.path().join("admin"), dir.path().join("boot"));
+        std::fs::write(&admin, "admin-token").unwrap();
+        std::fs::write(&boot, "bootstrap-token").unwrap();
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "krawl",
+                "controlplane",
+                "--admin-token-file",
+                admin.to_str().unwrap(),
+                "--bootstrap-token-file",
+                boot.to_str().unwrap(),
+            ];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| {
+                let Top::Controlplane(a) = cli.cmd else {
+                    panic!()
+                };
+                server_config(&a).unwrap()
+            })
+        };
+        let cfg = parse(&[]).unwrap();
+        assert_eq!(cfg.max_attempt_chunks, 100_000);
+        assert_eq!(cfg.max_attempt_bytes, 4 * 1024 * 1024 * 1024);
+        let cfg = parse(&["--max-attempt-chunks", "7", "--max-attempt-bytes", "512MiB"]).unwrap();
+        assert_eq!(
+            (cfg.max_attempt_chunks, cfg.max_attempt_bytes),
+            (7, 512 << 20)
+        );
+        assert!(parse(&["--max-attempt-chunks", "0"]).is_err());
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size(" 4 GiB "), Ok(4 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("4GB")
+            .unwrap_err()
+            .contains("KiB, MiB, GiB or TiB"));
+        assert!(parse_size("99999999999TiB")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("lots").is_err());
     }
 
     #[test]

@@ -43,6 +43,17 @@ pub struct TlsFiles {
     pub key_pem: PathBuf,
 }
 
+/// Chunks one attempt may store by default (`--max-attempt-chunks`). The agent cuts a chunk at
+/// 5,000 records or 4 MiB of NDJSON, so this is 400 GB of NDJSON or 500 million records: the
+/// byte quota binds first; this one bounds the rows a rogue agent can add with tiny chunks.
+pub const DEFAULT_MAX_ATTEMPT_CHUNKS: u32 = 100_000;
+
+/// Compressed bytes one attempt may store by default (`--max-attempt-bytes`, 4 GiB). Measured:
+/// a `topic` record is about 4.3 KB of NDJSON (noida, 3 partitions, 34 configs), so 4 GiB holds
+/// the records of about a million topics even uncompressed, and the agent sends zstd; one rogue
+/// attempt still cannot fill the control plane's disk.
+pub const DEFAULT_MAX_ATTEMPT_BYTES: u64 = 4 << 30;
+
 /// Days a finished job and its results are kept by default (`--retention-days`).
 pub const DEFAULT_RETENTION_DAYS: u64 = 30;
 
@@ -67,6 +78,11 @@ pub struct ServerConfig {
     pub default_max_attempts: u32,
     /// Largest request body (a compressed chunk, a JSON document).
     pub max_body_bytes: usize,
+    /// Most chunks one attempt may store (`--max-attempt-chunks`); past it a chunk is refused
+    /// with 413 and the job is not retried.
+    pub max_attempt_chunks: u32,
+    /// Most compressed bytes one attempt may store (`--max-attempt-bytes`).
+    pub max_attempt_bytes: u64,
     /// Per-agent request rate; `None`: unlimited.
     pub agent_rate_limit: Option<RateLimit>,
     /// Finished jobs (and their stored results) older than this are deleted; `None`: kept
@@ -79,7 +95,9 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// The defaults: loopback, 30 s polls, 60 s leases, 3 attempts, 16 MiB bodies, no limit,
+    /// The defaults: loopback, 30 s polls, 60 s leases, 3 attempts, 16 MiB bodies, per-attempt
+    /// quotas of [`DEFAULT_MAX_ATTEMPT_CHUNKS`] chunks and [`DEFAULT_MAX_ATTEMPT_BYTES`], no rate
+    /// limit,
     /// finished jobs kept [`DEFAULT_RETENTION_DAYS`] days; `bootstrap_token` is the single
     /// token of `--bootstrap-token-file` (named [`LEGACY_TOKEN_NAME`], granting no labels): push
     /// [`BootstrapToken::scoped`] tokens to [`ServerConfig::bootstrap_tokens`] for labelled agents.
@@ -99,6 +117,8 @@ impl ServerConfig {
             default_lease_ttl: Duration::from_secs(60),
             default_max_attempts: 3,
             max_body_bytes: 16 * 1024 * 1024,
+            max_attempt_chunks: DEFAULT_MAX_ATTEMPT_CHUNKS,
+            max_attempt_bytes: DEFAULT_MAX_ATTEMPT_BYTES,
             agent_rate_limit: None,
             retention: Some(Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400)),
             verify_hook: None,
@@ -118,6 +138,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("default_lease_ttl", &self.default_lease_ttl)
             .field("default_max_attempts", &self.default_max_attempts)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_attempt_chunks", &self.max_attempt_chunks)
+            .field("max_attempt_bytes", &self.max_attempt_bytes)
             .field("agent_rate_limit", &self.agent_rate_limit)
             .field("retention", &self.retention)
             .field("verify_hook", &self.verify_hook)

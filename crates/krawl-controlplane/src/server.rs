@@ -124,6 +124,10 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                 .max(1),
         },
         max_body_bytes: cfg.max_body_bytes,
+        quota: store::Quota {
+            max_chunks: cfg.max_attempt_chunks.max(1),
+            max_bytes: cfg.max_attempt_bytes.max(1),
+        },
         limiter: cfg.agent_rate_limit.map(|l| Arc::new(RateLimiter::new(l))),
         queue_changed: Arc::new(Notify::new()),
         shutdown: shutdown.clone(),

@@ -114,6 +114,15 @@ CREATE INDEX agents_by_token ON agents(token_sha256);
 ALTER TABLE agents ADD COLUMN bootstrap_token TEXT; -- name; NULL: registered before names
 ALTER TABLE agents ADD COLUMN revoked TEXT;         -- why; NULL: the registration stands
 "#,
+    // 4: per-attempt quotas: stored (compressed) bytes, and why a chunk was refused over a quota
+    // (such an attempt's job is not retried).
+    r#"
+ALTER TABLE attempts ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN over_quota TEXT;
+UPDATE attempts SET bytes = (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM chunks c
+                             WHERE c.job_id = attempts.job_id AND c.attempt = attempts.attempt)
+ WHERE state = 'running';
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -828,26 +837,117 @@ pub struct VerifiedChunk {
     pub body: Vec<u8>,
 }
 
-/// Checks the attempt's lease without changing anything (to fail fast before decoding a chunk).
+/// What one attempt may store: chunks and compressed bytes (`--max-attempt-chunks`,
+/// `--max-attempt-bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub max_chunks: u32,
+    pub max_bytes: u64,
+}
+
+/// Why storing chunk `seq` (`len` compressed bytes) would take the attempt past its quota;
+/// `None` when it fits, or when `seq` is already stored (a repeat is answered as a duplicate or
+/// a conflict, never counted twice).
+fn over_quota(
+    c: &Connection,
+    job_id: &str,
+    attempt: u32,
+    seq: u32,
+    len: u64,
+    quota: Quota,
+) -> Result<Option<String>, ApiError> {
+    let stored: bool = c
+        .query_row(
+            "SELECT 1 FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
+            params![job_id, attempt, seq],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if stored {
+        return Ok(None);
+    }
+    let (chunks, bytes): (u64, u64) = c.query_row(
+        "SELECT chunks, bytes FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let what_to_do = "this job's result is more than the control plane accepts from one attempt, \
+         so the job fails without a retry; raise the limit, or narrow the job (its extract filters)";
+    if chunks >= u64::from(quota.max_chunks) {
+        return Ok(Some(format!(
+            "chunk {seq} refused: attempt {attempt} of job {job_id} already holds {chunks} chunks, \
+             the most one attempt may store (--max-attempt-chunks {} on the control plane); {what_to_do}",
+            quota.max_chunks
+        )));
+    }
+    if bytes.saturating_add(len) > quota.max_bytes {
+        return Ok(Some(format!(
+            "chunk {seq} refused: its {len} bytes would take attempt {attempt} of job {job_id} to \
+             {} stored bytes, over the limit of {} bytes per attempt (--max-attempt-bytes on the \
+             control plane); {what_to_do}",
+            bytes.saturating_add(len),
+            quota.max_bytes
+        )));
+    }
+    Ok(None)
+}
+
+/// Records that the attempt went over its quota (its job is then not retried) and returns the
+/// 413 to answer.
+fn refuse_over_quota(
+    c: &Connection,
+    job_id: &str,
+    attempt: u32,
+    reason: String,
+) -> Result<ApiError, ApiError> {
+    c.execute(
+        "UPDATE attempts SET over_quota = ?3 WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt, reason],
+    )?;
+    tracing::warn!(job_id, attempt, reason = %reason, "chunk refused over the attempt's quota");
+    Ok(ApiError::too_large(reason))
+}
+
+/// Checks the attempt's lease and quota before a chunk of `len` bytes is decoded (to fail fast);
+/// changes nothing but the record of a quota refusal.
 pub fn check_live(
     c: &mut Connection,
     job_id: &str,
     attempt: u32,
+    seq: u32,
+    len: u64,
+    quota: Quota,
     now: i64,
 ) -> Result<(), ApiError> {
-    live_attempt(c, job_id, attempt, now).map(|_| ())
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    live_attempt(&tx, job_id, attempt, now)?;
+    if let Some(reason) = over_quota(&tx, job_id, attempt, seq, len, quota)? {
+        let refusal = refuse_over_quota(&tx, job_id, attempt, reason)?;
+        tx.commit()?;
+        return Err(refusal);
+    }
+    Ok(())
 }
 
-/// Stores a chunk once; the same sha256 again is a duplicate, a different one a conflict.
+/// Stores a chunk once; the same sha256 again is a duplicate, a different one a conflict; a new
+/// chunk past the attempt's [`Quota`] is refused (413).
 pub fn put_chunk(
     c: &mut Connection,
     job_id: &str,
     attempt: u32,
     chunk: &VerifiedChunk,
+    quota: Quota,
     now: i64,
 ) -> Result<ChunkAck, ApiError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     live_attempt(&tx, job_id, attempt, now)?;
+    let len = chunk.body.len() as u64;
+    if let Some(reason) = over_quota(&tx, job_id, attempt, chunk.seq, len, quota)? {
+        let refusal = refuse_over_quota(&tx, job_id, attempt, reason)?;
+        tx.commit()?;
+        return Err(refusal);
+    }
     let stored: Option<String> = tx
         .query_row(
             "SELECT sha256 FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
@@ -882,9 +982,9 @@ pub fn put_chunk(
         ],
     )?;
     tx.execute(
-        "UPDATE attempts SET chunks = chunks + 1, records = records + ?3
+        "UPDATE attempts SET chunks = chunks + 1, records = records + ?3, bytes = bytes + ?4
          WHERE job_id = ?1 AND attempt = ?2",
-        params![job_id, attempt, chunk.records],
+        params![job_id, attempt, chunk.records, len],
     )?;
     tx.commit()?;
     tracing::debug!(
@@ -1079,7 +1179,7 @@ pub fn complete(
                     message: format!("the control plane refused the result: {reason}"),
                 };
                 end_attempt(&tx, job_id, attempt, "failed", Some(&error), now)?;
-                let state = requeue_or_fail(&tx, job_id, &error, now)?;
+                let state = requeue_or_fail(&tx, job_id, attempt, &error, now)?;
                 Completion {
                     state,
                     rejected: Some(reason),
@@ -1095,7 +1195,7 @@ pub fn complete(
             let state = if PERMANENT_ERROR_CLASSES.contains(&error.class.as_str()) {
                 fail_job(&tx, job_id, &error, now)?
             } else {
-                requeue_or_fail(&tx, job_id, &error, now)?
+                requeue_or_fail(&tx, job_id, attempt, &error, now)?
             };
             Completion {
                 state,
@@ -1105,7 +1205,7 @@ pub fn complete(
         CompletionStatus::Interrupted => {
             end_attempt(&tx, job_id, attempt, "interrupted", req.error.as_ref(), now)?;
             // An interruption is not the job's fault: it does not use up an attempt.
-            let state = requeue(&tx, job_id, now)?;
+            let state = requeue(&tx, job_id, attempt, now)?;
             Completion {
                 state,
                 rejected: None,
@@ -1258,8 +1358,21 @@ fn fail_job(
     Ok(JobState::Failed)
 }
 
-/// Back to the queue, unless an admin cancelled the job meanwhile.
-fn requeue(c: &Connection, job_id: &str, now: i64) -> Result<JobState, ApiError> {
+/// Why `attempt` may not be retried: a chunk of it was refused over its quota (a new attempt
+/// would produce as much).
+fn quota_spent(c: &Connection, job_id: &str, attempt: u32) -> Result<Option<String>, ApiError> {
+    Ok(c.query_row(
+        "SELECT over_quota FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .optional()?
+    .flatten())
+}
+
+/// Back to the queue, unless an admin cancelled the job meanwhile or the attempt went over its
+/// quota (then the job fails).
+fn requeue(c: &Connection, job_id: &str, attempt: u32, now: i64) -> Result<JobState, ApiError> {
     let cancel: bool = c.query_row(
         "SELECT cancel_requested FROM jobs WHERE id = ?1",
         params![job_id],
@@ -1268,18 +1381,33 @@ fn requeue(c: &Connection, job_id: &str, now: i64) -> Result<JobState, ApiError>
     if cancel {
         return set_state(c, job_id, JobState::Cancelled, now);
     }
+    if let Some(reason) = quota_spent(c, job_id, attempt)? {
+        let error = JobError {
+            class: "output".to_string(),
+            message: format!("not retried: {reason}"),
+        };
+        return fail_job(c, job_id, &error, now);
+    }
     tracing::info!(job_id, "job re-queued");
     set_state(c, job_id, JobState::Queued, now)
 }
 
 /// After a failed or expired attempt: re-queue while fewer than `max_attempts` attempts have
-/// failed, else fail the job with `error`.
+/// failed, else fail the job with `error`; an attempt over its quota fails the job at once.
 fn requeue_or_fail(
     c: &Connection,
     job_id: &str,
+    attempt: u32,
     error: &JobError,
     now: i64,
 ) -> Result<JobState, ApiError> {
+    if let Some(reason) = quota_spent(c, job_id, attempt)? {
+        let error = JobError {
+            class: error.class.clone(),
+            message: format!("{}; not retried: {reason}", error.message),
+        };
+        return fail_job(c, job_id, &error, now);
+    }
     let (failures, max): (u32, u32) = c.query_row(
         "SELECT (SELECT COUNT(*) FROM attempts WHERE job_id = ?1 AND state IN ('failed', 'expired')),
                 max_attempts
@@ -1288,7 +1416,7 @@ fn requeue_or_fail(
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if failures < max {
-        requeue(c, job_id, now)
+        requeue(c, job_id, attempt, now)
     } else {
         let error = JobError {
             class: error.class.clone(),
@@ -1325,7 +1453,7 @@ pub fn reap_expired(c: &mut Connection, now: i64) -> Result<usize, ApiError> {
             ),
         };
         end_attempt(&tx, &job_id, attempt, "expired", Some(&error), now)?;
-        let state = requeue_or_fail(&tx, &job_id, &error, now)?;
+        let state = requeue_or_fail(&tx, &job_id, attempt, &error, now)?;
         tracing::warn!(%job_id, %agent_id, attempt, state = state.as_str(), "lease expired");
         if state == JobState::Queued {
             requeued += 1;
@@ -1461,6 +1589,38 @@ mod tests {
             reason.contains(&format!("and {} more", u64::from(u32::MAX) - 20)),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn migration_4_counts_the_bytes_running_attempts_already_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.db");
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agents (id, name, version, capabilities, labels, max_concurrent_jobs,
+                                 token_sha256, registered_at, last_seen_at)
+             VALUES ('a', 'a', 'v', '[]', '{}', 1, 'h', 0, 0);
+             INSERT INTO jobs (id, kind, spec, labels, state, max_attempts, lease_ttl_secs,
+                               current_attempt, created_at, updated_at)
+             VALUES ('j', 'k', '{}', '{}', 'running', 3, 60, 1, 0, 0);
+             INSERT INTO attempts (job_id, attempt, agent_id, state, started_at, lease_expires_at,
+                                   chunks, records)
+             VALUES ('j', 1, 'a', 'running', 0, 0, 2, 2);
+             INSERT INTO chunks VALUES ('j', 1, 0, 's', 1, 'identity', x'0102030405', 0);
+             INSERT INTO chunks VALUES ('j', 1, 1, 's', 1, 'identity', x'0607', 0);
+             ALTER TABLE attempts DROP COLUMN bytes;
+             ALTER TABLE attempts DROP COLUMN over_quota;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let bytes: u64 = conn
+            .query_row("SELECT bytes FROM attempts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(bytes, 7);
     }
 
     #[test]

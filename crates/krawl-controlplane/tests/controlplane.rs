@@ -921,6 +921,128 @@ async fn a_completion_rechecks_the_attempt_and_its_chunks_after_verifying() {
 }
 
 #[tokio::test]
+async fn per_attempt_quotas_refuse_chunks_with_413_and_the_attempt_still_ends_cleanly() {
+    let part = ndjson(5, "q");
+    let len = part.len() as u64;
+    let cp = start_cp(|c| {
+        c.max_attempt_chunks = 2;
+        c.max_attempt_bytes = 2 * len + len / 2;
+    })
+    .await;
+    let a = cp.register("a", json!({})).await;
+    let failed = |class: &str| {
+        json!({"status": "failed", "chunks": 0, "records": 0, "sha256": "",
+               "error": {"class": class, "message": "cannot upload the results"}})
+    };
+
+    // The chunk quota: the third chunk is refused, naming the limit and the flag.
+    let job = cp
+        .submit(json!({"kind": "kafka.extract", "spec": {}, "max_attempts": 3}))
+        .await;
+    let lease = cp.poll(&a).await.unwrap();
+    for seq in 0..2 {
+        let resp = cp
+            .put_chunk_enc(
+                &a,
+                &lease,
+                seq,
+                &ndjson(1, &seq.to_string()),
+                Encoding::Identity,
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let resp = cp.put_chunk(&a, &lease, 2, &ndjson(1, "2")).await;
+    let (status, code, msg) = error_of(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+    assert!(
+        msg.contains("2 chunks") && msg.contains("--max-attempt-chunks 2"),
+        "{msg}"
+    );
+    // A repeat of a stored chunk is still acknowledged; the attempt still heartbeats.
+    let resp = cp
+        .put_chunk_enc(&a, &lease, 1, &ndjson(1, "1"), Encoding::Identity)
+        .await;
+    assert!(resp.json::<ChunkAck>().await.unwrap().duplicate);
+    let resp = cp.job_heartbeat(&a, &lease.job_id, lease.attempt).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The agent reports the failure: the job fails for good, not re-queued although its class
+    // is transient and attempts remain.
+    let resp = cp.complete(&a, &lease, failed("output")).await;
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["state"],
+        "failed"
+    );
+    let view = cp.job(&job.id).await;
+    assert_eq!(view.attempts.len(), 1);
+    let err = view.error.unwrap();
+    assert!(
+        err.message.contains("not retried") && err.message.contains("--max-attempt-chunks"),
+        "{err:?}"
+    );
+
+    // The byte quota: a chunk that would take the attempt past it is refused; the chunks stored
+    // before it complete as a result.
+    let job = cp
+        .submit(json!({"kind": "kafka.extract", "spec": {}, "max_attempts": 3}))
+        .await;
+    let lease = cp.poll(&a).await.unwrap();
+    let resp = cp
+        .put_chunk_enc(&a, &lease, 0, &part, Encoding::Identity)
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = cp
+        .put_chunk_enc(
+            &a,
+            &lease,
+            1,
+            &[part.clone(), part.clone()].concat(),
+            Encoding::Identity,
+        )
+        .await;
+    let (status, _, msg) = error_of(resp).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        msg.contains("--max-attempt-bytes")
+            && msg.contains(&format!("limit of {} bytes", 2 * len + len / 2)),
+        "{msg}"
+    );
+    let resp = cp.complete(&a, &lease, succeeded(&[&part])).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let view = cp.job(&job.id).await;
+    assert_eq!(view.state, JobState::Succeeded);
+    assert_eq!(view.result.unwrap().bytes, len);
+
+    // An attempt over its quota that is interrupted or expires is not retried either.
+    let job = cp
+        .submit(json!({"kind": "kafka.extract", "spec": {}, "max_attempts": 3}))
+        .await;
+    let lease = cp.poll(&a).await.unwrap();
+    for seq in 0..2 {
+        cp.put_chunk_enc(&a, &lease, seq, &ndjson(1, "i"), Encoding::Identity)
+            .await;
+    }
+    let resp = cp.put_chunk(&a, &lease, 2, &ndjson(1, "i")).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let resp = cp
+        .complete(
+            &a,
+            &lease,
+            json!({"status": "interrupted", "chunks": 0, "records": 0, "sha256": ""}),
+        )
+        .await;
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["state"],
+        "failed"
+    );
+    assert!(cp.poll(&a).await.is_none(), "{:?}", cp.job(&job.id).await);
+    cp.server.unwrap().shutdown().await;
+}
+
+#[tokio::test]
 async fn an_expired_lease_requeues_with_attempt_2_and_the_old_attempt_gets_lease_lost() {
     let cp = start_cp(|c| c.poll_wait = Duration::from_secs(5)).await;
     let a = cp.register("a", json!({})).await;

@@ -210,6 +210,11 @@ pub fn document() -> Value {
     }
     describe(&mut job_heartbeat, "401", ATTEMPT_UNAUTHORIZED);
     describe(&mut put_chunk, "404", ATTEMPT_GONE);
+    describe(
+        &mut put_chunk,
+        "413",
+        "the chunk body is over the size limit, decodes to more than the limit, or would take the attempt past its quota of chunks or stored bytes (the message names the limit and the setting): the job's result cannot be stored; the agent stops the job and completes it `failed`, and the reference control plane does not retry it",
+    );
     describe(&mut put_chunk, "401", ATTEMPT_UNAUTHORIZED);
     let mut list_chunks = operation(
         "Chunks the server holds for an attempt (to resume an upload)",
