@@ -90,9 +90,9 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("opening the database")??;
     // Agents registered under tokens (or grants) that are no longer configured lose their
     // registration: the labels they hold must still be granted.
-    let g = Arc::clone(&grants);
+    let tokens: Vec<_> = grants.iter().map(|g| g.token.clone()).collect();
     let revoked = store
-        .call(move |c| store::revoke_ungranted(c, &g))
+        .call(move |c| store::revoke_ungranted(c, &tokens))
         .await
         .map_err(|e| {
             anyhow::anyhow!("checking registered agents against the bootstrap tokens: {e}")

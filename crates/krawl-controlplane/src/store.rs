@@ -27,9 +27,8 @@ use krawl_protocol::{
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::api::Grant;
 use crate::error::ApiError;
-use crate::tokens::{TokenOrigin, LEGACY_TOKEN_NAME};
+use crate::tokens::{BootstrapToken, TokenOrigin, LEGACY_TOKEN_NAME};
 
 /// Error classes that no retry can fix: the job fails at once.
 pub const PERMANENT_ERROR_CLASSES: &[&str] = &[
@@ -312,8 +311,12 @@ pub struct Revoked {
 /// At start: revokes every registration whose labels the configured bootstrap tokens no longer
 /// grant (its token was removed or its grant narrowed; agents registered before tokens had names
 /// are checked against the `--bootstrap-token-file` token). A revoked agent's token stops
-/// working, so the agent registers again, under today's grants. Returns what was revoked.
-pub fn revoke_ungranted(c: &mut Connection, grants: &[Grant]) -> Result<Vec<Revoked>, ApiError> {
+/// working, so the agent registers again, under today's grants. `tokens` need only their names,
+/// grants and origins (not their values). Returns what was revoked.
+pub fn revoke_ungranted(
+    c: &mut Connection,
+    tokens: &[BootstrapToken],
+) -> Result<Vec<Revoked>, ApiError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let agents: Vec<(String, String, String, Option<String>)> = {
         let mut stmt = tx.prepare(
@@ -326,15 +329,13 @@ pub fn revoke_ungranted(c: &mut Connection, grants: &[Grant]) -> Result<Vec<Revo
     for (agent_id, name, labels, token_name) in agents {
         let labels: BTreeMap<String, String> = serde_json::from_str(&labels)?;
         let shown = token_name.as_deref().unwrap_or(LEGACY_TOKEN_NAME);
-        let grant = match &token_name {
-            Some(n) => grants.iter().find(|g| &g.token.name == n),
-            None => grants
-                .iter()
-                .find(|g| g.token.origin == TokenOrigin::Single),
+        let token = match &token_name {
+            Some(n) => tokens.iter().find(|t| &t.name == n),
+            None => tokens.iter().find(|t| t.origin == TokenOrigin::Single),
         };
-        let reason = match grant {
+        let reason = match token {
             None => format!("its bootstrap token `{shown}` is no longer configured"),
-            Some(g) => match g.token.check_claim(&labels) {
+            Some(t) => match t.check_claim(&labels) {
                 Ok(()) => continue,
                 Err(_) => format!(
                     "its bootstrap token `{shown}` no longer grants the labels it claimed ({})",
