@@ -299,9 +299,10 @@ fn parse(
     // toml's own Display quotes the offending line, which may hold a token: position and message
     // only.
     let table: toml::Table = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let line = e.span().map(|s| {
+            let before = &text.as_bytes()[..s.start.min(text.len())];
+            before.iter().filter(|b| **b == b'\n').count() + 1
+        });
         format!(
             "the tokens file {shown} is not valid TOML{}: {}",
             line.map(|l| format!(" (line {l})")).unwrap_or_default(),
