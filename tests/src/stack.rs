@@ -48,6 +48,43 @@ pub struct ControlPlaneOpts {
     /// Serve HTTPS with this certificate chain and key (`--tls-cert`/`--tls-key`); the URL is
     /// then `https://127.0.0.1:PORT` and [`ControlPlane::ca_file`] is the CA to trust.
     pub tls: Option<ControlPlaneTls>,
+    /// Label-scoped bootstrap tokens, written to a tokens file (`--bootstrap-tokens`) next to
+    /// the single [`BOOTSTRAP_TOKEN`], which grants no labels.
+    pub bootstrap_tokens: Vec<ScopedToken>,
+    /// `--max-attempt-chunks`.
+    pub max_attempt_chunks: Option<u32>,
+}
+
+/// One `[[token]]` of the control plane's tokens file.
+#[derive(Debug, Clone)]
+pub struct ScopedToken {
+    pub name: String,
+    pub token: String,
+    /// Label key and granted value (`*`: any value).
+    pub labels: Vec<(String, String)>,
+}
+
+impl ScopedToken {
+    pub fn new(name: &str, token: &str, labels: &[(&str, &str)]) -> Self {
+        Self {
+            name: name.into(),
+            token: token.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// `{ k = "v", … }` (keys and values are test constants).
+fn inline_table(pairs: &[(String, String)]) -> String {
+    let body = pairs
+        .iter()
+        .map(|(k, v)| format!("{k:?} = {v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{{ {body} }}")
 }
 
 /// PEM files for a TLS control plane (e.g. from [`crate::TestPki`]).
@@ -118,7 +155,31 @@ impl ControlPlane {
                 .arg("--tls-key")
                 .arg(&tls.key);
         }
+        if !self.opts.bootstrap_tokens.is_empty() {
+            cmd.arg("--bootstrap-tokens").arg(self.write_tokens_file()?);
+        }
+        if let Some(n) = self.opts.max_attempt_chunks {
+            cmd.arg("--max-attempt-chunks").arg(n.to_string());
+        }
         Ok(cmd)
+    }
+
+    /// The tokens file of [`ControlPlaneOpts::bootstrap_tokens`], each token in its own file.
+    fn write_tokens_file(&self) -> Result<PathBuf> {
+        let mut text = String::new();
+        for t in &self.opts.bootstrap_tokens {
+            let file = self.dir.path().join(format!("{}.token", t.name));
+            std::fs::write(&file, format!("{}\n", t.token)).context("writing a token file")?;
+            text.push_str(&format!(
+                "[[token]]\nname = {:?}\ntoken_file = {:?}\nlabels = {}\n\n",
+                t.name,
+                file.display().to_string(),
+                inline_table(&t.labels)
+            ));
+        }
+        let path = self.dir.path().join("tokens.toml");
+        std::fs::write(&path, text).context("writing the tokens file")?;
+        Ok(path)
     }
 
     fn spawn(&mut self, port: Option<u16>) -> Result<()> {
@@ -239,6 +300,9 @@ pub struct AgentOpts {
     pub shutdown_grace_secs: u32,
     /// The bootstrap token the agent presents (a wrong one for the auth test).
     pub bootstrap_token: String,
+    /// `[agent] labels`: they must be granted by `bootstrap_token` (see
+    /// [`ControlPlaneOpts::bootstrap_tokens`]).
+    pub labels: Vec<(String, String)>,
     /// `[agent] chunk_max_records` (small values make many chunks).
     pub chunk_max_records: Option<usize>,
     /// The `[policy]` table; by default any 127.0.0.1 broker and registry.
@@ -260,6 +324,7 @@ impl Default for AgentOpts {
             max_concurrent_jobs: 5,
             shutdown_grace_secs: 30,
             bootstrap_token: BOOTSTRAP_TOKEN.into(),
+            labels: Vec::new(),
             chunk_max_records: None,
             policy_toml: "[policy]\nallowed_bootstrap_servers = [\"127.0.0.1:*\"]\n\
                           allowed_schema_registry_urls = [\"http://127.0.0.1:*\", \"https://127.0.0.1:*\"]\n"
@@ -284,7 +349,7 @@ impl Agent {
             &config,
             format!(
                 "[agent]\nname = \"{name}\"\nmax_concurrent_jobs = {max}\nshutdown_grace_secs = {grace}\n\
-                 health_listen = \"127.0.0.1:{health_port}\"\n{chunks}\n\
+                 health_listen = \"127.0.0.1:{health_port}\"\n{chunks}{labels}\n\
                  [control_plane]\nurl = \"{url}\"\n{cp_extra}\n\
                  {auth}\n\n\
                  {policy}\n{extra}\n",
@@ -300,6 +365,11 @@ impl Agent {
                     .chunk_max_records
                     .map(|n| format!("chunk_max_records = {n}\n"))
                     .unwrap_or_default(),
+                labels = if opts.labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("labels = {}\n", inline_table(&opts.labels))
+                },
                 policy = opts.policy_toml,
                 extra = opts.extra_toml,
             ),
@@ -445,10 +515,23 @@ impl ControlPlane {
 
     /// Submits a job; its id.
     pub async fn submit(&self, kind: &str, spec: serde_json::Value) -> String {
+        self.submit_labelled(kind, spec, &[]).await
+    }
+
+    /// Submits a job that only agents carrying all `labels` may run; its id.
+    pub async fn submit_labelled(
+        &self,
+        kind: &str,
+        spec: serde_json::Value,
+        labels: &[(&str, &str)],
+    ) -> String {
         let job = SubmitJob {
             kind: kind.into(),
             spec,
-            labels: BTreeMap::new(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
             max_attempts: None,
             lease_ttl_secs: None,
         };

@@ -9,7 +9,8 @@ use std::time::Duration;
 use krawl_model::{Envelope, Record};
 use krawl_protocol::JobState;
 use krawl_tests::stack::{
-    eventually, kafka_spec, Agent, AgentOpts, ControlPlane, ControlPlaneOpts,
+    eventually, kafka_spec, Agent, AgentOpts, ControlPlane, ControlPlaneOpts, ScopedToken,
+    BOOTSTRAP_TOKEN,
 };
 use krawl_tests::{seed_dataset, BrokerKind, Noida, ProxiedTansu};
 use serde_json::json;
@@ -383,6 +384,163 @@ async fn a_wrong_token_gives_a_clear_error_and_the_agent_backs_off() {
     assert_eq!(ready.status(), 503);
     let alive = reqwest::get(agent.health_url("/healthz")).await.unwrap();
     assert_eq!(alive.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_scoped_bootstrap_tokens_keep_prod_jobs_on_prod_agents() {
+    const DEV: &str = "dev-token-e2e-31d7";
+    const PROD: &str = "prod-token-e2e-8a4c";
+    let broker = Noida::start().unwrap();
+    let cp = ControlPlane::start_with(ControlPlaneOpts {
+        poll_wait_secs: Some(2),
+        bootstrap_tokens: vec![
+            ScopedToken::new("dev", DEV, &[("env", "dev")]),
+            ScopedToken::new("prod", PROD, &[("env", "prod"), ("team", "*")]),
+        ],
+        ..ControlPlaneOpts::default()
+    })
+    .unwrap();
+    let labelled = |name: &str, token: &str, labels: &[(&str, &str)]| AgentOpts {
+        name: name.into(),
+        bootstrap_token: token.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..AgentOpts::default()
+    };
+    let dev = Agent::start(&cp, labelled("dev-agent", DEV, &[("env", "dev")])).unwrap();
+    let prod = Agent::start(
+        &cp,
+        labelled("prod-agent", PROD, &[("env", "prod"), ("team", "data")]),
+    )
+    .unwrap();
+    // Holders of the dev token, or of the single token, cannot claim env=prod: the agent logs
+    // why, and what to change, and keeps trying without registering.
+    let rogue = Agent::start(&cp, labelled("rogue-agent", DEV, &[("env", "prod")])).unwrap();
+    let legacy = Agent::start(
+        &cp,
+        labelled("legacy-agent", BOOTSTRAP_TOKEN, &[("env", "prod")]),
+    )
+    .unwrap();
+    for a in [&dev, &prod] {
+        a.wait_log("registered with the control plane", Duration::from_secs(30))
+            .unwrap();
+    }
+    rogue.wait_log("HTTP 403", Duration::from_secs(30)).unwrap();
+    let log = rogue.log();
+    assert!(
+        log.contains("bootstrap token `dev` does not grant the label `env`")
+            && log.contains("[agent] labels")
+            && !log.contains(DEV),
+        "{log}"
+    );
+    legacy
+        .wait_log("HTTP 403", Duration::from_secs(30))
+        .unwrap();
+    let log = legacy.log();
+    assert!(
+        log.contains("grants no labels")
+            && log.contains("[[token]]")
+            && log.contains("--bootstrap-tokens FILE")
+            && !log.contains(BOOTSTRAP_TOKEN),
+        "{log}"
+    );
+
+    // The agents list: only the two within their grants, each with its token.
+    let out = cp.jobs_cli(&["agents"]).unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{table}");
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(name))
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+    };
+    assert_eq!(row("dev-agent").unwrap()[2], "dev", "{table}");
+    assert_eq!(row("prod-agent").unwrap()[2], "prod", "{table}");
+    assert!(
+        row("rogue-agent").is_none() && row("legacy-agent").is_none(),
+        "{table}"
+    );
+    let agents = cp.admin().agents().await.unwrap().agents;
+    let id_of = |name: &str| {
+        agents
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.id.clone())
+            .unwrap()
+    };
+    let (dev_id, prod_id) = (id_of("dev-agent"), id_of("prod-agent"));
+
+    // Jobs labelled env=prod all run on the prod agent, env=dev on the dev agent.
+    let mut jobs = Vec::new();
+    for env in ["prod", "prod", "prod", "dev"] {
+        let id = cp
+            .submit_labelled(
+                "kafka.list_topics",
+                kafka_spec(&broker.bootstrap()),
+                &[("env", env)],
+            )
+            .await;
+        jobs.push((env, id));
+    }
+    for (env, id) in &jobs {
+        let view = cp.wait_terminal(id, Some(&prod)).await;
+        assert_eq!(view.state, JobState::Succeeded, "{view:?}");
+        let ran_on: Vec<&str> = view.attempts.iter().map(|a| a.agent_id.as_str()).collect();
+        let want = if *env == "prod" { &prod_id } else { &dev_id };
+        assert_eq!(ran_on, [want.as_str()], "a {env} job ran elsewhere");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_the_attempt_quota_fails_the_job_once_and_the_agent_keeps_serving() {
+    let broker = Noida::start().unwrap();
+    krawl_tests::create_topics(&broker.bootstrap(), "quota", 4, 1).unwrap();
+    let cp = ControlPlane::start_with(ControlPlaneOpts {
+        poll_wait_secs: Some(2),
+        max_attempt_chunks: Some(2),
+        ..ControlPlaneOpts::default()
+    })
+    .unwrap();
+    let agent = Agent::start(
+        &cp,
+        AgentOpts {
+            chunk_max_records: Some(1),
+            ..AgentOpts::default()
+        },
+    )
+    .unwrap();
+
+    // Four topics, one record a chunk: the third chunk is refused (413). The agent stops
+    // uploading at once and reports the failure; the job is not retried.
+    let id = cp
+        .submit("kafka.list_topics", kafka_spec(&broker.bootstrap()))
+        .await;
+    let view = cp.wait_terminal(&id, Some(&agent)).await;
+    assert_eq!(view.state, JobState::Failed, "{view:?}");
+    assert_eq!(view.attempts.len(), 1, "retried: {view:?}");
+    let err = view.error.unwrap();
+    assert!(
+        err.message.contains("--max-attempt-chunks 2") && err.message.contains("not retried"),
+        "{err:?}"
+    );
+    assert_eq!(
+        cp.output().matches("\"status\":413").count(),
+        1,
+        "the refused chunk was sent again:\n{}",
+        cp.output()
+    );
+
+    // A job whose result fits (one record) still runs on the same agent.
+    let id = cp
+        .submit("kafka.test_connection", kafka_spec(&broker.bootstrap()))
+        .await;
+    assert_eq!(
+        cp.wait_terminal(&id, Some(&agent)).await.state,
+        JobState::Succeeded
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -784,8 +784,7 @@ async fn job_heartbeats(
                     cancel.cancel();
                 }
             }
-            Err(e @ ClientError::LeaseLost { .. })
-            | Err(e @ ClientError::Server { status: 404, .. }) => {
+            Err(e) if client.attempt_gone(&e) => {
                 tracing::warn!(error = %e, "lease lost; stopping the job");
                 reason.store(REASON_LEASE_LOST, Ordering::SeqCst);
                 cancel.cancel();

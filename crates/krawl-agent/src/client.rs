@@ -490,6 +490,19 @@ impl ControlPlaneClient {
             .and_then(|s| s.as_ref().map(|s| s.agent_id.clone()))
     }
 
+    /// Whether `err`, answered on an attempt endpoint (job heartbeat, chunk, complete), means
+    /// the attempt is no longer this agent's: `409 lease_lost`, `404` (no such attempt for this
+    /// agent), or a 401 while the agent uses the token register issued: the control plane no
+    /// longer knows that token (it lost its state, or revoked the agent), so the attempts leased
+    /// with it are gone too; the poll loop registers again.
+    pub fn attempt_gone(&self, err: &ClientError) -> bool {
+        match err {
+            ClientError::LeaseLost { .. } | ClientError::Server { status: 404, .. } => true,
+            ClientError::Unauthorized { .. } => self.has_agent_token(),
+            _ => false,
+        }
+    }
+
     /// Forget the session (the server no longer knows the agent); the next call must register.
     pub fn forget_registration(&self) {
         if let Ok(mut s) = self.session.write() {
@@ -718,6 +731,15 @@ impl ControlPlaneClient {
                 credential: "agent token issued at registration",
                 message,
                 hint: "the control plane no longer accepts this agent's token (revoked, agent deleted, or state lost); the agent registers again",
+            },
+            // The token is accepted, what the agent claims with it is not (the reference control
+            // plane: labels the token does not grant; its message says what to change).
+            403 if registering => ClientError::Unauthorized {
+                url,
+                status: s,
+                credential: "registration",
+                message,
+                hint: "the control plane does not let this agent's credential claim what it registers with: its labels ([agent] labels) must all be granted to its token; change the labels or use a token that grants them",
             },
             401 | 403 => ClientError::Unauthorized {
                 url,

@@ -257,7 +257,11 @@ impl ChunkUploader {
                     }
                     break;
                 }
-                Err(ClientError::LeaseLost { message, .. }) => {
+                Err(e) if self.client.attempt_gone(&e) => {
+                    let message = match e {
+                        ClientError::LeaseLost { message, .. } => message,
+                        other => other.to_string(),
+                    };
                     return Err(UploadError::LeaseLost { seq, message });
                 }
                 Err(e) if e.is_retryable() => {

@@ -234,6 +234,46 @@ async fn a_control_plane_restart_mid_upload_loses_and_duplicates_nothing() {
     server.shutdown().await;
 }
 
+/// The control plane comes back with an empty database while a job uploads: its agent token
+/// is unknown (401 on the attempt endpoints, 404 on the poll), so the agent drops the attempt
+/// without completing it, registers again and runs the next job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_that_lost_its_database_mid_job_gets_a_new_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, base, admin) = control_plane(dir.path()).await;
+    let addr = server.addr();
+    let exec = TestExec::new();
+    let agent = spawn_agent(agent_config(&base, BOOT, ""), exec.clone());
+
+    submit(&admin, json!({"records": 30, "pause_after": 15}), None).await;
+    tokio::time::timeout(Duration::from_secs(30), exec.paused.notified())
+        .await
+        .unwrap();
+    server.shutdown().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("cp.db{suffix}")));
+    }
+    let server: RunningServer = start(server_config(dir.path(), &addr.to_string()))
+        .await
+        .unwrap();
+    exec.resume.notify_one();
+
+    let t = agent.telemetry.clone();
+    wait_until("the attempt to be dropped", Duration::from_secs(30), || {
+        t.encode()
+            .contains("krawl_jobs_total{kind=\"kafka.list_topics\",outcome=\"lease_lost\"} 1")
+    })
+    .await;
+    let job = submit(&admin, json!({"records": 3}), None).await;
+    let view = admin.wait(&job, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.state, JobState::Succeeded, "{view:?}");
+    assert_eq!(admin.agents().await.unwrap().agents.len(), 1);
+    let m = agent.telemetry.encode();
+    assert!(!m.contains("outcome=\"failed\""), "{m}");
+    agent.stop().await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_whose_ack_was_lost_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,9 +18,9 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use krawl_protocol::chunk::{self, Encoding};
 use krawl_protocol::{
-    paths, AgentHeartbeat, AgentHeartbeatResponse, CompleteRequest, CompleteResponse, JobHeartbeat,
-    PollRequest, RegisterRequest, RegisterResponse, SubmitJob, CHUNK_RECORDS_HEADER,
-    CHUNK_SHA256_HEADER, MAX_CHUNK_DECODED_BYTES,
+    paths, AgentHeartbeat, AgentHeartbeatResponse, CompleteRequest, CompleteResponse,
+    CompletionStatus, JobHeartbeat, PollRequest, RegisterRequest, RegisterResponse, SubmitJob,
+    CHUNK_RECORDS_HEADER, CHUNK_SHA256_HEADER, MAX_CHUNK_DECODED_BYTES,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -30,6 +30,7 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::ratelimit::RateLimiter;
 use crate::store::{self, now_ms, JobDefaults, Store, VerifiedChunk};
+use crate::tokens::BootstrapToken;
 
 // Route templates. `routes_match_protocol_paths` checks them against `krawl_protocol::paths`.
 const ROUTE_POLL: &str = "/v1/agents/{agent_id}/poll";
@@ -43,20 +44,45 @@ const ROUTE_CHUNKS: &str = "/v1/jobs/{job_id}/attempts/{attempt}/chunks";
 const ROUTE_CHUNK: &str = "/v1/jobs/{job_id}/attempts/{attempt}/chunks/{seq}";
 const ROUTE_COMPLETE: &str = "/v1/jobs/{job_id}/attempts/{attempt}/complete";
 
+/// A bootstrap token as the server keeps it: its name, its sha256 and its grant.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub sha256: String,
+    /// The token with its value blanked: name, labels, origin.
+    pub token: BootstrapToken,
+}
+
+impl Grant {
+    pub fn new(t: &BootstrapToken) -> Self {
+        Self {
+            sha256: auth::token_hash(&t.token),
+            token: BootstrapToken {
+                token: String::new(),
+                ..t.clone()
+            },
+        }
+    }
+}
+
 /// Everything a handler needs; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
     pub admin_token_sha256: Arc<str>,
-    pub bootstrap_token_sha256: Arc<str>,
+    /// The bootstrap tokens (hashed) and the labels each grants.
+    pub bootstrap: Arc<[Grant]>,
     pub poll_wait: Duration,
     pub defaults: JobDefaults,
     pub max_body_bytes: usize,
+    /// Chunks and stored bytes one attempt may upload.
+    pub quota: store::Quota,
     pub limiter: Option<Arc<RateLimiter>>,
     /// Woken when a job becomes leasable (submitted or re-queued).
     pub queue_changed: Arc<Notify>,
     /// Cancelled when the server shuts down: open polls answer 204 at once.
     pub shutdown: CancellationToken,
+    /// Test hook: called after each chunk a completion's verification has hashed.
+    pub verify_hook: Option<store::VerifyHook>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -113,10 +139,10 @@ impl FromRequest<AppState> for RawBody {
     }
 }
 
-/// Parses a JSON body; serde's message names the field and position.
+/// Parses a JSON body; the error names the field path and the expected type, never a value
+/// (see [`crate::body`]).
 fn parse_json<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("malformed {what} JSON: {e}")))
+    crate::body::parse_json(body, what).map_err(ApiError::bad_request)
 }
 
 /// Path parameters; a non-numeric attempt or seq is a 400.
@@ -132,7 +158,47 @@ where
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(t)| ApiPath(t))
-            .map_err(|e: PathRejection| ApiError::bad_request(e.body_text()))
+            .map_err(|e: PathRejection| ApiError::bad_request(path_error(&e)))
+    }
+}
+
+/// A path parameter that does not parse, named with the type it needs (axum's own text quotes
+/// the value).
+fn path_error(e: &PathRejection) -> String {
+    use axum::extract::path::ErrorKind;
+    match e {
+        PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+            ErrorKind::ParseErrorAtKey {
+                key, expected_type, ..
+            } => format!(
+                "path parameter `{key}` must be {}",
+                path_type(expected_type)
+            ),
+            ErrorKind::ParseErrorAtIndex {
+                index,
+                expected_type,
+                ..
+            } => format!(
+                "path parameter {} must be {}",
+                index + 1,
+                path_type(expected_type)
+            ),
+            ErrorKind::ParseError { expected_type, .. } => {
+                format!("a path parameter must be {}", path_type(expected_type))
+            }
+            ErrorKind::InvalidUtf8InPathParam { key } => {
+                format!("path parameter `{key}` is not UTF-8 once percent-decoded")
+            }
+            _ => "a path parameter does not parse; see docs/openapi.json".to_string(),
+        },
+        _ => "the path parameters are missing; see docs/openapi.json".to_string(),
+    }
+}
+
+fn path_type(rust_type: &str) -> &'static str {
+    match rust_type {
+        "u32" => "a whole number from 0 to 4294967295",
+        _ => "of the type docs/openapi.json gives",
     }
 }
 
@@ -153,64 +219,93 @@ impl AppState {
         }
     }
 
-    fn require_bootstrap(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        match auth::bearer(headers) {
-            Some(t) if auth::token_matches(t, &self.bootstrap_token_sha256) => Ok(()),
-            Some(_) => Err(ApiError::unauthorized(
-                "the bearer token is not the bootstrap token; registration needs the bootstrap (registration) token",
+    /// The bootstrap token presented, compared in constant time with every configured one
+    /// (no early exit: the time taken does not say which token, if any, matched).
+    fn require_bootstrap(&self, headers: &HeaderMap) -> Result<&Grant, ApiError> {
+        let presented = auth::bearer(headers).map(auth::token_hash);
+        let mut found = None;
+        if let Some(hash) = &presented {
+            for g in self.bootstrap.iter() {
+                if auth::hashes_equal(hash, &g.sha256) && found.is_none() {
+                    found = Some(g);
+                }
+            }
+        }
+        match (presented, found) {
+            (_, Some(g)) => Ok(g),
+            (Some(_), None) => Err(ApiError::unauthorized(
+                "the bearer token is not a bootstrap token of this control plane; registration needs a bootstrap (registration) token",
             )),
-            None => Err(ApiError::unauthorized(
+            (None, None) => Err(ApiError::unauthorized(
                 "missing `Authorization: Bearer` header: registration needs the bootstrap (registration) token",
             )),
         }
     }
 
-    /// The caller must present `agent_id`'s token; then the agent's rate limit applies.
-    async fn require_agent(&self, headers: &HeaderMap, agent_id: &str) -> Result<(), ApiError> {
-        let Some(token) = auth::bearer(headers) else {
-            return Err(ApiError::unauthorized(format!(
-                "missing `Authorization: Bearer` header: this endpoint needs the agent token of {agent_id} (returned by register)"
-            )));
-        };
-        let id = agent_id.to_string();
-        let stored = self
-            .store
-            .call(move |c| store::agent_token_hash(c, &id))
-            .await?;
-        // An unknown agent is a 404 so that the agent registers again (the server may have
-        // lost its database); a wrong token for a known agent is a 401.
-        let Some(stored) = stored else {
-            return Err(ApiError::not_found(format!(
-                "unknown agent {agent_id}: register again with the bootstrap token"
-            )));
-        };
-        if !auth::token_matches(token, &stored) {
-            return Err(ApiError::unauthorized(format!(
-                "the bearer token is not the agent token of {agent_id}; register again if the agent lost it"
-            )));
-        }
-        self.rate_limit(agent_id)
+    /// The agent presenting the bearer token, found by the token's sha256 (the only lookup made
+    /// before the caller is known). `Ok(None)`: no agent holds this token.
+    async fn agent_of_token(&self, token: &str) -> Result<Option<String>, ApiError> {
+        let hash = auth::token_hash(token);
+        self.store
+            .call(move |c| store::agent_by_token(c, &hash))
+            .await
     }
 
-    /// The caller must present the token of the agent holding the attempt.
+    /// The caller must present `agent_id`'s token; then the agent's rate limit applies.
+    ///
+    /// The caller is identified by its token first; the agent id of the path is only compared
+    /// with it, never looked up. A token no agent holds is a 404, so that an agent whose
+    /// registration the control plane lost (store reset, agent revoked) registers again.
+    async fn require_agent(&self, headers: &HeaderMap, agent_id: &str) -> Result<(), ApiError> {
+        let Some(token) = auth::bearer(headers) else {
+            return Err(ApiError::unauthorized(
+                "missing `Authorization: Bearer` header: this endpoint needs the agent token returned by register",
+            ));
+        };
+        match self.agent_of_token(token).await? {
+            None => Err(ApiError::not_found(
+                "this control plane knows no agent with this token (its registration was removed, or the control plane lost its state): register again with the bootstrap token",
+            )),
+            Some(id) if id == agent_id => self.rate_limit(&id),
+            Some(_) => Err(ApiError::unauthorized(format!(
+                "the bearer token is not the agent token of {agent_id}; use the agent id that register returned with this token"
+            ))),
+        }
+    }
+
+    /// The caller must present the token of the agent holding the attempt. It is identified by
+    /// its token first: an unknown token is a 401 that names nothing; then an attempt that does
+    /// not exist and one held by another agent get the same 404, so no caller learns which jobs
+    /// exist or who runs them.
     async fn require_attempt_holder(
         &self,
         headers: &HeaderMap,
         job_id: &str,
         attempt: u32,
     ) -> Result<String, ApiError> {
-        if auth::bearer(headers).is_none() {
+        let Some(token) = auth::bearer(headers) else {
             return Err(ApiError::unauthorized(
                 "missing `Authorization: Bearer` header: this endpoint needs the agent token of the agent holding the attempt",
             ));
-        }
-        let (job, n) = (job_id.to_string(), attempt);
-        let holder = self
+        };
+        let Some(agent_id) = self.agent_of_token(token).await? else {
+            return Err(ApiError::unauthorized(
+                "the bearer token is not the token of a registered agent; the agent must register again with the bootstrap token",
+            ));
+        };
+        self.rate_limit(&agent_id)?;
+        let (job, id) = (job_id.to_string(), agent_id.clone());
+        let held = self
             .store
-            .call(move |c| store::attempt_holder(c, &job, n))
+            .call(move |c| store::attempt_held_by(c, &job, attempt, &id))
             .await?;
-        self.require_agent(headers, &holder).await?;
-        Ok(holder)
+        if !held {
+            // One answer, word for word, whether the attempt is missing or another agent's.
+            return Err(ApiError::not_found(
+                "this agent holds no such attempt (the job or the attempt does not exist, or is not this agent's): stop it without completing it",
+            ));
+        }
+        Ok(agent_id)
     }
 
     fn rate_limit(&self, agent_id: &str) -> Result<(), ApiError> {
@@ -233,21 +328,28 @@ async fn register(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<RegisterResponse>, ApiError> {
-    st.require_bootstrap(&headers)?;
+    let grant = st.require_bootstrap(&headers)?.token.clone();
     let req: RegisterRequest = parse_json(&body, "register request")?;
     if req.name.trim().is_empty() {
         return Err(ApiError::bad_request(
             "field `name` is empty: name the agent (e.g. its host name)",
         ));
     }
+    check_labels(&req.labels)?;
+    // The labels decide which jobs the agent may lease: only what its token grants, and never
+    // changed afterwards (no other request carries labels).
+    grant
+        .check_claim(&req.labels)
+        .map_err(ApiError::forbidden)?;
     let token = auth::new_token();
     let hash = auth::token_hash(&token);
     let name = req.name.clone();
+    let token_name = grant.name.clone();
     let agent_id = st
         .store
-        .call(move |c| store::register_agent(c, &req, &hash, now_ms()))
+        .call(move |c| store::register_agent(c, &req, &hash, &token_name, now_ms()))
         .await?;
-    tracing::info!(%agent_id, name = %name, "agent registered");
+    tracing::info!(%agent_id, name = %name, bootstrap_token = %grant.name, "agent registered");
     let lease_secs = st.defaults.lease_ttl_secs;
     Ok(Json(RegisterResponse {
         agent_id,
@@ -255,6 +357,33 @@ async fn register(
         poll_wait_secs: u32::try_from(st.poll_wait.as_secs()).unwrap_or(u32::MAX),
         heartbeat_interval_secs: (lease_secs / 4).clamp(1, 30),
     }))
+}
+
+/// Most labels one agent may claim, and the longest key and value (they are routing data, shown
+/// in lists and refusals).
+const MAX_LABELS: usize = 64;
+const MAX_LABEL_KEY: usize = 128;
+const MAX_LABEL_VALUE: usize = 256;
+
+fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::bad_request(format!(
+            "field `labels` has more than {MAX_LABELS} labels"
+        )));
+    }
+    for (k, v) in labels {
+        if k.trim().is_empty() || k.chars().count() > MAX_LABEL_KEY {
+            return Err(ApiError::bad_request(format!(
+                "field `labels`: a label key must be 1 to {MAX_LABEL_KEY} characters"
+            )));
+        }
+        if v.chars().count() > MAX_LABEL_VALUE {
+            return Err(ApiError::bad_request(format!(
+                "field `labels.{k}`: a label value must be at most {MAX_LABEL_VALUE} characters"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Long poll: leases a job as soon as one matches, else answers 204 after `poll_wait`.
@@ -339,9 +468,9 @@ async fn put_chunk(
 ) -> Result<Response, ApiError> {
     st.require_attempt_holder(&headers, &job_id, attempt)
         .await?;
-    let (j, n) = (job_id.clone(), attempt);
+    let (j, n, len, quota) = (job_id.clone(), attempt, body.len() as u64, st.quota);
     st.store
-        .call(move |c| store::check_live(c, &j, n, now_ms()))
+        .call(move |c| store::check_live(c, &j, n, seq, len, quota, now_ms()))
         .await?;
 
     let encoding = Encoding::from_header(header_str(&headers, header::CONTENT_ENCODING.as_str())?)
@@ -376,7 +505,7 @@ async fn put_chunk(
             .map_err(|e| ApiError::internal(format!("chunk verification task failed: {e}")))??;
     let ack = st
         .store
-        .call(move |c| store::put_chunk(c, &job_id, attempt, &chunk, now_ms()))
+        .call(move |c| store::put_chunk(c, &job_id, attempt, &chunk, quota, now_ms()))
         .await?;
     Ok(Json(ack).into_response())
 }
@@ -452,9 +581,13 @@ async fn complete(
     st.require_attempt_holder(&headers, &job_id, attempt)
         .await?;
     let req: CompleteRequest = parse_json(&body, "complete request")?;
+    let verified = match req.status {
+        CompletionStatus::Succeeded => Some(verify(&st, &job_id, attempt, &req).await?),
+        _ => None,
+    };
     let done = st
         .store
-        .call(move |c| store::complete(c, &job_id, attempt, &req, now_ms()))
+        .call(move |c| store::complete(c, &job_id, attempt, &req, verified.as_ref(), now_ms()))
         .await?;
     if done.state == krawl_protocol::JobState::Queued {
         st.queue_changed.notify_waiters();
@@ -466,6 +599,36 @@ async fn complete(
         ))),
         None => Ok(Json(CompleteResponse { state: done.state }).into_response()),
     }
+}
+
+/// Checks a `succeeded` claim against the stored chunks without holding the store's lock for
+/// more than one chunk read at a time: a short read of the chunk list, then every chunk read,
+/// decoded and hashed on a blocking thread. [`store::complete`] then re-checks, in one short
+/// transaction, that the attempt is still live and its chunks unchanged.
+async fn verify(
+    st: &AppState,
+    job_id: &str,
+    attempt: u32,
+    req: &CompleteRequest,
+) -> Result<store::Verified, ApiError> {
+    let (j, r) = (job_id.to_string(), req.clone());
+    let (set, claim) = st
+        .store
+        .call(move |c| store::begin_verification(c, &j, attempt, &r, now_ms()))
+        .await?;
+    let verdict = match claim {
+        Err(reason) => Err(reason),
+        Ok(()) => {
+            let (store, hook, j) = (st.store.clone(), st.verify_hook.clone(), job_id.to_string());
+            let (chunks, sha256) = (req.chunks, req.sha256.clone());
+            tokio::task::spawn_blocking(move || {
+                store::verify_stream(&store, &j, attempt, chunks, &sha256, hook.as_ref())
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("stream verification task failed: {e}")))??
+        }
+    };
+    Ok(store::Verified { set, verdict })
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -651,6 +814,28 @@ mod tests {
         assert_eq!(count_lines(b""), 0);
         assert_eq!(count_lines(b"{}\n{}\n"), 2);
         assert_eq!(count_lines(b"{}\n{}"), 2);
+    }
+
+    #[test]
+    fn label_claims_are_bounded() {
+        let labels = |n: usize, key: &str, value: &str| {
+            (0..n)
+                .map(|i| (format!("{key}{i}"), value.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert!(check_labels(&labels(MAX_LABELS, "k", "v")).is_ok());
+        let err = check_labels(&labels(MAX_LABELS + 1, "k", "v")).unwrap_err();
+        assert!(err.message.contains("more than 64"), "{}", err.message);
+        let empty_key = [(" ".to_string(), "v".to_string())].into_iter().collect();
+        let err = check_labels(&empty_key).unwrap_err();
+        assert!(err.message.contains("label key"), "{}", err.message);
+        let long = "x".repeat(MAX_LABEL_VALUE + 1);
+        let err = check_labels(&labels(1, "env", &long)).unwrap_err();
+        assert!(
+            err.message.contains("`labels.env0`") && !err.message.contains(&long),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

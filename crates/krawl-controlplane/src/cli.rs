@@ -1,8 +1,9 @@
 //! `krawl controlplane` ([`ServeArgs`], [`serve`]) and `krawl jobs` ([`JobsCommand`], [`jobs`]).
 //!
 //! Tokens never come from the command line (they would show in `ps` and shell history): the
-//! server reads `KRAWL_CP_ADMIN_TOKEN` / `KRAWL_CP_BOOTSTRAP_TOKEN` or `--*-token-file`, the
-//! client `KRAWL_CP_ADMIN_TOKEN` or `--admin-token-file`.
+//! server reads `KRAWL_CP_ADMIN_TOKEN` / `KRAWL_CP_BOOTSTRAP_TOKEN` or `--*-token-file`, and
+//! the label-scoped bootstrap tokens from the files or variables `--bootstrap-tokens` names; the
+//! client reads `KRAWL_CP_ADMIN_TOKEN` or `--admin-token-file`.
 //!
 //! Exit codes: 0 success; 1 the job ended failed or cancelled (`submit --wait`, `wait`);
 //! 2 usage or configuration error; 3 the control plane refused the request or could not be
@@ -17,7 +18,7 @@ use std::time::Duration;
 use krawl_protocol::{JobState, JobView, SubmitJob};
 
 use crate::admin::{AdminClient, AdminError};
-use crate::{RateLimit, ServerConfig, TlsFiles};
+use crate::{BootstrapToken, RateLimit, ServerConfig, TlsFiles};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_JOB_FAILED: i32 = 1;
@@ -40,9 +41,17 @@ pub struct ServeArgs {
     /// File holding the admin token (else KRAWL_CP_ADMIN_TOKEN).
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,
-    /// File holding the bootstrap (agent registration) token (else KRAWL_CP_BOOTSTRAP_TOKEN).
+    /// File holding the single bootstrap (agent registration) token (else
+    /// KRAWL_CP_BOOTSTRAP_TOKEN). It grants no labels: agents that claim labels need a token of
+    /// --bootstrap-tokens.
     #[arg(long)]
     pub bootstrap_token_file: Option<PathBuf>,
+    /// TOML file of bootstrap tokens scoped to labels: an agent registering with a token may
+    /// claim only the labels it grants. Each entry: `[[token]]` with `name = "dev"`,
+    /// `token_file = "/etc/krawl-cp/dev.token"` (or `token_env = "VAR"`) and
+    /// `labels = { env = "dev", team = "*" }` (`*`: any value). The file holds no token itself.
+    #[arg(long, value_name = "FILE")]
+    pub bootstrap_tokens: Option<PathBuf>,
     /// Server certificate chain (PEM); with --tls-key enables HTTPS.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -61,6 +70,16 @@ pub struct ServeArgs {
     /// Largest request body in MiB (a compressed chunk).
     #[arg(long, default_value_t = 16)]
     pub max_body_mib: usize,
+    /// Most result chunks one job attempt may store; past it a chunk is refused (413) and the
+    /// job fails without a retry.
+    #[arg(long, default_value_t = crate::DEFAULT_MAX_ATTEMPT_CHUNKS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempt_chunks: u32,
+    /// Most compressed result bytes one job attempt may store: a number of bytes, or with a
+    /// unit (KiB, MiB, GiB, TiB); past it a chunk is refused (413) and the job fails without a
+    /// retry.
+    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+    pub max_attempt_bytes: u64,
     /// Per-agent request limit: RATE or RATE/BURST requests per second (e.g. 20/40).
     #[arg(long)]
     pub agent_rate_limit: Option<RateLimit>,
@@ -211,21 +230,32 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig, String> {
         "admin",
         "--admin-token-file",
     )?;
-    let bootstrap = read_token(
+    // The single token is optional once a tokens file is given.
+    let single = match read_token(
         args.bootstrap_token_file.as_deref(),
         BOOTSTRAP_TOKEN_ENV,
         "bootstrap",
         "--bootstrap-token-file",
-    )?;
-    if admin == bootstrap {
-        return Err("the admin token and the bootstrap token must differ".to_string());
+    ) {
+        Ok(t) => Some(t),
+        Err(_) if args.bootstrap_token_file.is_none() => None,
+        Err(e) => return Err(e),
+    };
+    let mut bootstrap_tokens: Vec<BootstrapToken> =
+        single.into_iter().map(BootstrapToken::single).collect();
+    if let Some(path) = &args.bootstrap_tokens {
+        bootstrap_tokens.extend(crate::tokens::load_file(path, &|var| {
+            std::env::var(var).ok()
+        })?);
     }
+    crate::tokens::check_set(&bootstrap_tokens, &admin)?;
     if args.poll_wait_secs == 0 || args.lease_ttl_secs == 0 || args.max_attempts == 0 {
         return Err(
             "--poll-wait-secs, --lease-ttl-secs and --max-attempts must be at least 1".to_string(),
         );
     }
-    let mut cfg = ServerConfig::new(args.listen, args.db.clone(), admin, bootstrap);
+    let mut cfg = ServerConfig::new(args.listen, args.db.clone(), admin, String::new());
+    cfg.bootstrap_tokens = bootstrap_tokens;
     cfg.tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(TlsFiles {
             cert_pem: c.clone(),
@@ -243,12 +273,43 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     cfg.default_lease_ttl = Duration::from_secs(args.lease_ttl_secs);
     cfg.default_max_attempts = args.max_attempts;
     cfg.max_body_bytes = args.max_body_mib.saturating_mul(1024 * 1024).max(1024);
+    cfg.max_attempt_chunks = args.max_attempt_chunks;
+    cfg.max_attempt_bytes = args.max_attempt_bytes;
     cfg.agent_rate_limit = args.agent_rate_limit;
     cfg.retention = match args.retention_days {
         0 => None,
         days => Some(Duration::from_secs(days.saturating_mul(86_400))),
     };
     Ok(cfg)
+}
+
+/// A size: whole bytes, or a whole number with a binary unit (`512MiB`, `4 GiB`).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{s:?} is not a size: give bytes, or a number with KiB, MiB, GiB or TiB")
+    })?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use KiB, MiB, GiB or TiB (powers of 1024)"
+            ))
+        }
+    };
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes == 0 {
+        return Err("the size must be at least 1 byte".to_string());
+    }
+    Ok(bytes)
 }
 
 /// A token from `file` (trimmed), else from the environment variable `env`.
@@ -468,13 +529,25 @@ async fn run_jobs(cmd: JobsCommand) -> Result<i32, CliError> {
                 eprintln!("no agents");
             } else {
                 println!(
-                    "{:<44} {:<20} {:>7} {:<9} {:<24}",
-                    "ID", "NAME", "RUNNING", "DRAINING", "LAST SEEN"
+                    "{:<44} {:<20} {:<12} {:>7} {:<9} {:<24} LABELS",
+                    "ID", "NAME", "TOKEN", "RUNNING", "DRAINING", "LAST SEEN"
                 );
                 for a in &list.agents {
+                    let labels = a
+                        .labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",");
                     println!(
-                        "{:<44} {:<20} {:>7} {:<9} {:<24}",
-                        a.id, a.name, a.running_jobs, a.draining, a.last_seen_at
+                        "{:<44} {:<20} {:<12} {:>7} {:<9} {:<24} {}",
+                        a.id,
+                        a.name,
+                        a.bootstrap_token.as_deref().unwrap_or("-"),
+                        a.running_jobs,
+                        a.draining,
+                        a.last_seen_at,
+                        if labels.is_empty() { "-" } else { &labels }
                     );
                 }
             }
@@ -686,6 +759,118 @@ mod tests {
             Some(Duration::from_secs(7 * 86_400))
         );
         assert_eq!(cfg(&["--retention-days", "0"]).retention, None);
+    }
+
+    #[test]
+    fn bootstrap_tokens_come_from_the_tokens_file_the_single_token_or_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, boot, tokens, dev) = (
+            dir.path().join("admin"),
+            dir.path().join("boot"),
+            dir.path().join("tokens.toml"),
+            dir.path().join("dev.token"),
+        );
+        std::fs::write(&admin, "admin-token").unwrap();
+        std::fs::write(&boot, "bootstrap-token").unwrap();
+        std::fs::write(&dev, "dev-token\n").unwrap();
+        std::fs::write(
+            &tokens,
+            format!(
+                "[[token]]\nname = \"dev\"\ntoken_file = {:?}\nlabels = {{ env = \"dev\" }}\n",
+                dev.display().to_string()
+            ),
+        )
+        .unwrap();
+        let cfg = |extra: &[&Path]| {
+            let mut argv = vec![
+                "krawl".to_string(),
+                "controlplane".into(),
+                "--admin-token-file".into(),
+                admin.display().to_string(),
+            ];
+            for (flag, path) in ["--bootstrap-tokens", "--bootstrap-token-file"]
+                .iter()
+                .zip(extra)
+            {
+                argv.push(flag.to_string());
+                argv.push(path.display().to_string());
+            }
+            let Top::Controlplane(a) = Cli::try_parse_from(argv).unwrap().cmd else {
+                panic!()
+            };
+            server_config(&a)
+        };
+        // KRAWL_CP_BOOTSTRAP_TOKEN is not set under cargo test.
+        let only_file = cfg(&[&tokens]).unwrap();
+        let names: Vec<&str> = only_file
+            .bootstrap_tokens
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["dev"]);
+        assert_eq!(only_file.bootstrap_tokens[0].token, "dev-token");
+        let both = cfg(&[&tokens, &boot]).unwrap();
+        let names: Vec<&str> = both
+            .bootstrap_tokens
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, [crate::LEGACY_TOKEN_NAME, "dev"]);
+        let err = cfg(&[]).unwrap_err();
+        assert!(
+            err.contains("KRAWL_CP_BOOTSTRAP_TOKEN")
+                && err.contains("--bootstrap-token-file")
+                && err.contains("--bootstrap-tokens"),
+            "{err}"
+        );
+        std::fs::write(&dev, "admin-token").unwrap();
+        let err = cfg(&[&tokens]).unwrap_err();
+        assert!(err.contains("`dev` is the admin token"), "{err}");
+        assert!(!format!("{both:?}").contains("dev-token"));
+    }
+
+    #[test]
+    fn attempt_quotas_default_and_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, boot) = (dir.path().join("admin"), dir.path().join("boot"));
+        std::fs::write(&admin, "admin-token").unwrap();
+        std::fs::write(&boot, "bootstrap-token").unwrap();
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "krawl",
+                "controlplane",
+                "--admin-token-file",
+                admin.to_str().unwrap(),
+                "--bootstrap-token-file",
+                boot.to_str().unwrap(),
+            ];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| {
+                let Top::Controlplane(a) = cli.cmd else {
+                    panic!()
+                };
+                server_config(&a).unwrap()
+            })
+        };
+        let cfg = parse(&[]).unwrap();
+        assert_eq!(cfg.max_attempt_chunks, 100_000);
+        assert_eq!(cfg.max_attempt_bytes, 4 * 1024 * 1024 * 1024);
+        let cfg = parse(&["--max-attempt-chunks", "7", "--max-attempt-bytes", "512MiB"]).unwrap();
+        assert_eq!(
+            (cfg.max_attempt_chunks, cfg.max_attempt_bytes),
+            (7, 512 << 20)
+        );
+        assert!(parse(&["--max-attempt-chunks", "0"]).is_err());
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size(" 4 GiB "), Ok(4 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("4GB")
+            .unwrap_err()
+            .contains("KiB, MiB, GiB or TiB"));
+        assert!(parse_size("99999999999TiB")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("lots").is_err());
     }
 
     #[test]

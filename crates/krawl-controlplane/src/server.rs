@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Grant};
 use crate::auth;
 use crate::ratelimit::RateLimiter;
 use crate::store::{self, JobDefaults, Store};
@@ -78,13 +78,33 @@ impl RunningServer {
 /// Opens (and migrates) the database, binds the listener, and spawns the server and the lease
 /// reaper.
 pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
-    if cfg.admin_token.trim().is_empty() || cfg.bootstrap_token.trim().is_empty() {
-        anyhow::bail!("the admin token and the bootstrap token must both be set and non-empty");
+    if cfg.admin_token.trim().is_empty() {
+        anyhow::bail!("the admin token must be set and non-empty");
     }
+    crate::tokens::check_set(&cfg.bootstrap_tokens, &cfg.admin_token)
+        .map_err(anyhow::Error::msg)?;
+    let grants: Arc<[Grant]> = cfg.bootstrap_tokens.iter().map(Grant::new).collect();
     let db_path = cfg.db_path.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
         .await
         .context("opening the database")??;
+    // Agents registered under tokens (or grants) that are no longer configured lose their
+    // registration: the labels they hold must still be granted.
+    let tokens: Vec<_> = grants.iter().map(|g| g.token.clone()).collect();
+    let revoked = store
+        .call(move |c| store::revoke_ungranted(c, &tokens))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("checking registered agents against the bootstrap tokens: {e}")
+        })?;
+    for r in &revoked {
+        tracing::warn!(
+            agent_id = %r.agent_id,
+            name = %r.name,
+            reason = %r.reason,
+            "agent registration revoked: it must register again"
+        );
+    }
     let tls = cfg.tls.as_ref().map(load_tls).transpose()?;
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -95,7 +115,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let state = AppState {
         store,
         admin_token_sha256: auth::token_hash(&cfg.admin_token).into(),
-        bootstrap_token_sha256: auth::token_hash(&cfg.bootstrap_token).into(),
+        bootstrap: grants,
         poll_wait: cfg.poll_wait,
         defaults: JobDefaults {
             max_attempts: cfg.default_max_attempts.max(1),
@@ -104,9 +124,14 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
                 .max(1),
         },
         max_body_bytes: cfg.max_body_bytes,
+        quota: store::Quota {
+            max_chunks: cfg.max_attempt_chunks.max(1),
+            max_bytes: cfg.max_attempt_bytes.max(1),
+        },
         limiter: cfg.agent_rate_limit.map(|l| Arc::new(RateLimiter::new(l))),
         queue_changed: Arc::new(Notify::new()),
         shutdown: shutdown.clone(),
+        verify_hook: cfg.verify_hook.clone(),
     };
     let router = api::router(state.clone());
     let connections = TaskTracker::new();

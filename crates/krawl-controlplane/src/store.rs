@@ -4,7 +4,9 @@
 //! reads and then writes) and returns protocol types or an [`ApiError`]; the HTTP layer
 //! (`api.rs`) only authenticates, parses and calls them. The connection lives behind a mutex and
 //! every call runs on a blocking thread ([`Store::call`]), so two requests never interleave
-//! inside one transaction: leasing cannot hand a job to two agents.
+//! inside one transaction: leasing cannot hand a job to two agents. Nothing slow runs under
+//! that lock: a completion's stream verification ([`verify_stream`]) takes it for one chunk
+//! read at a time and decodes and hashes without it.
 //!
 //! Lifecycle of a job: `queued` → (`poll` leases it: attempt n, `running`) → `succeeded` |
 //! `failed` | `cancelled`, or back to `queued` when the attempt fails with a transient error,
@@ -26,6 +28,7 @@ use krawl_protocol::{
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::ApiError;
+use crate::tokens::{BootstrapToken, TokenOrigin, LEGACY_TOKEN_NAME};
 
 /// Error classes that no retry can fix: the job fails at once.
 pub const PERMANENT_ERROR_CLASSES: &[&str] = &[
@@ -39,7 +42,8 @@ pub const PERMANENT_ERROR_CLASSES: &[&str] = &[
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is the number applied so far.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE agents (
     id                  TEXT PRIMARY KEY,
     name                TEXT NOT NULL,
@@ -98,7 +102,27 @@ CREATE TABLE chunks (
     PRIMARY KEY (job_id, attempt, seq),
     FOREIGN KEY (job_id, attempt) REFERENCES attempts(job_id, attempt)
 );
-"#];
+"#,
+    // 2: agents are found by the hash of the token they present (authentication comes first).
+    r#"
+CREATE INDEX agents_by_token ON agents(token_sha256);
+"#,
+    // 3: the bootstrap token each agent registered with (its labels are that token's grant), and
+    // registrations revoked because their token or grant is no longer configured.
+    r#"
+ALTER TABLE agents ADD COLUMN bootstrap_token TEXT; -- name; NULL: registered before names
+ALTER TABLE agents ADD COLUMN revoked TEXT;         -- why; NULL: the registration stands
+"#,
+    // 4: per-attempt quotas: stored (compressed) bytes, and why a chunk was refused over a quota
+    // (such an attempt's job is not retried).
+    r#"
+ALTER TABLE attempts ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN over_quota TEXT;
+UPDATE attempts SET bytes = (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM chunks c
+                             WHERE c.job_id = attempts.job_id AND c.attempt = attempts.attempt)
+ WHERE state = 'running';
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -150,6 +174,13 @@ impl Store {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Runs `f` with the connection, on the calling thread: for code already on a blocking
+    /// thread that takes the lock for one short step at a time (stream verification).
+    fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
     }
 
     /// Runs `f` with the connection on a blocking thread.
@@ -239,18 +270,21 @@ pub fn fmt_ts(ms: i64) -> String {
 // Agents
 // ------------------------------------------------------------------------------------------------
 
-/// Registers an agent under a new id; `token_sha256` is the hash of the token it was issued.
+/// Registers an agent under a new id; `token_sha256` is the hash of the token it was issued,
+/// `bootstrap_token` the name of the bootstrap token it registered with (whose grant its labels
+/// were checked against).
 pub fn register_agent(
     c: &mut Connection,
     req: &RegisterRequest,
     token_sha256: &str,
+    bootstrap_token: &str,
     now: i64,
 ) -> Result<String, ApiError> {
     let id = format!("agent-{}", uuid::Uuid::new_v4());
     c.execute(
         "INSERT INTO agents (id, name, version, capabilities, labels, max_concurrent_jobs,
-                             token_sha256, registered_at, last_seen_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                             token_sha256, registered_at, last_seen_at, bootstrap_token)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
         params![
             id,
             req.name,
@@ -259,20 +293,90 @@ pub fn register_agent(
             serde_json::to_string(&req.labels)?,
             req.max_concurrent_jobs,
             token_sha256,
-            now
+            now,
+            bootstrap_token
         ],
     )?;
     Ok(id)
 }
 
-/// The token hash of an agent; `None` when the agent is unknown.
-pub fn agent_token_hash(c: &mut Connection, agent_id: &str) -> Result<Option<String>, ApiError> {
-    Ok(c.query_row(
-        "SELECT token_sha256 FROM agents WHERE id = ?1",
-        params![agent_id],
-        |r| r.get(0),
-    )
-    .optional()?)
+/// An agent whose registration [`revoke_ungranted`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revoked {
+    pub agent_id: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// At start: revokes every registration whose labels the configured bootstrap tokens no longer
+/// grant (its token was removed or its grant narrowed; agents registered before tokens had names
+/// are checked against the `--bootstrap-token-file` token). A revoked agent's token stops
+/// working, so the agent registers again, under today's grants. `tokens` need only their names,
+/// grants and origins (not their values). Returns what was revoked.
+pub fn revoke_ungranted(
+    c: &mut Connection,
+    tokens: &[BootstrapToken],
+) -> Result<Vec<Revoked>, ApiError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let agents: Vec<(String, String, String, Option<String>)> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, name, labels, bootstrap_token FROM agents WHERE revoked IS NULL",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut revoked = Vec::new();
+    for (agent_id, name, labels, token_name) in agents {
+        let labels: BTreeMap<String, String> = serde_json::from_str(&labels)?;
+        let shown = token_name.as_deref().unwrap_or(LEGACY_TOKEN_NAME);
+        let token = match &token_name {
+            Some(n) => tokens.iter().find(|t| &t.name == n),
+            None => tokens.iter().find(|t| t.origin == TokenOrigin::Single),
+        };
+        let reason = match token {
+            None => format!("its bootstrap token `{shown}` is no longer configured"),
+            Some(t) => match t.check_claim(&labels) {
+                Ok(()) => continue,
+                Err(_) => format!(
+                    "its bootstrap token `{shown}` no longer grants the labels it claimed ({})",
+                    labels
+                        .keys()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        };
+        tx.execute(
+            "UPDATE agents SET revoked = ?2 WHERE id = ?1",
+            params![agent_id, reason],
+        )?;
+        revoked.push(Revoked {
+            agent_id,
+            name,
+            reason,
+        });
+    }
+    tx.commit()?;
+    Ok(revoked)
+}
+
+/// The agent whose token hashes to `token_sha256`; `None` when no agent holds it.
+///
+/// An indexed lookup by hash: its timing depends on the sha256 of the presented token, which a
+/// caller cannot steer towards a stored one, so it tells nothing about the stored tokens. The
+/// match is confirmed with the constant-time comparison all token checks use.
+pub fn agent_by_token(c: &mut Connection, token_sha256: &str) -> Result<Option<String>, ApiError> {
+    let row: Option<(String, String)> = c
+        .query_row(
+            "SELECT id, token_sha256 FROM agents WHERE token_sha256 = ?1 AND revoked IS NULL",
+            params![token_sha256],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row
+        .filter(|(_, stored)| crate::auth::hashes_equal(stored, token_sha256))
+        .map(|(id, _)| id))
 }
 
 /// What a poll needs to know about the polling agent.
@@ -337,8 +441,8 @@ pub fn request_drain(c: &mut Connection, agent_id: &str) -> Result<(), ApiError>
 pub fn list_agents(c: &mut Connection) -> Result<AgentList, ApiError> {
     let mut stmt = c.prepare(
         "SELECT id, name, version, capabilities, labels, registered_at, last_seen_at,
-                running_jobs, draining, drain_requested
-         FROM agents ORDER BY registered_at, id",
+                running_jobs, draining, drain_requested, bootstrap_token
+         FROM agents WHERE revoked IS NULL ORDER BY registered_at, id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -352,11 +456,13 @@ pub fn list_agents(c: &mut Connection) -> Result<AgentList, ApiError> {
             r.get::<_, u32>(7)?,
             r.get::<_, bool>(8)?,
             r.get::<_, bool>(9)?,
+            r.get::<_, Option<String>>(10)?,
         ))
     })?;
     let mut agents = Vec::new();
     for row in rows {
-        let (id, name, version, caps, labels, reg, seen, running, draining, drain_req) = row?;
+        let (id, name, version, caps, labels, reg, seen, running, draining, drain_req, token) =
+            row?;
         agents.push(AgentView {
             id,
             name,
@@ -367,6 +473,7 @@ pub fn list_agents(c: &mut Connection) -> Result<AgentList, ApiError> {
             last_seen_at: fmt_ts(seen),
             running_jobs: running,
             draining: draining || drain_req,
+            bootstrap_token: token,
         });
     }
     Ok(AgentList { agents })
@@ -621,15 +728,20 @@ pub fn cancel_job(c: &mut Connection, job_id: &str, now: i64) -> Result<JobView,
 // Attempts: lease checks, heartbeats, chunks, completion, expiry
 // ------------------------------------------------------------------------------------------------
 
-/// The agent holding attempt `attempt` of `job_id` (for authentication).
-pub fn attempt_holder(c: &mut Connection, job_id: &str, attempt: u32) -> Result<String, ApiError> {
-    c.query_row(
-        "SELECT agent_id FROM attempts WHERE job_id = ?1 AND attempt = ?2",
-        params![job_id, attempt],
-        |r| r.get(0),
+/// Whether `agent_id` holds attempt `attempt` of `job_id` (false when there is no such attempt).
+pub fn attempt_held_by(
+    c: &mut Connection,
+    job_id: &str,
+    attempt: u32,
+    agent_id: &str,
+) -> Result<bool, ApiError> {
+    Ok(c.query_row(
+        "SELECT 1 FROM attempts WHERE job_id = ?1 AND attempt = ?2 AND agent_id = ?3",
+        params![job_id, attempt, agent_id],
+        |_| Ok(()),
     )
     .optional()?
-    .ok_or_else(|| ApiError::not_found(format!("no attempt {attempt} of job {job_id:?}")))
+    .is_some())
 }
 
 /// What the attempt endpoints need about a live attempt.
@@ -726,26 +838,117 @@ pub struct VerifiedChunk {
     pub body: Vec<u8>,
 }
 
-/// Checks the attempt's lease without changing anything (to fail fast before decoding a chunk).
+/// What one attempt may store: chunks and compressed bytes (`--max-attempt-chunks`,
+/// `--max-attempt-bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub max_chunks: u32,
+    pub max_bytes: u64,
+}
+
+/// Why storing chunk `seq` (`len` compressed bytes) would take the attempt past its quota;
+/// `None` when it fits, or when `seq` is already stored (a repeat is answered as a duplicate or
+/// a conflict, never counted twice).
+fn over_quota(
+    c: &Connection,
+    job_id: &str,
+    attempt: u32,
+    seq: u32,
+    len: u64,
+    quota: Quota,
+) -> Result<Option<String>, ApiError> {
+    let stored: bool = c
+        .query_row(
+            "SELECT 1 FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
+            params![job_id, attempt, seq],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if stored {
+        return Ok(None);
+    }
+    let (chunks, bytes): (u64, u64) = c.query_row(
+        "SELECT chunks, bytes FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let what_to_do = "this job's result is more than the control plane accepts from one attempt, \
+         so the job fails without a retry; raise the limit, or narrow the job (its extract filters)";
+    if chunks >= u64::from(quota.max_chunks) {
+        return Ok(Some(format!(
+            "chunk {seq} refused: attempt {attempt} of job {job_id} already holds {chunks} chunks, \
+             the most one attempt may store (--max-attempt-chunks {} on the control plane); {what_to_do}",
+            quota.max_chunks
+        )));
+    }
+    if bytes.saturating_add(len) > quota.max_bytes {
+        return Ok(Some(format!(
+            "chunk {seq} refused: its {len} bytes would take attempt {attempt} of job {job_id} to \
+             {} stored bytes, over the limit of {} bytes per attempt (--max-attempt-bytes on the \
+             control plane); {what_to_do}",
+            bytes.saturating_add(len),
+            quota.max_bytes
+        )));
+    }
+    Ok(None)
+}
+
+/// Records that the attempt went over its quota (its job is then not retried) and returns the
+/// 413 to answer.
+fn refuse_over_quota(
+    c: &Connection,
+    job_id: &str,
+    attempt: u32,
+    reason: String,
+) -> Result<ApiError, ApiError> {
+    c.execute(
+        "UPDATE attempts SET over_quota = ?3 WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt, reason],
+    )?;
+    tracing::warn!(job_id, attempt, reason = %reason, "chunk refused over the attempt's quota");
+    Ok(ApiError::too_large(reason))
+}
+
+/// Checks the attempt's lease and quota before a chunk of `len` bytes is decoded (to fail fast);
+/// changes nothing but the record of a quota refusal.
 pub fn check_live(
     c: &mut Connection,
     job_id: &str,
     attempt: u32,
+    seq: u32,
+    len: u64,
+    quota: Quota,
     now: i64,
 ) -> Result<(), ApiError> {
-    live_attempt(c, job_id, attempt, now).map(|_| ())
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    live_attempt(&tx, job_id, attempt, now)?;
+    if let Some(reason) = over_quota(&tx, job_id, attempt, seq, len, quota)? {
+        let refusal = refuse_over_quota(&tx, job_id, attempt, reason)?;
+        tx.commit()?;
+        return Err(refusal);
+    }
+    Ok(())
 }
 
-/// Stores a chunk once; the same sha256 again is a duplicate, a different one a conflict.
+/// Stores a chunk once; the same sha256 again is a duplicate, a different one a conflict; a new
+/// chunk past the attempt's [`Quota`] is refused (413).
 pub fn put_chunk(
     c: &mut Connection,
     job_id: &str,
     attempt: u32,
     chunk: &VerifiedChunk,
+    quota: Quota,
     now: i64,
 ) -> Result<ChunkAck, ApiError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     live_attempt(&tx, job_id, attempt, now)?;
+    let len = chunk.body.len() as u64;
+    if let Some(reason) = over_quota(&tx, job_id, attempt, chunk.seq, len, quota)? {
+        let refusal = refuse_over_quota(&tx, job_id, attempt, reason)?;
+        tx.commit()?;
+        return Err(refusal);
+    }
     let stored: Option<String> = tx
         .query_row(
             "SELECT sha256 FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
@@ -780,9 +983,9 @@ pub fn put_chunk(
         ],
     )?;
     tx.execute(
-        "UPDATE attempts SET chunks = chunks + 1, records = records + ?3
+        "UPDATE attempts SET chunks = chunks + 1, records = records + ?3, bytes = bytes + ?4
          WHERE job_id = ?1 AND attempt = ?2",
-        params![job_id, attempt, chunk.records],
+        params![job_id, attempt, chunk.records, len],
     )?;
     tx.commit()?;
     tracing::debug!(
@@ -822,18 +1025,136 @@ pub struct Completion {
     pub rejected: Option<String>,
 }
 
-/// Ends the attempt as the agent reports, and moves the job on.
-pub fn complete(
+/// The chunks an attempt holds, in brief: chunks are never changed or removed while the attempt
+/// runs, only added, so an equal count means the same set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSet {
+    pub count: u64,
+    pub records: u64,
+}
+
+fn chunk_set(c: &Connection, job_id: &str, attempt: u32) -> Result<ChunkSet, ApiError> {
+    Ok(c.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(records), 0) FROM chunks WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt],
+        |r| {
+            Ok(ChunkSet {
+                count: r.get(0)?,
+                records: r.get(1)?,
+            })
+        },
+    )?)
+}
+
+/// The outcome of verifying a `succeeded` claim outside the lock ([`begin_verification`], then
+/// [`verify_stream`]), for [`complete`] to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// The stored chunks the verification saw.
+    pub set: ChunkSet,
+    /// `Ok(compressed bytes)`, or why the claim does not match the stored chunks.
+    pub verdict: Result<u64, String>,
+}
+
+/// First step of a `succeeded` completion, one short read: the attempt must be live, and the
+/// claimed chunk count and record total must match the stored chunk list. Returns the chunk set
+/// and, when the claim already fails here, the refusal (no chunk then needs decoding).
+pub fn begin_verification(
     c: &mut Connection,
     job_id: &str,
     attempt: u32,
     req: &CompleteRequest,
     now: i64,
+) -> Result<(ChunkSet, Result<(), String>), ApiError> {
+    let tx = c.transaction()?;
+    live_attempt(&tx, job_id, attempt, now)?;
+    let stored: Vec<(u32, u64)> = {
+        let mut stmt = tx.prepare(
+            "SELECT seq, records FROM chunks WHERE job_id = ?1 AND attempt = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![job_id, attempt], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let set = ChunkSet {
+        count: stored.len() as u64,
+        records: stored.iter().map(|(_, r)| r).sum(),
+    };
+    Ok((set, check_claim(&stored, attempt, req)))
+}
+
+/// Called (job, attempt, seq) after each chunk a verification has hashed, without the database
+/// lock (tests pause verification here to prove that other requests are served meanwhile).
+#[derive(Clone)]
+pub struct VerifyHook(Arc<HookFn>);
+
+type HookFn = dyn Fn(&str, u32, u32) + Send + Sync;
+
+impl VerifyHook {
+    pub fn new(f: impl Fn(&str, u32, u32) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for VerifyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifyHook")
+    }
+}
+
+/// Second step, on a blocking thread: reads the chunks `0..chunks` one at a time (each read a
+/// short hold of the lock), decodes and hashes each without the lock, and compares the stream
+/// sha256 with the claim. `Ok(bytes)` is the compressed size.
+pub fn verify_stream(
+    store: &Store,
+    job_id: &str,
+    attempt: u32,
+    chunks: u32,
+    claimed_sha256: &str,
+    hook: Option<&VerifyHook>,
+) -> Result<Result<u64, String>, ApiError> {
+    let mut hash = StreamHash::default();
+    let mut bytes = 0u64;
+    for seq in 0..chunks {
+        let Some((encoding, body)) =
+            store.with_conn(|c| read_chunk_if_any(c, job_id, attempt, seq))?
+        else {
+            // Only a finished (then pruned) job loses chunks: `complete` finds the attempt over.
+            return Ok(Err(format!(
+                "chunk {seq} of attempt {attempt} disappeared while the completion was verified"
+            )));
+        };
+        bytes += body.len() as u64;
+        hash.update(&decode_stored(encoding, &body)?);
+        if let Some(hook) = hook {
+            (hook.0)(job_id, attempt, seq);
+        }
+    }
+    let actual = hash.hex();
+    if !actual.eq_ignore_ascii_case(claimed_sha256.trim()) {
+        return Ok(Err(format!(
+            "the completion claims stream sha256 {claimed_sha256} but the uploaded chunks, decoded in sequence order, hash to {actual}"
+        )));
+    }
+    Ok(Ok(bytes))
+}
+
+/// Ends the attempt as the agent reports, and moves the job on, in one short transaction.
+///
+/// A `succeeded` claim comes with what [`begin_verification`] and [`verify_stream`] found
+/// without holding the lock; here the attempt is checked to be still live and its chunk set
+/// unchanged (a chunk uploaded meanwhile is beyond the claim: the result is refused).
+pub fn complete(
+    c: &mut Connection,
+    job_id: &str,
+    attempt: u32,
+    req: &CompleteRequest,
+    verified: Option<&Verified>,
+    now: i64,
 ) -> Result<Completion, ApiError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     live_attempt(&tx, job_id, attempt, now)?;
     let completion = match req.status {
-        CompletionStatus::Succeeded => match verify_stream(&tx, job_id, attempt, req)? {
+        CompletionStatus::Succeeded => match succeeded_verdict(&tx, job_id, attempt, verified)? {
             Ok(bytes) => {
                 let summary = ResultSummary {
                     attempt,
@@ -859,7 +1180,7 @@ pub fn complete(
                     message: format!("the control plane refused the result: {reason}"),
                 };
                 end_attempt(&tx, job_id, attempt, "failed", Some(&error), now)?;
-                let state = requeue_or_fail(&tx, job_id, &error, now)?;
+                let state = requeue_or_fail(&tx, job_id, attempt, &error, now)?;
                 Completion {
                     state,
                     rejected: Some(reason),
@@ -875,7 +1196,7 @@ pub fn complete(
             let state = if PERMANENT_ERROR_CLASSES.contains(&error.class.as_str()) {
                 fail_job(&tx, job_id, &error, now)?
             } else {
-                requeue_or_fail(&tx, job_id, &error, now)?
+                requeue_or_fail(&tx, job_id, attempt, &error, now)?
             };
             Completion {
                 state,
@@ -885,7 +1206,7 @@ pub fn complete(
         CompletionStatus::Interrupted => {
             end_attempt(&tx, job_id, attempt, "interrupted", req.error.as_ref(), now)?;
             // An interruption is not the job's fault: it does not use up an attempt.
-            let state = requeue(&tx, job_id, now)?;
+            let state = requeue(&tx, job_id, attempt, now)?;
             Completion {
                 state,
                 rejected: None,
@@ -912,25 +1233,32 @@ pub fn complete(
     Ok(completion)
 }
 
-/// Checks a `succeeded` claim against the stored chunks: sequence numbers exactly
-/// `0..req.chunks`, the record total, and the sha256 of the decoded stream. `Ok(Ok(bytes))`
-/// gives the compressed size; `Ok(Err(reason))` a precise refusal.
-///
-/// Decoding every chunk under the database lock is simple and correct; a server with large
-/// results would hash the stream as chunks arrive instead.
-fn verify_stream(
+/// The verdict on a `succeeded` claim, as of now: what the verification found, unless the
+/// stored chunk set changed meanwhile.
+fn succeeded_verdict(
     c: &Connection,
     job_id: &str,
     attempt: u32,
-    req: &CompleteRequest,
+    verified: Option<&Verified>,
 ) -> Result<Result<u64, String>, ApiError> {
-    let stored: Vec<(u32, u64)> = {
-        let mut stmt = c.prepare(
-            "SELECT seq, records FROM chunks WHERE job_id = ?1 AND attempt = ?2 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![job_id, attempt], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
+    let Some(v) = verified else {
+        return Err(ApiError::internal(
+            "a succeeded completion reached the store unverified; this is a control-plane bug",
+        ));
     };
+    let now = chunk_set(c, job_id, attempt)?;
+    if now != v.set {
+        return Ok(Err(format!(
+            "chunks were uploaded while the completion was verified (attempt {attempt} held {} chunks, now {}): a completion must come after the last chunk",
+            v.set.count, now.count
+        )));
+    }
+    Ok(v.verdict.clone())
+}
+
+/// Checks a `succeeded` claim against the stored chunk list: sequence numbers exactly
+/// `0..req.chunks` and the record total. `Err(reason)` is a precise refusal.
+fn check_claim(stored: &[(u32, u64)], attempt: u32, req: &CompleteRequest) -> Result<(), String> {
     // `req.chunks` comes from the agent: count the missing sequence numbers from what is stored
     // (never materialise `0..req.chunks`, which may be 4 billion long) and name the first few.
     let present = stored.iter().filter(|(seq, _)| *seq < req.chunks).count();
@@ -942,11 +1270,11 @@ fn verify_stream(
             .filter(|s| stored.binary_search_by_key(s, |(seq, _)| *seq).is_err())
             .take(LIST_SHOWN)
             .collect();
-        return Ok(Err(format!(
+        return Err(format!(
             "the completion claims {} chunks but chunk(s) {} of attempt {attempt} were never uploaded",
             req.chunks,
             list_u32(&shown, missing_count)
-        )));
+        ));
     }
     let extra: Vec<u32> = stored
         .iter()
@@ -954,35 +1282,20 @@ fn verify_stream(
         .filter(|s| *s >= req.chunks)
         .collect();
     if !extra.is_empty() {
-        return Ok(Err(format!(
+        return Err(format!(
             "the completion claims {} chunks but chunk(s) {} were also uploaded",
             req.chunks,
             list_u32(&extra, extra.len())
-        )));
+        ));
     }
     let total: u64 = stored.iter().map(|(_, r)| r).sum();
     if total != req.records {
-        return Ok(Err(format!(
+        return Err(format!(
             "the completion claims {} records but the {} uploaded chunks hold {total}",
             req.records, req.chunks
-        )));
+        ));
     }
-    let mut hash = StreamHash::default();
-    let mut bytes = 0u64;
-    for seq in 0..req.chunks {
-        let (encoding, body) = read_chunk(c, job_id, attempt, seq)?;
-        bytes += body.len() as u64;
-        let decoded = decode_stored(encoding, &body)?;
-        hash.update(&decoded);
-    }
-    let actual = hash.hex();
-    if !actual.eq_ignore_ascii_case(req.sha256.trim()) {
-        return Ok(Err(format!(
-            "the completion claims stream sha256 {} but the uploaded chunks, decoded in sequence order, hash to {actual}",
-            req.sha256
-        )));
-    }
-    Ok(Ok(bytes))
+    Ok(())
 }
 
 /// How many sequence numbers a refusal names.
@@ -1046,8 +1359,21 @@ fn fail_job(
     Ok(JobState::Failed)
 }
 
-/// Back to the queue, unless an admin cancelled the job meanwhile.
-fn requeue(c: &Connection, job_id: &str, now: i64) -> Result<JobState, ApiError> {
+/// Why `attempt` may not be retried: a chunk of it was refused over its quota (a new attempt
+/// would produce as much).
+fn quota_spent(c: &Connection, job_id: &str, attempt: u32) -> Result<Option<String>, ApiError> {
+    Ok(c.query_row(
+        "SELECT over_quota FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+        params![job_id, attempt],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .optional()?
+    .flatten())
+}
+
+/// Back to the queue, unless an admin cancelled the job meanwhile or the attempt went over its
+/// quota (then the job fails).
+fn requeue(c: &Connection, job_id: &str, attempt: u32, now: i64) -> Result<JobState, ApiError> {
     let cancel: bool = c.query_row(
         "SELECT cancel_requested FROM jobs WHERE id = ?1",
         params![job_id],
@@ -1056,18 +1382,33 @@ fn requeue(c: &Connection, job_id: &str, now: i64) -> Result<JobState, ApiError>
     if cancel {
         return set_state(c, job_id, JobState::Cancelled, now);
     }
+    if let Some(reason) = quota_spent(c, job_id, attempt)? {
+        let error = JobError {
+            class: "output".to_string(),
+            message: format!("not retried: {reason}"),
+        };
+        return fail_job(c, job_id, &error, now);
+    }
     tracing::info!(job_id, "job re-queued");
     set_state(c, job_id, JobState::Queued, now)
 }
 
 /// After a failed or expired attempt: re-queue while fewer than `max_attempts` attempts have
-/// failed, else fail the job with `error`.
+/// failed, else fail the job with `error`; an attempt over its quota fails the job at once.
 fn requeue_or_fail(
     c: &Connection,
     job_id: &str,
+    attempt: u32,
     error: &JobError,
     now: i64,
 ) -> Result<JobState, ApiError> {
+    if let Some(reason) = quota_spent(c, job_id, attempt)? {
+        let error = JobError {
+            class: error.class.clone(),
+            message: format!("{}; not retried: {reason}", error.message),
+        };
+        return fail_job(c, job_id, &error, now);
+    }
     let (failures, max): (u32, u32) = c.query_row(
         "SELECT (SELECT COUNT(*) FROM attempts WHERE job_id = ?1 AND state IN ('failed', 'expired')),
                 max_attempts
@@ -1076,7 +1417,7 @@ fn requeue_or_fail(
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if failures < max {
-        requeue(c, job_id, now)
+        requeue(c, job_id, attempt, now)
     } else {
         let error = JobError {
             class: error.class.clone(),
@@ -1113,7 +1454,7 @@ pub fn reap_expired(c: &mut Connection, now: i64) -> Result<usize, ApiError> {
             ),
         };
         end_attempt(&tx, &job_id, attempt, "expired", Some(&error), now)?;
-        let state = requeue_or_fail(&tx, &job_id, &error, now)?;
+        let state = requeue_or_fail(&tx, &job_id, attempt, &error, now)?;
         tracing::warn!(%job_id, %agent_id, attempt, state = state.as_str(), "lease expired");
         if state == JobState::Queued {
             requeued += 1;
@@ -1170,6 +1511,28 @@ pub fn result_of(c: &mut Connection, job_id: &str) -> Result<ResultSummary, ApiE
     }
 }
 
+/// One stored chunk, if it is there: its encoding and compressed body.
+fn read_chunk_if_any(
+    c: &Connection,
+    job_id: &str,
+    attempt: u32,
+    seq: u32,
+) -> Result<Option<(Encoding, Vec<u8>)>, ApiError> {
+    let row: Option<(String, Vec<u8>)> = c
+        .query_row(
+            "SELECT encoding, body FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
+            params![job_id, attempt, seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(encoding, body)| {
+        Encoding::from_header(Some(&encoding))
+            .map(|e| (e, body))
+            .map_err(|e| ApiError::internal(format!("stored chunk encoding: {e}")))
+    })
+    .transpose()
+}
+
 /// One stored chunk: its encoding and compressed body.
 pub fn read_chunk(
     c: &Connection,
@@ -1177,21 +1540,11 @@ pub fn read_chunk(
     attempt: u32,
     seq: u32,
 ) -> Result<(Encoding, Vec<u8>), ApiError> {
-    let (encoding, body): (String, Vec<u8>) = c
-        .query_row(
-            "SELECT encoding, body FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
-            params![job_id, attempt, seq],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?
-        .ok_or_else(|| {
-            ApiError::internal(format!(
-                "chunk {seq} of attempt {attempt} of job {job_id} is missing from the database"
-            ))
-        })?;
-    let encoding = Encoding::from_header(Some(&encoding))
-        .map_err(|e| ApiError::internal(format!("stored chunk encoding: {e}")))?;
-    Ok((encoding, body))
+    read_chunk_if_any(c, job_id, attempt, seq)?.ok_or_else(|| {
+        ApiError::internal(format!(
+            "chunk {seq} of attempt {attempt} of job {job_id} is missing from the database"
+        ))
+    })
 }
 
 /// Decodes a chunk the server accepted earlier (so a failure is the server's fault).
@@ -1224,9 +1577,6 @@ mod tests {
 
     #[test]
     fn a_huge_chunk_claim_is_refused_without_listing_every_missing_seq() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("cp.db")).unwrap();
-        let c = store.conn.lock().unwrap();
         let req = CompleteRequest {
             status: CompletionStatus::Succeeded,
             chunks: u32::MAX,
@@ -1234,12 +1584,44 @@ mod tests {
             sha256: String::new(),
             error: None,
         };
-        let reason = verify_stream(&c, "job-x", 1, &req).unwrap().unwrap_err();
+        let reason = check_claim(&[], 1, &req).unwrap_err();
         assert!(reason.contains("0, 1, 2"), "{reason}");
         assert!(
             reason.contains(&format!("and {} more", u64::from(u32::MAX) - 20)),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn migration_4_counts_the_bytes_running_attempts_already_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.db");
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agents (id, name, version, capabilities, labels, max_concurrent_jobs,
+                                 token_sha256, registered_at, last_seen_at)
+             VALUES ('a', 'a', 'v', '[]', '{}', 1, 'h', 0, 0);
+             INSERT INTO jobs (id, kind, spec, labels, state, max_attempts, lease_ttl_secs,
+                               current_attempt, created_at, updated_at)
+             VALUES ('j', 'k', '{}', '{}', 'running', 3, 60, 1, 0, 0);
+             INSERT INTO attempts (job_id, attempt, agent_id, state, started_at, lease_expires_at,
+                                   chunks, records)
+             VALUES ('j', 1, 'a', 'running', 0, 0, 2, 2);
+             INSERT INTO chunks VALUES ('j', 1, 0, 's', 1, 'identity', x'0102030405', 0);
+             INSERT INTO chunks VALUES ('j', 1, 1, 's', 1, 'identity', x'0607', 0);
+             ALTER TABLE attempts DROP COLUMN bytes;
+             ALTER TABLE attempts DROP COLUMN over_quota;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let bytes: u64 = conn
+            .query_row("SELECT bytes FROM attempts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(bytes, 7);
     }
 
     #[test]

@@ -158,7 +158,9 @@ pub struct RegisterRequest {
     pub version: String,
     /// Job kinds this agent runs (see [`JobKind`]).
     pub capabilities: Vec<String>,
-    /// Free-form labels the control plane may route on (e.g. `env=prod`).
+    /// Labels the control plane routes on (e.g. `env=prod`): a job runs only on agents carrying
+    /// all its labels. Set once, here: the reference control plane accepts only labels the
+    /// bootstrap token grants (`403` otherwise) and no later request changes them.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// How many jobs the agent runs at once.
@@ -472,6 +474,10 @@ pub struct AgentView {
     pub last_seen_at: String,
     pub running_jobs: u32,
     pub draining: bool,
+    /// Name of the bootstrap token the agent registered with: its labels are within that
+    /// token's grant. Absent for agents registered before tokens had names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -28,6 +28,7 @@ fn errors(codes: &[&str], error: &Value) -> Map<String, Value> {
         let description = match *code {
             "400" => "malformed request: a body or path parameter that does not parse (the message says which and why)",
             "401" => "missing or wrong token",
+            "403" => "the token is valid but does not allow this: at registration, a label the bootstrap token does not grant (the message names the token and the label and says what to change)",
             "404" => "unknown agent, job or attempt",
             "409" => "conflict: a different body for a stored chunk, or an attempt that no longer holds the lease",
             "413" => "body or decoded chunk over the size limit",
@@ -50,9 +51,16 @@ fn describe(op: &mut Value, code: &str, description: &str) {
     }
 }
 
-/// 404 on the agent's own endpoints: the control plane does not know this agent id.
+/// 404 on the agent's own endpoints: the control plane does not know this agent.
 const UNKNOWN_AGENT: &str =
-    "unknown agent (the control plane no longer knows this agent id): register again";
+    "unknown agent (the control plane knows no agent holding this token any more): register again";
+
+/// 404 on the attempt endpoints: not this agent's attempt (missing or another agent's, one
+/// answer for both).
+const ATTEMPT_GONE: &str = "this agent holds no such attempt (the job or attempt does not exist, or another agent holds it; one answer for both): the attempt is gone; the agent stops it without completing it, as on `409 lease_lost`";
+
+/// 401 on the attempt endpoints.
+const ATTEMPT_UNAUTHORIZED: &str = "missing token, or a token no agent holds (the answer names nothing); an agent that was using the token `register` issued treats it as the attempt gone and registers again";
 
 fn operation(
     summary: &str,
@@ -112,7 +120,7 @@ pub fn document() -> Value {
             "200",
             json_response("registered", reference::<RegisterResponse>(&mut gen)),
         ),
-        &["400", "401", "429", "503"],
+        &["400", "401", "403", "429", "503"],
         &error,
     );
     let mut poll = operation(
@@ -162,11 +170,7 @@ pub fn document() -> Value {
         &["401", "404", "409", "429", "503"],
         &error,
     );
-    describe(
-        &mut job_heartbeat,
-        "404",
-        "unknown job or attempt: the attempt is gone; the agent stops it without completing it, as on `409 lease_lost`",
-    );
+    describe(&mut job_heartbeat, "404", ATTEMPT_GONE);
     let mut put_chunk = operation(
         "Upload one result chunk (idempotent by job, attempt and sequence number)",
         agent,
@@ -204,7 +208,15 @@ pub fn document() -> Value {
             );
         }
     }
-    let list_chunks = operation(
+    describe(&mut job_heartbeat, "401", ATTEMPT_UNAUTHORIZED);
+    describe(&mut put_chunk, "404", ATTEMPT_GONE);
+    describe(
+        &mut put_chunk,
+        "413",
+        "the chunk body is over the size limit, decodes to more than the limit, or would take the attempt past its quota of chunks or stored bytes (the message names the limit and the setting): the job's result cannot be stored; the agent stops the job and completes it `failed`, and the reference control plane does not retry it",
+    );
+    describe(&mut put_chunk, "401", ATTEMPT_UNAUTHORIZED);
+    let mut list_chunks = operation(
         "Chunks the server holds for an attempt (to resume an upload)",
         agent,
         &["job_id", "attempt"],
@@ -216,7 +228,9 @@ pub fn document() -> Value {
         &["401", "404", "429", "503"],
         &error,
     );
-    let complete = operation(
+    describe(&mut list_chunks, "404", ATTEMPT_GONE);
+    describe(&mut list_chunks, "401", ATTEMPT_UNAUTHORIZED);
+    let mut complete = operation(
         "Complete an attempt: status, chunk and record counts, sha256 of the whole stream",
         agent,
         &["job_id", "attempt"],
@@ -228,6 +242,8 @@ pub fn document() -> Value {
         &["400", "401", "404", "409", "429", "503"],
         &error,
     );
+    describe(&mut complete, "404", ATTEMPT_GONE);
+    describe(&mut complete, "401", ATTEMPT_UNAUTHORIZED);
     let submit = operation(
         "Submit a job",
         admin,

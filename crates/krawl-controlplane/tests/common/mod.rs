@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use krawl_controlplane::{start, RunningServer, ServerConfig};
+use krawl_controlplane::{start, BootstrapToken, RunningServer, ServerConfig};
 use krawl_protocol::chunk::{self, Encoding};
 use krawl_protocol::{
     paths, JobLease, JobView, RegisterResponse, CHUNK_RECORDS_HEADER, CHUNK_SHA256_HEADER,
@@ -13,7 +13,12 @@ use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
 pub const ADMIN: &str = "admin-token-for-tests-0123456789";
+/// The single (`--bootstrap-token-file`) token: grants no labels.
 pub const BOOT: &str = "bootstrap-token-for-tests-0123456789";
+/// The `dev` token: `env = "dev"`, `team = "*"`.
+pub const DEV: &str = "dev-bootstrap-token-for-tests-0123456789";
+/// The `prod` token: `env = "prod"`, `zone = "*"`.
+pub const PROD: &str = "prod-bootstrap-token-for-tests-0123456789";
 
 pub fn config(dir: &Path) -> ServerConfig {
     let mut cfg = ServerConfig::new(
@@ -22,6 +27,16 @@ pub fn config(dir: &Path) -> ServerConfig {
         ADMIN.to_string(),
         BOOT.to_string(),
     );
+    cfg.bootstrap_tokens.push(BootstrapToken::scoped(
+        "dev",
+        DEV,
+        [("env", "dev"), ("team", "*")],
+    ));
+    cfg.bootstrap_tokens.push(BootstrapToken::scoped(
+        "prod",
+        PROD,
+        [("env", "prod"), ("zone", "*")],
+    ));
     cfg.poll_wait = Duration::from_secs(1);
     cfg
 }
@@ -95,18 +110,28 @@ impl Cp {
         format!("{}{path}", self.base)
     }
 
+    /// Registers with the single token (no labels granted): for agents without labels.
     pub async fn register(&self, name: &str, labels: Value) -> Agent {
-        let resp = self
-            .http
+        self.register_with(BOOT, name, labels).await
+    }
+
+    /// `POST /v1/agents/register` with this bootstrap token, whatever the answer.
+    pub async fn register_raw(&self, token: &str, name: &str, labels: Value) -> reqwest::Response {
+        self.http
             .post(self.url(paths::REGISTER))
-            .bearer_auth(BOOT)
+            .bearer_auth(token)
             .json(
                 &json!({"name": name, "version": "test", "capabilities": ["kafka.extract"],
                           "labels": labels, "max_concurrent_jobs": 2}),
             )
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Registers with this bootstrap token; panics unless it is accepted.
+    pub async fn register_with(&self, token: &str, name: &str, labels: Value) -> Agent {
+        let resp = self.register_raw(token, name, labels).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let r: RegisterResponse = resp.json().await.unwrap();
         assert_eq!(r.agent_token.len(), 64);
