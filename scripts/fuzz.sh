@@ -4,12 +4,20 @@
 # only when someone merges it on purpose, see fuzz/README.md). Fails on the first crash, leak
 # or timeout, leaving the input in fuzz/artifacts/<target>/.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]
+#   scripts/fuzz.sh [--keep] [SECONDS] [TARGET...]
+#
+# --keep (for the recorded long runs, docs/security.md): afterwards, merge what the run found
+# into the committed corpus (libFuzzer's -merge=1 keeps only inputs that add coverage).
 #
 # Needs the nightly toolchain and cargo-fuzz (scripts/testbed-install.sh installs cargo-fuzz
 # under .testbed/cargo/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+KEEP=0
+if [[ "${1:-}" == "--keep" ]]; then
+    KEEP=1
+    shift
+fi
 SECONDS_EACH="${1:-30}"
 shift || true
 export PATH="$PWD/.testbed/cargo/bin:$PATH"
@@ -43,6 +51,11 @@ for t in "${targets[@]}"; do
         tail -40 "$scratch/$t.log" >&2
         echo "fuzz.sh: $t failed (exit $status); the input is in fuzz/artifacts/$t/" >&2
         exit 1
+    fi
+    if [[ $KEEP -eq 1 ]]; then
+        before=$(find "corpus/$t" -type f | wc -l)
+        cargo +nightly fuzz run "$t" "corpus/$t" "$scratch/$t" -- -merge=1 >"$scratch/$t.merge.log" 2>&1
+        echo "corpus/$t: $before -> $(find "corpus/$t" -type f | wc -l) inputs, $(du -sk "corpus/$t" | cut -f1) KiB"
     fi
 done
 echo "==> fuzz: ${#targets[@]} targets, ${SECONDS_EACH}s each, no crash"

@@ -1,6 +1,6 @@
 //! Request bodies of the control-plane API (from agents, which may be rogue, and from admins):
-//! every protocol type parses or is refused without a panic, the error message the server
-//! would send is scrubbed of values, and a parsed submission's spec goes through the check.
+//! every protocol type parses or is refused without a panic (through the server's value-free
+//! deserializer, `krawl_protocol::body`), and a parsed submission's spec goes through the check.
 #![no_main]
 
 use krawl_protocol::{
@@ -8,14 +8,9 @@ use krawl_protocol::{
 };
 use libfuzzer_sys::fuzz_target;
 
+/// The control plane's own entry point: value-free errors.
 fn parse<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
-    match serde_json::from_slice::<T>(data) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let _ = spec::describe_serde_error(&e.to_string());
-            None
-        }
-    }
+    krawl_protocol::body::parse_json::<T>(data, "request").ok()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -142,7 +142,7 @@ impl FromRequest<AppState> for RawBody {
 /// Parses a JSON body; the error names the field path and the expected type, never a value
 /// (see [`crate::body`]).
 fn parse_json<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, ApiError> {
-    crate::body::parse_json(body, what).map_err(ApiError::bad_request)
+    krawl_protocol::body::parse_json(body, what).map_err(ApiError::bad_request)
 }
 
 /// Path parameters; a non-numeric attempt or seq is a 400.

@@ -18,7 +18,6 @@
 pub mod admin;
 mod api;
 mod auth;
-mod body;
 pub mod cli;
 mod error;
 mod ratelimit;

@@ -320,7 +320,8 @@ fn parse(
     }
     let value = serde_json::to_value(&table)
         .map_err(|_| format!("the tokens file {shown} holds a value that is not a string, number, boolean, array or table"))?;
-    let file: TokensFile = crate::body::from_value(&value, &format!("tokens file {shown}"))?;
+    let file: TokensFile =
+        krawl_protocol::body::from_value(&value, &format!("tokens file {shown}"))?;
     if file.token.is_empty() {
         return Err(format!(
             "the tokens file {shown} declares no [[token]]; see `krawl controlplane --help`"

@@ -14,6 +14,7 @@
 //! - No type here carries a Kafka or secret-store credential: job specs name
 //!   secrets by reference and the agent resolves them locally.
 
+pub mod body;
 pub mod chunk;
 pub mod openapi;
 pub mod spec;

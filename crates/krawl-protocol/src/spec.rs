@@ -19,7 +19,8 @@
 //!
 //! Messages never echo a value: a literal credential in the wrong place must not end in an
 //! error, a log line or a response. They name the position (`spec.kafka.sasl.password`) and
-//! what it must hold.
+//! what it must hold. (The documents themselves are then deserialized with [`crate::body`],
+//! whose errors keep the same rule.)
 
 use std::sync::OnceLock;
 
@@ -66,7 +67,10 @@ fn compiled(checker: Checker) -> Result<&'static JSONSchema, String> {
                 });
             }
             Checker::Agent => {
-                opts.with_format(krawl_secrets::SECRET_REF_FORMAT, |_: &str| true);
+                // A literal is the policy's to judge; a malformed reference is refused here.
+                opts.with_format(krawl_secrets::SECRET_REF_FORMAT, |s: &str| {
+                    krawl_secrets::SecretRef::parse(s).is_ok()
+                });
             }
         }
         opts.compile(&schema)
@@ -84,7 +88,10 @@ pub fn check(spec: &Value, checker: Checker) -> Result<(), Vec<String>> {
     let spec = &without_nulls(spec);
     let problems: Vec<String> = match schema.validate(spec) {
         Ok(()) => return Ok(()),
-        Err(errors) => errors.take(MAX_PROBLEMS).map(|e| describe(&e)).collect(),
+        Err(errors) => errors
+            .take(MAX_PROBLEMS)
+            .map(|e| describe(&e, checker))
+            .collect(),
     };
     let mut unique = Vec::with_capacity(problems.len());
     for p in problems {
@@ -146,9 +153,20 @@ fn a(t: &str) -> String {
 
 /// One problem, named by position and expectation. The instance (the value found) is never
 /// formatted, and neither is jsonschema's own message (which quotes it).
-fn describe(e: &jsonschema::ValidationError<'_>) -> String {
+fn describe(e: &jsonschema::ValidationError<'_>, checker: Checker) -> String {
     let at = position(&e.instance_path.to_string());
     let what = match &e.kind {
+        ValidationErrorKind::Format { format }
+            if format == krawl_secrets::SECRET_REF_FORMAT && checker == Checker::Agent =>
+        {
+            // The reason names what is wrong with the reference's form, not its text.
+            let reason = e
+                .instance
+                .as_str()
+                .and_then(krawl_secrets::SecretRef::malformed_reason)
+                .unwrap_or_else(|| "it does not parse".to_string());
+            format!("is not a well-formed secret reference: {reason}")
+        }
         ValidationErrorKind::Format { format } if format == krawl_secrets::SECRET_REF_FORMAT => format!(
             "must be a secret reference ({}…) that the agent resolves inside its own network, not a literal: credentials must not travel through the control plane",
             krawl_secrets::SECRET_REF_SCHEMES.join("…, ")
@@ -203,28 +221,6 @@ fn describe(e: &jsonschema::ValidationError<'_>) -> String {
         _ => "is not valid here".to_string(),
     };
     format!("{at} {what}")
-}
-
-/// serde's message for a body that did not deserialize, without the value it quotes:
-/// `invalid type: integer `123456789`, expected a string` becomes
-/// `invalid type, expected a string`. Unknown and missing field names are kept (they are keys).
-pub fn describe_serde_error(message: &str) -> String {
-    let msg = message.trim();
-    for (prefix, shown) in [
-        ("invalid type:", "invalid type"),
-        ("invalid value:", "invalid value"),
-        ("unknown variant", "unknown variant"),
-        ("invalid length", "invalid length"),
-    ] {
-        if let Some(rest) = msg.strip_prefix(prefix) {
-            return match rest.find(", expected") {
-                Some(i) => format!("{shown}{}", &rest[i..]),
-                None => shown.to_string(),
-            };
-        }
-    }
-    // Syntax errors quote no value; custom messages are krawl's own (they never quote one).
-    msg.to_string()
 }
 
 /// Keys whose values are credentials in specs of kinds this crate does not know.
@@ -415,44 +411,18 @@ mod tests {
         let mut v = good();
         v["kafka"]["sasl"]["password"] = json!("hunter2");
         assert!(check(&v, Checker::Agent).is_ok());
+        v["kafka"]["sasl"]["password"] = json!("file:///run/secrets/../CANARY-7d1f");
+        let e = check(&v, Checker::Agent).unwrap_err().join("; ");
+        assert!(
+            e.contains("spec.kafka.sasl.password is not a well-formed secret reference")
+                && e.contains("`..`")
+                && !e.contains(CANARY),
+            "{e}"
+        );
         v["kafka"]["sasl"]["password"] = json!(123456789);
         let e = check(&v, Checker::Agent).unwrap_err().join("; ");
         assert!(
             e.contains("spec.kafka.sasl.password must be a string") && !e.contains("123456789"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn serde_messages_lose_the_value() {
-        #[derive(Debug, serde::Deserialize)]
-        #[allow(dead_code)]
-        struct T {
-            password: String,
-            mode: Mode,
-        }
-        #[derive(Debug, serde::Deserialize)]
-        enum Mode {
-            A,
-        }
-        for v in [
-            json!({"password": 123456789, "mode": "A"}),
-            json!({"password": [CANARY], "mode": "A"}),
-            json!({"password": "x", "mode": CANARY}),
-        ] {
-            let e = serde_json::from_value::<T>(v).unwrap_err().to_string();
-            let d = describe_serde_error(&e);
-            assert!(
-                !d.contains(CANARY) && !d.contains("123456789") && d.contains("expected"),
-                "{e} -> {d}"
-            );
-        }
-        // Field names are keys, not values: kept.
-        let e = serde_json::from_value::<T>(json!({"pasword": "x"}))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            describe_serde_error(&e).contains("missing field `password`"),
             "{e}"
         );
     }

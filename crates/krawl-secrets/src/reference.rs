@@ -540,6 +540,16 @@ impl schemars::JsonSchema for SecretRef {
 }
 
 impl SecretRef {
+    /// Why `s` is a malformed reference (`None`: it parses, as a reference or a literal). The
+    /// reason describes the form, never quotes the text (a literal credential that happens to
+    /// contain `://` must not end up in an error).
+    pub fn malformed_reason(s: &str) -> Option<String> {
+        match SecretRef::parse(s) {
+            Err(SecretError::Malformed { reason, .. }) => Some(reason),
+            _ => None,
+        }
+    }
+
     /// Whether `s` parses as a reference to a store (not a literal, not malformed): what a
     /// credential position of a job spec must hold.
     pub fn is_reference(s: &str) -> bool {

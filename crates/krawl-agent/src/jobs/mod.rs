@@ -184,8 +184,8 @@ pub fn parse_spec(spec: &serde_json::Value) -> Result<ParsedSpec, JobFailure> {
     krawl_protocol::spec::check(spec, krawl_protocol::spec::Checker::Agent).map_err(
         |problems| JobFailure::invalid_job(format!("invalid job spec: {}", problems.join("; "))),
     )?;
-    let raw: JobSpec = serde_json::from_value(spec.clone())
-        .map_err(|e| JobFailure::invalid_job(format!("invalid job spec: {}", serde_problem(&e))))?;
+    let raw: JobSpec =
+        krawl_protocol::body::from_value(spec, "job spec").map_err(JobFailure::invalid_job)?;
     let kafka: KafkaConfig = section("kafka", raw.kafka)?;
     let extract: ExtractOptions = match raw.extract {
         None | Some(serde_json::Value::Null) => ExtractOptions::default(),
@@ -218,13 +218,8 @@ fn section<T: serde::de::DeserializeOwned>(
             json_type(&v)
         )));
     }
-    serde_json::from_value(v).map_err(|e| {
-        JobFailure::invalid_job(format!("invalid job spec: `{name}`: {}", serde_problem(&e)))
-    })
-}
-
-fn serde_problem(e: &serde_json::Error) -> String {
-    krawl_protocol::spec::describe_serde_error(&e.to_string())
+    krawl_protocol::body::from_value(&v, &format!("job spec `{name}`"))
+        .map_err(JobFailure::invalid_job)
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {

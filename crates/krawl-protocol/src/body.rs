@@ -1,4 +1,5 @@
-//! Parsing request bodies (and the tokens file) with errors that never carry a value.
+//! Deserializing documents (control-plane request bodies, the tokens file, job specs in the
+//! agent) with errors that never carry a value.
 //!
 //! serde's own messages quote what they refuse (`invalid type: integer 123456789, expected a
 //! string`), so a credential sent at the wrong type would end up in the answer and in the log.
@@ -6,7 +7,8 @@
 //! line and column only), then deserialized through [`ValueDeserializer`] with [`FieldError`] as
 //! the error type: serde hands the error constructors the offending value, and they keep only
 //! its *kind* (`an integer`, `a string`). `serde_path_to_error` supplies the field path.
-//! [`parse_json`] is the one entry point of the HTTP API; [`from_value`] serves the tokens file.
+//! [`parse_json`] is the one entry point of the control plane's HTTP API; [`from_value`] serves
+//! its tokens file and the agent's job specs.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -341,7 +343,7 @@ impl<'de, 'a, E: de::Error> de::Deserializer<'de> for ValueDeserializer<'a, E> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use krawl_protocol::{CompleteRequest, JobHeartbeat, RegisterRequest, SubmitJob};
+    use crate::{CompleteRequest, JobHeartbeat, RegisterRequest, SubmitJob};
     use serde::Deserialize;
 
     /// A value that must never appear in an error, in every shape serde could quote it.
