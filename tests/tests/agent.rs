@@ -179,15 +179,39 @@ async fn a_malformed_job_gets_an_error_result_and_the_agent_keeps_serving() {
     let unknown = cp
         .submit("kafka.produce", kafka_spec(&broker.bootstrap()))
         .await;
-    let malformed = cp.submit("kafka.extract", json!({ "kafka": 5 })).await;
-    for id in [&unknown, &malformed] {
+    // A spec the control plane stores (it has a kafka job's structure) that the agent still
+    // refuses: SASL_SSL without a [kafka.sasl] section. (A spec without that structure never
+    // gets this far: the control plane refuses it at submit, by position.)
+    let invalid = cp
+        .submit(
+            "kafka.extract",
+            json!({ "kafka": { "bootstrap_servers": [broker.bootstrap()], "security_protocol": "SASL_SSL" } }),
+        )
+        .await;
+    for (id, class) in [(&unknown, "invalid_job"), (&invalid, "config")] {
         let view = cp.wait_terminal(id, Some(&agent)).await;
         assert_eq!(view.state, JobState::Failed, "{view:?}");
         let err = view.error.clone().unwrap();
-        assert_eq!(err.class, "invalid_job", "{err:?}");
+        assert_eq!(err.class, class, "{err:?}");
         // Permanent: not retried.
         assert_eq!(view.attempts.len(), 1, "{view:?}");
     }
+    let refused = cp
+        .admin()
+        .submit(&krawl_protocol::SubmitJob {
+            kind: "kafka.extract".into(),
+            spec: json!({ "kafka": 5 }),
+            labels: Default::default(),
+            max_attempts: None,
+            lease_ttl_secs: None,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("spec.kafka must be an object"),
+        "{refused}"
+    );
     let err = cp.admin().get(&unknown).await.unwrap().error.unwrap();
     assert!(err.message.contains("kafka.produce"), "{err:?}");
 

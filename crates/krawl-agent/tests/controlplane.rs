@@ -36,8 +36,10 @@ fn warning(i: u64) -> Record {
     })
 }
 
-/// Emits `spec.records` records; with `spec.pause_after`, waits on a notify after that many
-/// (the test restarts the control plane meanwhile); with `spec.block`, then waits for cancel.
+/// Emits `records` records; with `pause_after`, waits on a notify after that many (the test
+/// restarts the control plane meanwhile); with `block`, then waits for cancel. The script is a
+/// JSON object written as the spec's `kafka.client_id` ([`script`]): the control plane stores
+/// only specs that have a `kafka.*` job's structure.
 struct TestExec {
     paused: tokio::sync::Notify,
     resume: tokio::sync::Notify,
@@ -55,8 +57,12 @@ impl TestExec {
 impl Executor for TestExec {
     async fn execute(&self, ctx: &JobContext, sink: &mut ChunkUploader) -> Result<(), JobFailure> {
         {
-            let n = ctx.spec["records"].as_u64().unwrap_or(0);
-            let pause_after = ctx.spec["pause_after"].as_u64();
+            let script: serde_json::Value = ctx.spec["kafka"]["client_id"]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default();
+            let n = script["records"].as_u64().unwrap_or(0);
+            let pause_after = script["pause_after"].as_u64();
             for i in 0..n {
                 if Some(i) == pause_after {
                     self.paused.notify_one();
@@ -67,7 +73,7 @@ impl Executor for TestExec {
                     message: e.to_string(),
                 })?;
             }
-            if ctx.spec["block"].as_bool() == Some(true) {
+            if script["block"].as_bool() == Some(true) {
                 ctx.cancel.cancelled().await;
                 return Err(JobFailure {
                     class: "cancelled".into(),
@@ -165,11 +171,16 @@ impl Running {
     }
 }
 
+/// A valid `kafka.list_topics` spec carrying the [`TestExec`] script.
+fn script(s: serde_json::Value) -> serde_json::Value {
+    json!({"kafka": {"bootstrap_servers": ["fake-broker:9092"], "client_id": s.to_string()}})
+}
+
 async fn submit(admin: &AdminClient, spec: serde_json::Value, ttl: Option<u32>) -> String {
     admin
         .submit(&SubmitJob {
             kind: "kafka.list_topics".into(),
-            spec,
+            spec: script(spec),
             labels: Default::default(),
             max_attempts: Some(3),
             lease_ttl_secs: ttl,

@@ -642,13 +642,7 @@ async fn submit_job(
 ) -> Result<Response, ApiError> {
     st.require_admin(&headers)?;
     let job: SubmitJob = parse_json(&body, "job submission")?;
-    if let Some(path) = literal_secret(&job.spec, "spec") {
-        return Err(ApiError::bad_request(format!(
-            "{path} holds a literal secret; give a secret reference instead (vault://…, aws-sm://…, \
-             gcp-sm://…, azure-kv://…, env://…, file://…) that the agent resolves inside its own \
-             network: credentials must not travel through the control plane"
-        )));
-    }
+    check_spec(&job)?;
     let defaults = st.defaults;
     let view = st
         .store
@@ -741,47 +735,24 @@ async fn drain_agent(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Keys whose values are credentials in a job spec (`kafka.sasl.password`,
-/// `kafka.sasl.oauthbearer.client_secret`, `kafka.tls.client_key[_password]`,
-/// `schema_registry.auth.password|token`, `schema_registry.tls.client_key`).
-const SECRET_KEYS: &[&str] = &[
-    "password",
-    "client_secret",
-    "client_key",
-    "client_key_password",
-    "token",
-];
-
-/// Schemes of secret references (crates/krawl-secrets `SecretRef`).
-const SECRET_SCHEMES: &[&str] = &[
-    "vault://",
-    "aws-sm://",
-    "gcp-sm://",
-    "azure-kv://",
-    "env://",
-    "file://",
-];
-
-/// The path of the first credential key in `value` that holds a literal instead of a reference.
-fn literal_secret(value: &serde_json::Value, path: &str) -> Option<String> {
-    match value {
-        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
-            let here = format!("{path}.{k}");
-            match v {
-                serde_json::Value::String(s)
-                    if SECRET_KEYS.contains(&k.as_str())
-                        && !SECRET_SCHEMES.iter().any(|p| s.starts_with(p)) =>
-                {
-                    Some(here)
-                }
-                _ => literal_secret(v, &here),
-            }
-        }),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| literal_secret(v, &format!("{path}[{i}]"))),
-        _ => None,
+/// A job spec is stored only when it holds no credential: for the `kafka.*` kinds the whole
+/// structure is checked against the agent's own config types ([`krawl_protocol::spec::check`]:
+/// every credential position a secret reference whatever its JSON type, no unknown keys, only
+/// pass-through librdkafka properties, one host:port per bootstrap entry, no userinfo in
+/// URLs); for other kinds credential-named keys and URLs
+/// ([`krawl_protocol::spec::check_unknown_kind`]). The refusal names positions, never values.
+fn check_spec(job: &SubmitJob) -> Result<(), ApiError> {
+    let known = job.kind.parse::<krawl_protocol::JobKind>().is_ok();
+    let problems = if known {
+        krawl_protocol::spec::check(&job.spec, krawl_protocol::spec::Checker::ControlPlane)
+            .err()
+            .map(|p| p.join("; "))
+    } else {
+        krawl_protocol::spec::check_unknown_kind(&job.spec).err()
+    };
+    match problems {
+        None => Ok(()),
+        Some(p) => Err(ApiError::bad_request(format!("job spec refused: {p}"))),
     }
 }
 
@@ -839,20 +810,36 @@ mod tests {
     }
 
     #[test]
-    fn literal_secrets_in_specs_are_found_by_path() {
+    fn specs_with_credentials_are_refused_by_position() {
         use serde_json::json;
-        let ok = json!({"kafka": {"sasl": {"username": "u", "password": "vault://secret/k#p"}},
-                        "schema_registry": {"auth": {"method": "bearer", "token": "env://T"}}});
-        assert_eq!(super::literal_secret(&ok, "spec"), None);
-        let bad = json!({"kafka": {"sasl": {"password": "hunter2"}}});
-        assert_eq!(
-            super::literal_secret(&bad, "spec").as_deref(),
-            Some("spec.kafka.sasl.password")
+        let job = |kind: &str, spec: serde_json::Value| SubmitJob {
+            kind: kind.into(),
+            spec,
+            labels: Default::default(),
+            max_attempts: None,
+            lease_ttl_secs: None,
+        };
+        let ok = json!({"kafka": {"bootstrap_servers": ["b:9092"], "security_protocol": "SASL_SSL",
+                        "sasl": {"mechanism": "PLAIN", "username": "u", "password": "vault://secret/k#p"}},
+                        "schema_registry": {"url": "https://sr", "auth": {"method": "bearer", "token": "env://T"}}});
+        assert!(check_spec(&job("kafka.extract", ok)).is_ok());
+        let bad = json!({"kafka": {"bootstrap_servers": ["b:9092"], "security_protocol": "SASL_SSL",
+                        "sasl": {"mechanism": "PLAIN", "username": "u", "password": 31337}}});
+        let e = check_spec(&job("kafka.extract", bad)).unwrap_err();
+        assert!(
+            e.message.contains("spec.kafka.sasl.password") && !e.message.contains("31337"),
+            "{}",
+            e.message
         );
-        let nested = json!({"schema_registry": {"tls": {"client_key": "-----BEGIN"}}});
-        assert_eq!(
-            super::literal_secret(&nested, "spec").as_deref(),
-            Some("spec.schema_registry.tls.client_key")
+        let e = check_spec(&job(
+            "custom.kind",
+            json!({"x": {"client_key": "-----BEGIN"}}),
+        ))
+        .unwrap_err();
+        assert!(
+            e.message.contains("spec.x.client_key") && !e.message.contains("BEGIN"),
+            "{}",
+            e.message
         );
     }
 }

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 fn extract_job() -> serde_json::Value {
-    json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": "b:9092"}}})
+    json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}})
 }
 
 #[tokio::test]
@@ -278,7 +278,7 @@ async fn long_poll_answers_204_then_200_when_a_job_arrives_mid_poll() {
     assert_eq!(resp.status(), StatusCode::OK);
     let lease: krawl_protocol::JobLease = resp.json().await.unwrap();
     assert_eq!((lease.job_id.as_str(), lease.attempt), (job.id.as_str(), 1));
-    assert_eq!(lease.spec["kafka"]["bootstrap_servers"], "b:9092");
+    assert_eq!(lease.spec["kafka"]["bootstrap_servers"][0], "b:9092");
     assert!(
         t.elapsed() < Duration::from_secs(5),
         "woken, not timed out: {:?}",
@@ -326,7 +326,7 @@ async fn a_job_is_leased_once_to_concurrent_pollers_and_routed_by_labels_and_kin
         .register_with(PROD, "prod", json!({"env": "prod", "zone": "a"}))
         .await;
     let job = cp
-        .submit(json!({"kind": "kafka.preflight", "spec": {}, "labels": {"env": "prod"}}))
+        .submit(json!({"kind": "kafka.preflight", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}, "labels": {"env": "prod"}}))
         .await;
     assert_eq!(job.labels.get("env").map(String::as_str), Some("prod"));
     assert!(cp.poll(&plain).await.is_none());
@@ -418,7 +418,7 @@ async fn bootstrap_tokens_bind_labels_so_a_dev_token_never_gets_prod_jobs() {
     // A prod job: the dev and plain agents never lease it; the prod agent does, and only it
     // can heartbeat or complete it.
     let job = cp
-        .submit(json!({"kind": "kafka.extract", "spec": {}, "labels": {"env": "prod"}}))
+        .submit(json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}, "labels": {"env": "prod"}}))
         .await;
     for _ in 0..2 {
         assert!(cp.poll(&dev).await.is_none());
@@ -613,7 +613,7 @@ async fn complete_verifies_chunks_records_and_stream_sha_then_results_equal_the_
     let cp = start_cp(|_| {}).await;
     let a = cp.register("a", json!({})).await;
     let job = cp
-        .submit(json!({"kind": "kafka.extract", "spec": {}, "max_attempts": 5}))
+        .submit(json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}, "max_attempts": 5}))
         .await;
     let parts = [ndjson(3, "a"), ndjson(1, "b"), ndjson(2, "c")];
     let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
@@ -851,7 +851,7 @@ async fn a_completion_rechecks_the_attempt_and_its_chunks_after_verifying() {
     let cp = start_cp(|c| c.verify_hook = Some(hook)).await;
     let a = cp.register("a", json!({})).await;
     let job = cp
-        .submit(json!({"kind": "kafka.extract", "spec": {}, "max_attempts": 5}))
+        .submit(json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}, "max_attempts": 5}))
         .await;
     let parts = [ndjson(2, "x0"), ndjson(2, "x1")];
     let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
@@ -937,7 +937,7 @@ async fn per_attempt_quotas_refuse_chunks_with_413_and_the_attempt_still_ends_cl
 
     // The chunk quota: the third chunk is refused, naming the limit and the flag.
     let job = cp
-        .submit(json!({"kind": "kafka.extract", "spec": {}, "max_attempts": 3}))
+        .submit(json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}, "max_attempts": 3}))
         .await;
     let lease = cp.poll(&a).await.unwrap();
     for seq in 0..2 {
@@ -987,7 +987,7 @@ async fn per_attempt_quotas_refuse_chunks_with_413_and_the_attempt_still_ends_cl
     // The byte quota: a chunk that would take the attempt past it is refused; the chunks stored
     // before it complete as a result.
     let job = cp
-        .submit(json!({"kind": "kafka.extract", "spec": {}, "max_attempts": 3}))
+        .submit(json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}, "max_attempts": 3}))
         .await;
     let lease = cp.poll(&a).await.unwrap();
     let resp = cp
@@ -1018,7 +1018,7 @@ async fn per_attempt_quotas_refuse_chunks_with_413_and_the_attempt_still_ends_cl
 
     // An attempt over its quota that is interrupted or expires is not retried either.
     let job = cp
-        .submit(json!({"kind": "kafka.extract", "spec": {}, "max_attempts": 3}))
+        .submit(json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}, "max_attempts": 3}))
         .await;
     let lease = cp.poll(&a).await.unwrap();
     for seq in 0..2 {
@@ -1048,7 +1048,7 @@ async fn an_expired_lease_requeues_with_attempt_2_and_the_old_attempt_gets_lease
     let a = cp.register("a", json!({})).await;
     let b = cp.register("b", json!({})).await;
     let job = cp
-        .submit(json!({"kind": "kafka.extract", "spec": {}, "lease_ttl_secs": 1}))
+        .submit(json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}, "lease_ttl_secs": 1}))
         .await;
     let old = cp.poll(&a).await.unwrap();
     assert_eq!(old.lease_ttl_secs, 1);
@@ -1101,7 +1101,7 @@ async fn max_attempts_fail_the_job_and_failure_classes_decide_retries() {
     let a = cp.register("a", json!({})).await;
     let job = cp
         .submit(
-            json!({"kind": "kafka.extract", "spec": {}, "lease_ttl_secs": 1, "max_attempts": 2}),
+            json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}, "lease_ttl_secs": 1, "max_attempts": 2}),
         )
         .await;
     let l1 = cp.poll(&a).await.unwrap();
@@ -1123,7 +1123,9 @@ async fn max_attempts_fail_the_job_and_failure_classes_decide_retries() {
 
     // A transient failure re-queues; a permanent one fails at once.
     let job = cp
-        .submit(json!({"kind": "kafka.extract", "spec": {}}))
+        .submit(
+            json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}}),
+        )
         .await;
     let l = cp.poll(&a).await.unwrap();
     let resp = cp
@@ -1426,7 +1428,7 @@ async fn tls_serving_and_the_admin_client() {
     let job = admin
         .submit(&krawl_protocol::SubmitJob {
             kind: "kafka.list_topics".into(),
-            spec: json!({"kafka": {}}),
+            spec: json!({"kafka": {"bootstrap_servers": ["b:9092"]}}),
             labels: Default::default(),
             max_attempts: Some(1),
             lease_ttl_secs: None,

@@ -49,8 +49,10 @@ async fn a_canary_at_the_wrong_type_is_in_no_answer_and_no_log_line() {
     let log = log();
     let cp = start_cp(|_| {}).await;
     let agent = cp.register("a", json!({})).await;
-    cp.submit(json!({"kind": "kafka.extract", "spec": {}}))
-        .await;
+    cp.submit(
+        json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}}),
+    )
+    .await;
     let lease = cp.poll(&agent).await.unwrap();
     let n = CANARY_NUM;
 
