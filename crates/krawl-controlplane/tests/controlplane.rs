@@ -1475,10 +1475,95 @@ async fn a_spec_with_a_literal_credential_is_refused_and_not_stored() {
     );
     assert!(msg.contains("spec.kafka.sasl.password"), "{msg}");
     assert!(!msg.contains(canary), "{msg}");
-    // The same job with a reference is taken.
+    // Issue 11: the shapes a literal took past the old key-name check, and the kinds this
+    // control plane does not know. Each is refused, naming the position, never the value.
+    let kafka = |extra: serde_json::Value| {
+        let mut k = json!({"bootstrap_servers": ["b:9092"], "security_protocol": "SASL_SSL"});
+        for (key, v) in extra.as_object().unwrap() {
+            k[key] = v.clone();
+        }
+        json!({"kind": "kafka.extract", "spec": {"kafka": k}})
+    };
+    let oauth = |ext: serde_json::Value, url: String| {
+        kafka(json!({"sasl": {"mechanism": "OAUTHBEARER", "oauthbearer": {
+            "token_endpoint_url": url, "client_id": "c", "client_secret": "env://S", "extensions": ext}}}))
+    };
+    let attacks = [
+        (
+            kafka(
+                json!({"sasl": {"mechanism": "PLAIN", "username": "u", "password": 7_123_456_789u64}}),
+            ),
+            "spec.kafka.sasl.password",
+        ),
+        (
+            kafka(json!({"sasl": {"mechanism": "PLAIN", "username": "u", "password": [canary]}})),
+            "spec.kafka.sasl.password",
+        ),
+        (
+            kafka(json!({"properties": {"sasl.password": canary}})),
+            "spec.kafka.properties",
+        ),
+        (
+            kafka(json!({"properties": {"ssl.key.pem": canary}})),
+            "spec.kafka.properties",
+        ),
+        (
+            kafka(json!({"tls": {"client_key": canary}})),
+            "spec.kafka.tls.client_key",
+        ),
+        (
+            kafka(json!({"bootstrap_servers": [format!("u:{canary}@b:9092")]})),
+            "spec.kafka.bootstrap_servers[0]",
+        ),
+        (
+            oauth(json!({"apiToken": canary}), "https://idp/t".into()),
+            "spec.kafka.sasl.oauthbearer.extensions.apiToken",
+        ),
+        (
+            oauth(json!({}), format!("https://c:{canary}@idp/t")),
+            "spec.kafka.sasl.oauthbearer.token_endpoint_url",
+        ),
+        (
+            json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]},
+            "schema_registry": {"url": format!("https://u:{canary}@sr")}}}),
+            "spec.schema_registry.url",
+        ),
+        (
+            json!({"kind": "vendor.custom", "spec": {"db": {"password": canary}}}),
+            "spec.db.password",
+        ),
+        (
+            json!({"kind": "vendor.custom", "spec": {"db": {"token": 7_123_456_789u64}}}),
+            "spec.db.token",
+        ),
+        (
+            json!({"kind": "vendor.custom", "spec": {"url": format!("https://a:{canary}@h/")}}),
+            "spec.url",
+        ),
+    ];
+    for (job, position) in attacks {
+        let (status, _, msg) = error_of(cp.submit_raw(job.to_string()).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{job}: {msg}");
+        assert!(msg.contains(position), "{job}: {msg}");
+        assert!(
+            !msg.contains(canary) && !msg.contains("7123456789"),
+            "{msg}"
+        );
+    }
+    // The same job with a reference is taken; nothing refused was stored.
     let mut ok = job.clone();
     ok["spec"]["kafka"]["sasl"]["password"] = json!("vault://secret/kafka#password");
     cp.submit(ok).await;
+    let db = std::fs::read(cp.dir.path().join("cp.db")).unwrap_or_default();
+    let wal = std::fs::read(cp.dir.path().join("cp.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        for needle in [canary, "7123456789"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "a refused credential reached the database"
+            );
+        }
+    }
 }
 
 #[tokio::test]
