@@ -397,9 +397,12 @@ pub struct SubmitJob {
     /// unknown kind with an error result); not blank.
     #[schemars(length(min = 1), regex(pattern = r"\S"))]
     pub kind: String,
-    /// The job's parameters ([`JobSpec`] for the `kafka.*` kinds), any JSON: the control plane
-    /// refuses only literal credentials in it; the agent answers a malformed spec with an error
-    /// result.
+    /// The job's parameters. For the `kafka.*` kinds a [`JobSpec`] matching
+    /// `schema/job-spec.schema.json` (the reference control plane refuses any other shape,
+    /// naming the position: literal credentials in any JSON type, unknown keys, properties an
+    /// agent does not pass through, URLs with credentials); for other kinds any JSON without
+    /// literal values under credential-named keys. The agent answers a malformed spec with an
+    /// error result.
     pub spec: serde_json::Value,
     /// Only agents carrying all these labels get the job.
     #[serde(default)]
