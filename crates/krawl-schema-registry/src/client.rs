@@ -303,7 +303,9 @@ impl RegistryClient {
     /// `GET /subjects[?deleted=true]`: subject names (soft-deleted ones too when `deleted`).
     pub async fn subjects(&self, deleted: bool) -> Result<Vec<String>, RegistryError> {
         let what = "the subject list (GET /subjects)";
-        let ans = self.get(&["subjects"], deleted_q(deleted), what).await?;
+        let ans = self
+            .get(&["subjects"], deleted_q(deleted), "the subject list")
+            .await?;
         self.ok_json(ans, what, || "the subject list".to_string())
     }
 

@@ -606,16 +606,35 @@ impl Ctx<'_> {
                 return Vec::new();
             }
         };
-        match fields::parse_fields(ty, &sv.schema, &referenced) {
-            Ok(f) => f,
-            Err(e) if e.is_limit() => {
+        // On the blocking pool: protox can spend seconds on a hostile schema of
+        // MAX_SCHEMA_BYTES (many aggregate options cost it quadratic time), which must
+        // not hold up the async workers the agent's other jobs and heartbeats run on.
+        let schema = sv.schema.clone();
+        let parsed =
+            tokio::task::spawn_blocking(move || fields::parse_fields(ty, &schema, &referenced))
+                .await;
+        match parsed {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) if e.is_limit() => {
                 warn("schema_limit_exceeded", format!("{at}: {e}; no fields"));
                 Vec::new()
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 warn(
                     "schema_parse_failed",
                     format!("{at}: the schema does not parse ({e}); no fields"),
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                let why = if e.is_panic() {
+                    "panicked"
+                } else {
+                    "was cancelled"
+                };
+                warn(
+                    "schema_parse_failed",
+                    format!("{at}: the schema parser {why}; no fields"),
                 );
                 Vec::new()
             }
