@@ -1255,11 +1255,91 @@ mod proto {
     /// File name the subject's own schema is compiled under.
     const ROOT_FILE: &str = "krawl_subject_schema.proto";
 
-    struct Sources(HashMap<String, String>);
+    /// The schema and its references, parsed up front (protox-parse bounds
+    /// its own recursion) so that the import chain is measured before protox
+    /// compiles them: it opens imports recursively.
+    struct Sources {
+        parsed: HashMap<String, File>,
+        /// The ones that do not parse: protox parses them again when (if)
+        /// they are imported, and reports the error in context.
+        unparsed: HashMap<String, String>,
+    }
+
+    impl Sources {
+        fn new(files: impl IntoIterator<Item = (String, String)>) -> Self {
+            let mut sources = Sources {
+                parsed: HashMap::new(),
+                unparsed: HashMap::new(),
+            };
+            for (name, source) in files {
+                match File::from_source(&name, &source) {
+                    Ok(file) => {
+                        sources.parsed.insert(name, file);
+                    }
+                    Err(_) => {
+                        sources.unparsed.insert(name, source);
+                    }
+                }
+            }
+            sources
+        }
+
+        fn imports(&self, name: &str) -> &[String] {
+            self.parsed
+                .get(name)
+                .map(|f| f.file_descriptor_proto().dependency.as_slice())
+                .unwrap_or_default()
+        }
+
+        /// Refuses an import chain from `root` longer than
+        /// [`guard::MAX_PROTOBUF_IMPORT_DEPTH`]. Iterative; each file's
+        /// depth is computed once. Cycles are left to protox (an error).
+        fn check_import_depth(&self, root: &str) -> Result<(), GuardError> {
+            let limit = guard::MAX_PROTOBUF_IMPORT_DEPTH;
+            let too_deep = GuardError::ImportsTooDeep { limit };
+            // Depth (files in the longest chain) of each file done.
+            let mut depth: HashMap<&str, usize> = HashMap::new();
+            let mut on_path: HashSet<&str> = HashSet::from([root]);
+            let mut path: Vec<(&str, usize)> = vec![(root, 0)];
+            while let Some((name, next)) = path.last_mut() {
+                let name: &str = name;
+                let imports = self.imports(name);
+                if let Some(import) = imports.get(*next) {
+                    *next += 1;
+                    let import = import.as_str();
+                    if let Some(d) = depth.get(import) {
+                        if path.len() + d > limit {
+                            return Err(too_deep);
+                        }
+                    } else if !on_path.contains(import) {
+                        if path.len() + 1 > limit {
+                            return Err(too_deep);
+                        }
+                        on_path.insert(import);
+                        path.push((import, 0));
+                    }
+                } else {
+                    let below = imports
+                        .iter()
+                        .filter_map(|i| depth.get(i.as_str()))
+                        .max()
+                        .copied()
+                        .unwrap_or(0);
+                    depth.insert(name, below + 1);
+                    on_path.remove(name);
+                    path.pop();
+                }
+            }
+            Ok(())
+        }
+    }
 
     impl FileResolver for Sources {
         fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-            match self.0.get(name) {
+            if let Some(file) = self.parsed.get(name) {
+                return Ok(file.clone());
+            }
+            match self.unparsed.get(name) {
                 Some(source) => File::from_source(name, source),
                 None => Err(protox::Error::file_not_found(name)),
             }
@@ -1383,13 +1463,20 @@ mod proto {
         schema: &str,
         references: &[Referenced],
     ) -> Result<Vec<SchemaField>, FieldsError> {
-        let mut sources: HashMap<String, String> = references
-            .iter()
-            .map(|r| (r.name.clone(), r.schema.clone()))
-            .collect();
-        sources.insert(ROOT_FILE.to_owned(), schema.to_owned());
+        let sources = Sources::new(
+            references
+                .iter()
+                .map(|r| (r.name.clone(), r.schema.clone()))
+                .chain([(ROOT_FILE.to_owned(), schema.to_owned())]),
+        );
+        sources
+            .check_import_depth(ROOT_FILE)
+            .map_err(|source| FieldsError::Refused {
+                reference: None,
+                source,
+            })?;
         let mut resolver = ChainFileResolver::new();
-        resolver.add(Sources(sources));
+        resolver.add(sources);
         resolver.add(GoogleFileResolver::new());
         let mut compiler = protox::Compiler::with_file_resolver(resolver);
         compiler.include_source_info(true);
@@ -2086,5 +2173,73 @@ message Other { bool x = 1; }
         assert!(fields[0].type_name.len() <= MAX_TYPE_NAME_BYTES + '…'.len_utf8());
         assert!(fields[0].type_name.ends_with('…'));
         assert!(fields[0].type_name.starts_with("string(xxx"));
+    }
+
+    /// `n` Protobuf files, `f0.proto` importing `f1.proto` importing ...
+    fn import_chain(n: usize) -> Vec<Referenced> {
+        (0..n)
+            .map(|i| {
+                let import = if i + 1 < n {
+                    format!("import \"f{}.proto\";\n", i + 1)
+                } else {
+                    String::new()
+                };
+                Referenced {
+                    name: format!("f{i}.proto"),
+                    schema: format!(
+                        "syntax = \"proto3\";\npackage p{i};\n{import}message M{i} {{ int32 a = 1; }}\n"
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn protobuf_import_chains_are_bounded() {
+        use crate::guard::MAX_PROTOBUF_IMPORT_DEPTH;
+        let root = "syntax = \"proto3\";\nimport \"f0.proto\";\nmessage R { p0.M0 f = 1; }\n";
+        on_small_stack(move || {
+            // The schema and MAX - 1 files below it: compiled, on a small stack.
+            let refs = import_chain(MAX_PROTOBUF_IMPORT_DEPTH - 1);
+            let fields = parse_fields(SchemaType::Protobuf, root, &refs).unwrap();
+            assert_eq!(fields.len(), 2, "{fields:?}");
+            // One more, or as many as MAX_REFERENCES allows: refused before protox
+            // recurses through them (256 levels overflow 1 MiB in a debug build).
+            for n in [guard::MAX_REFERENCES, MAX_PROTOBUF_IMPORT_DEPTH] {
+                let err = parse_fields(SchemaType::Protobuf, root, &import_chain(n)).unwrap_err();
+                assert!(
+                    matches!(
+                        err,
+                        FieldsError::Refused {
+                            source: GuardError::ImportsTooDeep { .. },
+                            ..
+                        }
+                    ),
+                    "{err}"
+                );
+                assert!(
+                    err.to_string().contains("MAX_PROTOBUF_IMPORT_DEPTH"),
+                    "{err}"
+                );
+            }
+            // Wide is fine: each file imports all the ones after it (a DAG, measured once per file).
+            let wide: Vec<Referenced> = (0..20)
+                .map(|i| {
+                    let imports: String = (i + 1..20).map(|j| format!("import \"f{j}.proto\";\n")).collect();
+                    Referenced {
+                        name: format!("f{i}.proto"),
+                        schema: format!("syntax = \"proto3\";\npackage p{i};\n{imports}message M{i} {{ int32 a = 1; }}\n"),
+                    }
+                })
+                .collect();
+            assert!(parse_fields(SchemaType::Protobuf, root, &wide).is_ok());
+            // A cycle is protox's error to report.
+            let mut cycle = import_chain(3);
+            cycle[2].schema = cycle[2]
+                .schema
+                .replace("package p2;", "package p2;\nimport \"f0.proto\";");
+            let err = parse_fields(SchemaType::Protobuf, root, &cycle).unwrap_err();
+            assert!(matches!(err, FieldsError::Protobuf(_)), "{err}");
+        });
     }
 }

@@ -28,7 +28,9 @@
 //!   parser would not take is a parse error there, before any deeper level.
 //!
 //! [`check_references`] bounds the schemas one schema pulls in: at most
-//! [`MAX_REFERENCES`] of them and [`MAX_REFERENCED_BYTES`] in all.
+//! [`MAX_REFERENCES`] of them and [`MAX_REFERENCED_BYTES`] in all; Protobuf
+//! imports chain at most [`MAX_PROTOBUF_IMPORT_DEPTH`] files deep (checked
+//! by [`crate::fields`] once the files are parsed, before they are compiled).
 //!
 //! The tests parse schemas nested exactly to each bound on a thread with
 //! half a tokio worker's stack (1 MiB), in a debug build.
@@ -62,6 +64,13 @@ pub const MAX_REFERENCES: usize = 256;
 /// Most bytes of referenced schema text one schema may pull in, in all.
 pub const MAX_REFERENCED_BYTES: usize = 8 * MAX_SCHEMA_BYTES;
 
+/// Longest chain of Protobuf imports (the schema, the file it imports, the
+/// file that one imports, ...). protox opens imports recursively, about
+/// 7 KiB of stack a level in a debug build: a chain of [`MAX_REFERENCES`]
+/// files needs more than 1 MiB. Checked on the parsed files, before they are
+/// compiled.
+pub const MAX_PROTOBUF_IMPORT_DEPTH: usize = 32;
+
 /// The nesting bound of a language.
 pub fn max_nesting(schema_type: SchemaType) -> usize {
     match schema_type {
@@ -94,6 +103,9 @@ pub enum GuardError {
     /// More than [`MAX_REFERENCED_BYTES`] of referenced schemas.
     #[error("the schemas it references are more than {limit} bytes in all (MAX_REFERENCED_BYTES)")]
     ReferencesTooLarge { limit: usize },
+    /// A chain of Protobuf imports longer than [`MAX_PROTOBUF_IMPORT_DEPTH`].
+    #[error("the schema's imports chain more than {limit} files deep (MAX_PROTOBUF_IMPORT_DEPTH)")]
+    ImportsTooDeep { limit: usize },
 }
 
 /// The name of a nesting bound, for messages.

@@ -167,6 +167,53 @@ fn references_in_cycles_under_many_names() {
     assert_honest_extracted(&records);
 }
 
+#[test]
+fn protobuf_imports_chained_256_deep() {
+    let reg = FakeRegistry::start(FakeRegistryOpts::default()).expect("fake registry");
+    seed_honest(&reg);
+    // chain-000 imports chain-001 imports ... chain-255: 256 subjects, each valid on its own,
+    // within MAX_REFERENCES, but protox would open them recursively.
+    let n = 256;
+    for i in (0..n).rev() {
+        let (imports, refs) = if i + 1 < n {
+            let next = format!("chain-{:03}", i + 1);
+            (
+                format!("import \"{next}.proto\";\n"),
+                vec![(format!("{next}.proto"), next)],
+            )
+        } else {
+            (String::new(), vec![])
+        };
+        let refs: Vec<(&str, &str, i32)> = refs
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str(), 1))
+            .collect();
+        let schema = format!(
+            "syntax = \"proto3\";\npackage p{i};\n{imports}message M{i} {{ int32 a = 1; }}\n"
+        );
+        reg.register(&format!("chain-{i:03}"), "PROTOBUF", &schema, &refs)
+            .expect("register");
+    }
+    let (records, _) = extract_on_small_workers(cfg(&reg)).expect("the registry phase runs");
+    // Every subject whose chain is longer than the bound is refused; the short ones parse.
+    let limit = krawl_schema_registry::guard::MAX_PROTOBUF_IMPORT_DEPTH;
+    for i in 0..n {
+        let subject = format!("chain-{i:03}");
+        if n - i > limit {
+            assert_warned(
+                &records,
+                &subject,
+                "schema_limit_exceeded",
+                &["version 1", "MAX_PROTOBUF_IMPORT_DEPTH"],
+            );
+        } else {
+            let v = version(&records, &subject).expect("emitted");
+            assert_eq!(v.fields.len(), 1, "{subject}");
+        }
+    }
+    assert_honest_extracted(&records);
+}
+
 /// A Protobuf schema whose file option is nested `depth` braces deep.
 fn proto_deep_option(depth: usize) -> String {
     format!(
