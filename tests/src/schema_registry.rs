@@ -6,6 +6,12 @@
 //! (like [`crate::RecordingProxy`]) so it works from sync and async tests. Optional basic/bearer
 //! auth, HTTPS (rustls) and mTLS, per-request latency, and failure injection.
 //!
+//! A hostile (compromised) registry, for the tests of krawl's bounds: [`FakeRegistry::answer`]
+//! serves a raw answer of the test's choosing for a path (any status, headers, body; a body of
+//! any size, streamed, or an endless one), and [`FakeRegistry::register_unchecked`] stores a
+//! schema as is, with references that need not exist (cycles included), which the real registry's
+//! validation would refuse.
+//!
 //! Not implemented: compatibility checking between versions (registration never fails with
 //! 409/40901), schema contexts, `DELETE /subjects/{s}/versions/{v}`, `/compatibility`.
 
@@ -13,14 +19,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -135,6 +144,63 @@ struct Injected {
     retry_after: Option<u64>,
 }
 
+/// A raw answer, served by [`FakeRegistry::answer`] instead of the registry's own: what a
+/// hostile registry (or anything in front of it) could send.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// Extra headers (`Content-Type` is the registry's unless set here).
+    pub headers: Vec<(String, String)>,
+    pub body: RawBody,
+}
+
+/// The body of a [`RawAnswer`]. Generated bodies are streamed in 64 KiB pieces, never held whole.
+#[derive(Debug, Clone)]
+pub enum RawBody {
+    /// These bytes, with a `Content-Length`.
+    Bytes(Vec<u8>),
+    /// `prefix`, then `fill` bytes up to `len` bytes in all, then `suffix` (so a JSON answer can
+    /// hold a huge string). With a `Content-Length` of `len + suffix` when `announce_length`,
+    /// else chunked.
+    Padded {
+        prefix: Vec<u8>,
+        fill: u8,
+        len: u64,
+        suffix: Vec<u8>,
+        announce_length: bool,
+    },
+    /// `prefix`, then `fill` bytes forever (chunked), until the client hangs up.
+    Endless { prefix: Vec<u8>, fill: u8 },
+}
+
+impl RawAnswer {
+    /// A `200` with `body` (the registry's content type).
+    pub fn ok(body: impl Into<Vec<u8>>) -> RawAnswer {
+        RawAnswer {
+            status: 200,
+            headers: Vec::new(),
+            body: RawBody::Bytes(body.into()),
+        }
+    }
+
+    /// A redirect (`302 Found`) to `location`.
+    pub fn redirect(location: &str) -> RawAnswer {
+        RawAnswer {
+            status: 302,
+            headers: vec![("location".into(), location.into())],
+            body: RawBody::Bytes(Vec::new()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RawInjected {
+    prefix: String,
+    answer: RawAnswer,
+    /// `None`: every matching request.
+    remaining: Option<usize>,
+}
+
 #[derive(Debug)]
 struct State {
     schemas: BTreeMap<i32, StoredSchema>,
@@ -147,6 +213,7 @@ struct State {
     global_mode: String,
     subject_mode: BTreeMap<String, String>,
     failures: Vec<Injected>,
+    raw: Vec<RawInjected>,
     requests: Vec<(String, String)>,
 }
 
@@ -162,6 +229,7 @@ impl Default for State {
             global_mode: "READWRITE".into(),
             subject_mode: BTreeMap::new(),
             failures: Vec::new(),
+            raw: Vec::new(),
             requests: Vec::new(),
         }
     }
@@ -560,10 +628,113 @@ fn validate_mode(mode: &str) -> Result<String, SrError> {
 // HTTP
 // ------------------------------------------------------------------------------------------------
 
-type Body = Full<Bytes>;
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A generated body ([`RawBody::Padded`], [`RawBody::Endless`]), streamed in 64 KiB pieces.
+struct Generated {
+    prefix: Bytes,
+    /// 64 KiB of the fill byte, sliced for each piece.
+    piece: Bytes,
+    /// Fill bytes still to send; `None`: endless.
+    fill_left: Option<u64>,
+    suffix: Bytes,
+    /// The exact length to announce, if any.
+    announce: Option<u64>,
+}
+
+impl Generated {
+    fn new(body: RawBody) -> Generated {
+        let piece = |fill: u8| Bytes::from(vec![fill; 64 * 1024]);
+        match body {
+            RawBody::Bytes(b) => Generated {
+                announce: Some(b.len() as u64),
+                prefix: Bytes::from(b),
+                piece: Bytes::new(),
+                fill_left: Some(0),
+                suffix: Bytes::new(),
+            },
+            RawBody::Padded {
+                prefix,
+                fill,
+                len,
+                suffix,
+                announce_length,
+            } => Generated {
+                fill_left: Some(len.saturating_sub(prefix.len() as u64)),
+                announce: announce_length
+                    .then_some(len.max(prefix.len() as u64) + suffix.len() as u64),
+                prefix: Bytes::from(prefix),
+                piece: piece(fill),
+                suffix: Bytes::from(suffix),
+            },
+            RawBody::Endless { prefix, fill } => Generated {
+                prefix: Bytes::from(prefix),
+                piece: piece(fill),
+                fill_left: None,
+                suffix: Bytes::new(),
+                announce: None,
+            },
+        }
+    }
+}
+
+impl hyper::body::Body for Generated {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        if !this.prefix.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut this.prefix)))));
+        }
+        let n = match this.fill_left {
+            None => this.piece.len(),
+            Some(left) => usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(this.piece.len()),
+        };
+        if n > 0 {
+            if let Some(left) = &mut this.fill_left {
+                *left -= n as u64;
+            }
+            return Poll::Ready(Some(Ok(Frame::data(this.piece.slice(..n)))));
+        }
+        if !this.suffix.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut this.suffix)))));
+        }
+        Poll::Ready(None)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.announce {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+fn raw_response(answer: RawAnswer) -> Response<Body> {
+    let mut resp = Response::new(Generated::new(answer.body).boxed());
+    *resp.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(SR_CONTENT_TYPE));
+    for (k, v) in answer.headers {
+        if let (Ok(k), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
 
 fn respond(status: u16, body: String) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(SR_CONTENT_TYPE));
@@ -707,6 +878,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         return Ok(resp);
+    }
+    let raw = {
+        let mut st = lock(&shared.state);
+        st.raw
+            .iter_mut()
+            .find(|r| r.remaining != Some(0) && path.starts_with(&r.prefix))
+            .map(|r| {
+                if let Some(n) = &mut r.remaining {
+                    *n -= 1;
+                }
+                r.answer.clone()
+            })
+    };
+    if let Some(answer) = raw {
+        return Ok(raw_response(answer));
     }
     if let Some(resp) = check_auth(&shared, &req) {
         return Ok(resp);
@@ -1216,6 +1402,55 @@ impl FakeRegistry {
             remaining: times,
             retry_after: retry_after_secs,
         });
+    }
+
+    /// Requests whose path starts with `path_prefix` get `answer` instead of the registry's own:
+    /// the next `times` of them, or every one (`None`). Applies before authentication, after
+    /// [`Self::fail`]; the first matching injection wins.
+    pub fn answer(&self, path_prefix: &str, answer: RawAnswer, times: Option<usize>) {
+        lock(&self.shared.state).raw.push(RawInjected {
+            prefix: path_prefix.to_string(),
+            answer,
+            remaining: times,
+        });
+    }
+
+    /// Stores a new version of `subject` as a compromised registry would serve it: no validation
+    /// of the schema, of its type or of its references (`(name, subject, version)`, which need not
+    /// exist: references can form cycles). Returns `(id, version)`.
+    pub fn register_unchecked(
+        &self,
+        subject: &str,
+        schema_type: &str,
+        schema: &str,
+        references: &[(&str, &str, i32)],
+    ) -> (i32, i32) {
+        let mut st = lock(&self.shared.state);
+        let id = st.next_id;
+        st.next_id += 1;
+        st.schemas.insert(
+            id,
+            StoredSchema {
+                schema_type: schema_type.to_string(),
+                schema: schema.to_string(),
+                references: references
+                    .iter()
+                    .map(|(name, subject, version)| SchemaRef {
+                        name: name.to_string(),
+                        subject: subject.to_string(),
+                        version: *version,
+                    })
+                    .collect(),
+            },
+        );
+        let versions = st.subjects.entry(subject.to_string()).or_default();
+        let version = versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        versions.push(SubjectVersion {
+            version,
+            id,
+            deleted: false,
+        });
+        (id, version)
     }
 
     /// `(method, path_and_query)` of every request received, in arrival order.

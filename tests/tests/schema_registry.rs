@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use krawl_tests::schema_registry::{FakeRegistry, FakeRegistryOpts, SR_CONTENT_TYPE};
+use krawl_tests::schema_registry::{
+    FakeRegistry, FakeRegistryOpts, RawAnswer, RawBody, SR_CONTENT_TYPE,
+};
 use krawl_tests::TestPki;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
@@ -657,6 +659,118 @@ async fn injected_failures_and_retry_after() {
     reg.fail("/", 403, 1, None);
     get(&reg, "/config").await.assert_error(403, 40301);
     assert_eq!(get(&reg, "/config").await.status, 200);
+}
+
+#[tokio::test]
+async fn hostile_raw_answers() {
+    let reg = start();
+    reg.register("s", "AVRO", AVRO_V1, &[]).unwrap();
+    // Any status, headers and body, for the next `times` requests of a path prefix.
+    reg.answer("/subjects", RawAnswer::ok("not json"), Some(1));
+    let r = get(&reg, "/subjects").await;
+    assert_eq!((r.status.as_u16(), r.text.as_str()), (200, "not json"));
+    assert_eq!(r.headers["content-type"], SR_CONTENT_TYPE);
+    assert_eq!(get(&reg, "/subjects").await.json(), json!(["s"]));
+    // A redirect (reqwest's default client would follow it; this one does not).
+    reg.answer(
+        "/subjects/s/",
+        RawAnswer::redirect("http://127.0.0.1:9/steal"),
+        Some(1),
+    );
+    let no_redirects = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects
+        .get(format!("{}/subjects/s/versions/1", reg.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "http://127.0.0.1:9/steal");
+    // A large body, streamed with its length announced (never built in memory).
+    let len = 10 * 1024 * 1024;
+    reg.answer(
+        "/config",
+        RawAnswer {
+            status: 200,
+            headers: vec![("x-hostile".into(), "yes".into())],
+            body: RawBody::Padded {
+                prefix: br#"{"compatibilityLevel":""#.to_vec(),
+                fill: b'A',
+                len,
+                suffix: br#""}"#.to_vec(),
+                announce_length: true,
+            },
+        },
+        None,
+    );
+    for _ in 0..2 {
+        let r = Client::new()
+            .get(format!("{}/config", reg.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-hostile"], "yes");
+        assert_eq!(r.content_length(), Some(len + 2));
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let level = v["compatibilityLevel"].as_str().unwrap();
+        assert_eq!(level.len() as u64, len - 23);
+        assert!(level.bytes().all(|b| b == b'A'));
+    }
+    // An endless chunked body: the client decides when to stop.
+    reg.answer(
+        "/mode",
+        RawAnswer {
+            status: 200,
+            headers: Vec::new(),
+            body: RawBody::Endless {
+                prefix: b"[".to_vec(),
+                fill: b' ',
+            },
+        },
+        Some(1),
+    );
+    let mut r = Client::new()
+        .get(format!("{}/mode", reg.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.content_length(), None);
+    let mut read = 0usize;
+    while read < 20 * 1024 * 1024 {
+        read += r.chunk().await.unwrap().expect("never ends").len();
+    }
+    drop(r);
+    // The registry still serves, and logged every request.
+    assert_eq!(
+        get(&reg, "/mode").await.json(),
+        json!({"mode": "READWRITE"})
+    );
+    assert_eq!(reg.request_count(), 7);
+}
+
+#[tokio::test]
+async fn unchecked_registration_serves_what_validation_refuses() {
+    let reg = start();
+    // Validation refuses references to versions that do not exist...
+    let refs = [("y.avsc", "y", 1)];
+    assert!(reg.register("x", "AVRO", AVRO_V1, &refs).is_err());
+    // ...so only an unchecked registry can serve a cycle, or a schema it would not parse.
+    assert_eq!(reg.register_unchecked("x", "AVRO", AVRO_V1, &refs), (1, 1));
+    assert_eq!(
+        reg.register_unchecked("y", "AVRO", "{{{ not avro", &[("x.avsc", "x", 1)]),
+        (2, 1)
+    );
+    let x = get(&reg, "/subjects/x/versions/1").await.json();
+    assert_eq!(
+        x["references"],
+        json!([{"name": "y.avsc", "subject": "y", "version": 1}])
+    );
+    let y = get(&reg, "/subjects/y/versions/latest").await.json();
+    assert_eq!(y["schema"], "{{{ not avro");
+    assert_eq!(y["references"][0]["subject"], "x");
+    assert_eq!(get(&reg, "/subjects").await.json(), json!(["x", "y"]));
 }
 
 #[tokio::test]

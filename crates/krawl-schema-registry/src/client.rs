@@ -6,10 +6,18 @@
 //! a backoff, and 429 / 503 honour `Retry-After` (seconds or an HTTP date,
 //! capped at [`MAX_RETRY_AFTER`]). Errors name the URL (never credentials),
 //! the HTTP status, and the registry's `error_code` and `message`.
+//!
+//! The registry is not trusted: every answer body is read through
+//! [`krawl_http::read_capped`] with [`krawl_http::limits::SCHEMA_REGISTRY`]
+//! (a bigger body is [`RegistryError::TooLarge`], refused before it is
+//! buffered), and redirects are never followed (a 3xx is an error), so a
+//! hostile registry can neither exhaust memory with one answer nor send the
+//! credentials to another host.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use krawl_http::BodyError;
 use krawl_model::SchemaReference;
 use krawl_secrets::SecretString;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, RETRY_AFTER};
@@ -66,6 +74,14 @@ pub enum RegistryError {
         status: u16,
         what: String,
         detail: String,
+    },
+    /// The answer body is larger than [`krawl_http::limits::SCHEMA_REGISTRY`]:
+    /// refused before it was buffered. `path` is the URL path (no credentials).
+    #[error("the answer for {what} (GET {path}) is larger than the limit of {limit} bytes; no honest registry answer is that big")]
+    TooLarge {
+        what: String,
+        path: String,
+        limit: usize,
     },
     /// A 2xx answer that is not what the API documents.
     #[error("unexpected answer for {what} from {url}: {message}")]
@@ -287,18 +303,23 @@ impl RegistryClient {
     /// `GET /subjects[?deleted=true]`: subject names (soft-deleted ones too when `deleted`).
     pub async fn subjects(&self, deleted: bool) -> Result<Vec<String>, RegistryError> {
         let what = "the subject list (GET /subjects)";
-        let ans = self.get(&["subjects"], deleted_q(deleted)).await?;
+        let ans = self
+            .get(&["subjects"], deleted_q(deleted), "the subject list")
+            .await?;
         self.ok_json(ans, what, || "the subject list".to_string())
     }
 
     /// `GET /subjects/{s}/versions[?deleted=true]`: version numbers.
     pub async fn versions(&self, subject: &str, deleted: bool) -> Result<Vec<i32>, RegistryError> {
+        let what = format!("the versions of subject `{subject}`");
         let ans = self
-            .get(&["subjects", subject, "versions"], deleted_q(deleted))
+            .get(
+                &["subjects", subject, "versions"],
+                deleted_q(deleted),
+                &what,
+            )
             .await?;
-        self.ok_json(ans, &format!("the versions of subject `{subject}`"), || {
-            format!("subject `{subject}`")
-        })
+        self.ok_json(ans, &what, || format!("subject `{subject}`"))
     }
 
     /// `GET /subjects/{s}/versions/{v}[?deleted=true]`: one version's schema.
@@ -312,13 +333,15 @@ impl RegistryClient {
             VersionSpec::Latest => "latest".to_string(),
             VersionSpec::Number(n) => n.to_string(),
         };
+        let what = format!("subject `{subject}` version {v}");
         let ans = self
-            .get(&["subjects", subject, "versions", &v], deleted_q(deleted))
+            .get(
+                &["subjects", subject, "versions", &v],
+                deleted_q(deleted),
+                &what,
+            )
             .await?;
-        let mut sv: SchemaVersion =
-            self.ok_json(ans, &format!("subject `{subject}` version {v}"), || {
-                format!("subject `{subject}` version {v}")
-            })?;
+        let mut sv: SchemaVersion = self.ok_json(ans, &what, || what.clone())?;
         if sv.subject.is_empty() {
             sv.subject = subject.to_string();
         }
@@ -343,24 +366,20 @@ impl RegistryClient {
         &self,
         subject: &str,
     ) -> Result<Option<String>, RegistryError> {
-        let ans = self.get(&["config", subject], &[]).await?;
+        let what = format!("the compatibility of subject `{subject}`");
+        let ans = self.get(&["config", subject], &[], &what).await?;
         if ans.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let body: ConfigBody = self.ok_json(
-            ans,
-            &format!("the compatibility of subject `{subject}`"),
-            || format!("subject `{subject}`"),
-        )?;
+        let body: ConfigBody = self.ok_json(ans, &what, || format!("subject `{subject}`"))?;
         Ok(body.level)
     }
 
     /// `GET /config`: the global compatibility level.
     pub async fn global_compatibility(&self) -> Result<Option<String>, RegistryError> {
-        let ans = self.get(&["config"], &[]).await?;
-        let body: ConfigBody = self.ok_json(ans, "the global compatibility", || {
-            "the global config".to_string()
-        })?;
+        let what = "the global compatibility";
+        let ans = self.get(&["config"], &[], what).await?;
+        let body: ConfigBody = self.ok_json(ans, what, || "the global config".to_string())?;
         Ok(body.level)
     }
 
@@ -375,30 +394,29 @@ impl RegistryClient {
 
     /// `GET /mode/{s}`: the subject's own mode; `None` on 404 (not set, or no mode API).
     pub async fn subject_mode(&self, subject: &str) -> Result<Option<String>, RegistryError> {
-        let ans = self.get(&["mode", subject], &[]).await?;
+        let what = format!("the mode of subject `{subject}`");
+        let ans = self.get(&["mode", subject], &[], &what).await?;
         if matches!(
             ans.status,
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
         ) {
             return Ok(None);
         }
-        let body: ModeBody =
-            self.ok_json(ans, &format!("the mode of subject `{subject}`"), || {
-                format!("subject `{subject}`")
-            })?;
+        let body: ModeBody = self.ok_json(ans, &what, || format!("subject `{subject}`"))?;
         Ok(body.mode)
     }
 
     /// `GET /mode`: the global mode; `None` when the registry has no mode API.
     pub async fn global_mode(&self) -> Result<Option<String>, RegistryError> {
-        let ans = self.get(&["mode"], &[]).await?;
+        let what = "the global mode";
+        let ans = self.get(&["mode"], &[], what).await?;
         if matches!(
             ans.status,
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
         ) {
             return Ok(None);
         }
-        let body: ModeBody = self.ok_json(ans, "the global mode", || "the global mode".into())?;
+        let body: ModeBody = self.ok_json(ans, what, || what.into())?;
         Ok(body.mode)
     }
 
@@ -417,10 +435,12 @@ impl RegistryClient {
 
     /// One GET with retries. Returns the last answer (any status) or, when
     /// no HTTP answer came, `Unreachable`.
+    /// `what` names the request in errors.
     async fn get(
         &self,
         segments: &[&str],
         query: &[(&str, &str)],
+        what: &str,
     ) -> Result<Answer, RegistryError> {
         let url = self.url_of(segments, query);
         let mut attempt: u32 = 0;
@@ -455,7 +475,7 @@ impl RegistryClient {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    match resp.bytes().await {
+                    match krawl_http::read_capped(resp, krawl_http::limits::SCHEMA_REGISTRY).await {
                         Ok(body) => {
                             return Ok(Answer {
                                 status,
@@ -463,10 +483,20 @@ impl RegistryClient {
                                 attempts: attempt,
                             })
                         }
-                        Err(e) if !last && (e.is_timeout() || e.is_body()) => {
+                        // Not retried: the registry would only send it again.
+                        Err(BodyError::TooLarge { limit, .. }) => {
+                            return Err(RegistryError::TooLarge {
+                                what: what.to_string(),
+                                path: url.path().to_string(),
+                                limit,
+                            })
+                        }
+                        Err(BodyError::Transport(e))
+                            if !last && (e.is_timeout() || e.is_body()) =>
+                        {
                             tokio::time::sleep(backoff(attempt)).await;
                         }
-                        Err(e) => return Err(self.unreachable(&e)),
+                        Err(BodyError::Transport(e)) => return Err(self.unreachable(&e)),
                     }
                 }
                 Err(e) => {
@@ -560,6 +590,15 @@ impl RegistryClient {
                         snippet(&ans.body)
                     }
                 }),
+            },
+            // Not followed (`redirect::Policy::none()`): the credentials would go to
+            // wherever the registry points. The target is not echoed.
+            s if s.is_redirection() => RegistryError::Http {
+                status,
+                what: what.to_string(),
+                detail: format!(
+                    "{detail}; krawl does not follow redirects: set schema_registry.url to the address that answers"
+                ),
             },
             _ => RegistryError::Http {
                 status,

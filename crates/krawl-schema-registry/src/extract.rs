@@ -13,6 +13,20 @@
 //! - a schema does not parse: `schema_parse_failed`, empty `fields`.
 //! - the subject's compatibility or mode cannot be read:
 //!   `compatibility_unavailable` / `mode_unavailable`, the field is `null`.
+//! - a schema or its references pass one of the bounds that keep a hostile
+//!   registry from exhausting the stack, memory or CPU ([`crate::guard`]:
+//!   size, nesting, number and bytes of references; [`crate::fields`]:
+//!   expansion): `schema_limit_exceeded`, naming the subject, the version
+//!   and the limit; empty `fields`. A schema text over
+//!   [`guard::MAX_SCHEMA_BYTES`] is also left out of the record (`schema`
+//!   is empty).
+//! - an answer body over `krawl_http::limits::SCHEMA_REGISTRY`: the error
+//!   of that request ([`RegistryError::TooLarge`]), handled as above (the
+//!   subject list: `Err`; a subject: `subject_failed`; ...).
+//!
+//! No step recurses on registry data: references are resolved with an
+//! explicit work list ([`crate::references`]), and every schema text passes
+//! [`crate::guard`] before a parser sees it.
 //!
 //! Adapting to `krawl_kafka::extract::RecordSink` (or to the extractor's
 //! counting wrapper) takes a few lines in krawl-kafka:
@@ -31,9 +45,10 @@
 //! `bind(&output.index, topic, &cfg)` fills `key_subject`, `value_subject`
 //! and `other_subjects`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -43,6 +58,8 @@ use krawl_model::{Record, SchemaField, SchemaVersionRecord, SubjectRecord, Warni
 use crate::client::{RegistryClient, RegistryError, SchemaVersion};
 use crate::config::{SchemaRegistryConfig, VersionsMode};
 use crate::fields;
+use crate::guard::{self, MAX_SCHEMA_BYTES};
+use crate::references::{self, Key, ReferenceError, ReferenceWalk};
 
 /// Where the extraction's records go, in order. Mirrors
 /// `krawl_kafka::extract::RecordSink` without depending on krawl-kafka.
@@ -272,6 +289,7 @@ pub async fn extract<S: RegistrySink>(
         global_mode,
         mode_api,
         refs: Mutex::new(HashMap::new()),
+        cached_bytes: AtomicUsize::new(0),
     };
     let mut index = SubjectIndex::new();
     let ctx = &ctx;
@@ -334,7 +352,11 @@ fn warning(code: &str, scope: &str, subject: Option<String>, message: String) ->
 }
 
 /// A fetched reference, shared by every schema of the run that uses it.
-type RefCell = Arc<tokio::sync::OnceCell<Result<SchemaVersion, String>>>;
+type RefCell = Arc<tokio::sync::OnceCell<Result<Arc<SchemaVersion>, ReferenceError>>>;
+
+/// Most bytes of referenced schemas kept for reuse in one run; past it,
+/// references are fetched each time they are used.
+const REFERENCE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 struct Ctx<'a> {
     client: &'a RegistryClient,
@@ -343,7 +365,9 @@ struct Ctx<'a> {
     global_mode: Option<String>,
     /// False when `GET /mode` answered 404: no per-subject mode calls then.
     mode_api: bool,
-    refs: Mutex<HashMap<(String, i32), RefCell>>,
+    refs: Mutex<HashMap<Key, RefCell>>,
+    /// Schema bytes held by `refs`.
+    cached_bytes: AtomicUsize,
 }
 
 /// One subject's records, built concurrently and emitted in subject order.
@@ -354,9 +378,6 @@ struct SubjectDone {
     /// Record names of the latest schema, when a record-name strategy is on.
     record_names: Option<Vec<String>>,
 }
-
-/// At most this many (transitive) references per schema.
-const MAX_REFERENCES: usize = 256;
 
 impl Ctx<'_> {
     async fn subject(&self, name: String, deleted: bool) -> SubjectDone {
@@ -456,12 +477,22 @@ impl Ctx<'_> {
 
         if !done.deleted && (self.cfg.record_name_strategy || self.cfg.topic_record_name_strategy) {
             match schema_type(&latest.schema_type)
-                .ok_or_else(|| format!("unsupported schema type `{}`", latest.schema_type))
-                .and_then(|t| fields::record_names(t, &latest.schema).map_err(|e| e.to_string()))
-            {
+                .ok_or_else(|| {
+                    (
+                        false,
+                        format!("unsupported schema type `{}`", latest.schema_type),
+                    )
+                })
+                .and_then(|t| {
+                    fields::record_names(t, &latest.schema).map_err(|e| (e.is_limit(), e.to_string()))
+                }) {
                 Ok(names) => done.record_names = Some(names),
-                Err(e) => warnings.push(warning(
-                    "schema_parse_failed",
+                Err((limit, e)) => warnings.push(warning(
+                    if limit {
+                        "schema_limit_exceeded"
+                    } else {
+                        "schema_parse_failed"
+                    },
                     "schema_version",
                     Some(name.clone()),
                     format!(
@@ -497,13 +528,19 @@ impl Ctx<'_> {
                     }
                 }
             };
-            let fields = self.fields_of(&sv, &mut warnings).await;
+            let fields = self.fields_of(&name, &sv, &mut warnings).await;
+            // Refused by the guard (with a warning): not carried either.
+            let schema = if sv.schema.len() > MAX_SCHEMA_BYTES {
+                String::new()
+            } else {
+                sv.schema
+            };
             records.push(Record::SchemaVersion(SchemaVersionRecord {
                 subject: name.clone(),
                 version: sv.version,
                 id: sv.id,
                 schema_type: sv.schema_type,
-                schema: sv.schema,
+                schema,
                 references: sv.references,
                 fields,
                 deleted: version_deleted,
@@ -515,120 +552,160 @@ impl Ctx<'_> {
     }
 
     /// Parsed fields of one version; a warning and no fields when the
-    /// references cannot be fetched or the schema does not parse.
-    async fn fields_of(&self, sv: &SchemaVersion, warnings: &mut Vec<Record>) -> Vec<SchemaField> {
-        let at = format!("subject `{}` version {}", sv.subject, sv.version);
-        let Some(ty) = schema_type(&sv.schema_type) else {
+    /// schema or its references pass a bound, the references cannot be
+    /// fetched, or the schema does not parse.
+    /// `subject` is the name asked for (the answer's own `subject` is the
+    /// registry's say).
+    async fn fields_of(
+        &self,
+        subject: &str,
+        sv: &SchemaVersion,
+        warnings: &mut Vec<Record>,
+    ) -> Vec<SchemaField> {
+        let at = format!("subject `{subject}` version {}", sv.version);
+        let mut warn = |code: &str, message: String| {
             warnings.push(warning(
-                "schema_parse_failed",
+                code,
                 "schema_version",
-                Some(sv.subject.clone()),
+                Some(subject.to_string()),
+                message,
+            ));
+        };
+        let Some(ty) = schema_type(&sv.schema_type) else {
+            warn(
+                "schema_parse_failed",
                 format!(
                     "{at}: schema type `{}` is not supported (AVRO, JSON, PROTOBUF); no fields",
                     sv.schema_type
                 ),
-            ));
+            );
             return Vec::new();
         };
-        let referenced = match self.references(sv).await {
+        // Before fetching what it references: a refused schema needs none.
+        if let Err(e) = guard::check(ty, &sv.schema) {
+            let left_out = if sv.schema.len() > MAX_SCHEMA_BYTES {
+                ", and the record leaves the schema text out"
+            } else {
+                ""
+            };
+            warn(
+                "schema_limit_exceeded",
+                format!("{at}: {e}; not parsed, no fields{left_out}"),
+            );
+            return Vec::new();
+        }
+        let referenced = match self.references(ty, sv).await {
             Ok(r) => r,
             Err(e) => {
-                warnings.push(warning(
-                    "schema_reference_failed",
-                    "schema_version",
-                    Some(sv.subject.clone()),
-                    format!("{at}: {e}; no fields"),
-                ));
+                let code = if e.is_limit() {
+                    "schema_limit_exceeded"
+                } else {
+                    "schema_reference_failed"
+                };
+                warn(code, format!("{at}: {e}; no fields"));
                 return Vec::new();
             }
         };
-        match fields::parse_fields(ty, &sv.schema, &referenced) {
-            Ok(f) => f,
-            Err(e) => {
-                warnings.push(warning(
+        // On the blocking pool: protox can spend seconds on a hostile schema of
+        // MAX_SCHEMA_BYTES (many aggregate options cost it quadratic time), which must
+        // not hold up the async workers the agent's other jobs and heartbeats run on.
+        let schema = sv.schema.clone();
+        let parsed =
+            tokio::task::spawn_blocking(move || fields::parse_fields(ty, &schema, &referenced))
+                .await;
+        match parsed {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) if e.is_limit() => {
+                warn("schema_limit_exceeded", format!("{at}: {e}; no fields"));
+                Vec::new()
+            }
+            Ok(Err(e)) => {
+                warn(
                     "schema_parse_failed",
-                    "schema_version",
-                    Some(sv.subject.clone()),
                     format!("{at}: the schema does not parse ({e}); no fields"),
-                ));
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                let why = if e.is_panic() {
+                    "panicked"
+                } else {
+                    "was cancelled"
+                };
+                warn(
+                    "schema_parse_failed",
+                    format!("{at}: the schema parser {why}; no fields"),
+                );
                 Vec::new()
             }
         }
     }
 
-    /// The transitive references of `sv`, dependencies before the schemas
-    /// that use them; each (subject, version) fetched once per run.
-    async fn references(&self, sv: &SchemaVersion) -> Result<Vec<fields::Referenced>, String> {
+    /// The transitive references of `sv` ([`ReferenceWalk`]: an explicit
+    /// work list, bounded); each (subject, version) fetched once per run
+    /// while the cache has room.
+    async fn references(
+        &self,
+        ty: fields::SchemaType,
+        sv: &SchemaVersion,
+    ) -> Result<Vec<fields::Referenced>, ReferenceError> {
         if sv.references.is_empty() {
             return Ok(Vec::new());
         }
-        let mut fetched: HashMap<(String, i32), SchemaVersion> = HashMap::new();
-        let mut queue: Vec<(String, i32)> = sv
-            .references
-            .iter()
-            .map(|r| (r.subject.clone(), r.version))
-            .collect();
-        while let Some(key) = queue.pop() {
-            if fetched.contains_key(&key) {
-                continue;
-            }
-            if fetched.len() >= MAX_REFERENCES {
-                return Err(format!("more than {MAX_REFERENCES} references"));
-            }
-            let got = self.fetch_ref(&key.0, key.1).await?;
-            queue.extend(
-                got.references
-                    .iter()
-                    .map(|r| (r.subject.clone(), r.version)),
-            );
-            fetched.insert(key, got);
+        let mut walk = ReferenceWalk::new(ty, &sv.references)?;
+        while let Some(key) = walk.next_fetch() {
+            let got = self.fetch_ref(ty, &key).await?;
+            walk.add(key, got)?;
         }
-        // Post-order: a reference's own references come first. `seen` is
-        // filled before recursing, so a cycle ends; `fetched` bounds the depth.
-        fn visit(
-            r: &krawl_model::SchemaReference,
-            fetched: &HashMap<(String, i32), SchemaVersion>,
-            seen: &mut HashSet<(String, String, i32)>,
-            out: &mut Vec<fields::Referenced>,
-        ) {
-            if !seen.insert((r.name.clone(), r.subject.clone(), r.version)) {
-                return;
-            }
-            if let Some(target) = fetched.get(&(r.subject.clone(), r.version)) {
-                for inner in &target.references {
-                    visit(inner, fetched, seen, out);
-                }
-                out.push(fields::Referenced {
-                    name: r.name.clone(),
-                    schema: target.schema.clone(),
-                });
-            }
-        }
-        let mut out = Vec::new();
-        let mut seen = HashSet::new();
-        for r in &sv.references {
-            visit(r, &fetched, &mut seen, &mut out);
-        }
-        Ok(out)
+        walk.finish()
     }
 
-    async fn fetch_ref(&self, subject: &str, version: i32) -> Result<SchemaVersion, String> {
+    async fn fetch_ref(
+        &self,
+        ty: fields::SchemaType,
+        key: &Key,
+    ) -> Result<Arc<SchemaVersion>, ReferenceError> {
         let cell = {
             let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
-            refs.entry((subject.to_string(), version))
-                .or_default()
-                .clone()
+            match refs.get(key) {
+                Some(cell) => Some(cell.clone()),
+                None if self.cached_bytes.load(Ordering::Relaxed) < REFERENCE_CACHE_BYTES => {
+                    Some(refs.entry(key.clone()).or_default().clone())
+                }
+                None => None,
+            }
         };
-        cell.get_or_init(|| async {
-            self.client
+        let fetch = || async {
+            let (subject, version) = (&key.0, key.1);
+            let sv = self
+                .client
                 .version(subject, version, self.cfg.include_deleted)
                 .await
                 .map_err(|e| {
-                    format!("reference to subject `{subject}` version {version} not fetched: {e}")
-                })
-        })
-        .await
-        .clone()
+                    ReferenceError::Fetch(format!(
+                        "reference to subject `{subject}` version {version} not fetched: {e}"
+                    ))
+                })?;
+            // Not kept (nor cached) when it is over the bound.
+            references::check_size(ty, key, &sv.schema)?;
+            Ok(Arc::new(sv))
+        };
+        match cell {
+            Some(cell) => {
+                let got = cell
+                    .get_or_init(|| async {
+                        let got = fetch().await;
+                        if let Ok(sv) = &got {
+                            self.cached_bytes
+                                .fetch_add(sv.schema.len(), Ordering::Relaxed);
+                        }
+                        got
+                    })
+                    .await;
+                got.clone()
+            }
+            None => fetch().await,
+        }
     }
 }
 

@@ -18,9 +18,15 @@
 //! * **Recursion.** A record/message/definition that is already being expanded
 //!   higher up the path is listed with its name as type and not expanded
 //!   again.
-//! * **Limits.** Expansion stops with an error past [`MAX_FIELDS`] fields or
-//!   [`MAX_DEPTH`] levels of nesting, so a hostile schema cannot blow up
-//!   memory or the stack.
+//! * **Limits.** The registry is untrusted. Before any parser runs, the
+//!   schema and each reference pass [`crate::guard`] (size, lexical nesting,
+//!   number and bytes of references): the parsers recurse on nesting. The
+//!   walkers here recurse at most [`MAX_DEPTH`] levels and stop with
+//!   [`FieldsError::TooLarge`] past [`MAX_FIELDS`] fields,
+//!   [`MAX_OUTPUT_BYTES`] of output or [`MAX_WORK`] units of work (a schema
+//!   can name the same definition many times over: the work, not the text,
+//!   is what must be bounded). Type names are cut at
+//!   [`MAX_TYPE_NAME_BYTES`].
 //!
 //! Type names per language:
 //!
@@ -42,6 +48,7 @@
 //!   `repeated<T>`; `map<K,V>`. Well-known types (`google.protobuf.*`) are not
 //!   expanded into their own fields.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
@@ -49,10 +56,26 @@ use std::str::FromStr;
 use krawl_model::SchemaField;
 use serde_json::{Map, Value};
 
+use crate::guard::{self, GuardError};
+
 /// Most fields one schema may expand to.
 pub const MAX_FIELDS: usize = 10_000;
-/// Deepest nesting of records/objects/messages that is expanded.
+/// Deepest nesting of records/objects/messages that is expanded (and deepest
+/// recursion of the walkers).
 pub const MAX_DEPTH: usize = 64;
+/// Most bytes of paths, names, type names and docs one schema may expand to
+/// (a 100-byte path and type name and a 1 KiB doc on each of [`MAX_FIELDS`]
+/// fields is 11 MiB).
+pub const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
+/// Most units of work one expansion may spend: a unit is one walker step or
+/// [`WORK_UNIT_BYTES`] bytes of names and docs built. An honest schema of
+/// [`MAX_FIELDS`] fields with 1 KiB docs spends about a quarter of it; the
+/// whole budget is about a second in a debug build, a tenth in release.
+pub const MAX_WORK: usize = 1_000_000;
+/// Bytes of names and docs built per unit of [`MAX_WORK`].
+pub const WORK_UNIT_BYTES: usize = 64;
+/// Longest type name listed; longer ones end with `…`.
+pub const MAX_TYPE_NAME_BYTES: usize = 1024;
 
 /// Schema language, from the registry's `schemaType` (absent means Avro).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -119,6 +142,13 @@ pub struct Referenced {
 pub enum FieldsError {
     #[error("unknown schema type {0:?} (expected AVRO, JSON or PROTOBUF)")]
     UnknownSchemaType(String),
+    /// Refused before any parser saw it (see [`crate::guard`]).
+    #[error("{source}{}; not parsed", in_ref(.reference))]
+    Refused {
+        reference: Option<String>,
+        #[source]
+        source: GuardError,
+    },
     #[error("{schema_type} schema{} is not valid JSON: {source}", in_ref(.reference))]
     NotJson {
         schema_type: SchemaType,
@@ -134,13 +164,28 @@ pub enum FieldsError {
     },
     #[error("PROTOBUF schema does not compile: {0}")]
     Protobuf(String),
-    #[error("{schema_type} schema expands to more than {MAX_FIELDS} fields or {MAX_DEPTH} levels")]
-    TooLarge { schema_type: SchemaType },
+    /// The expansion passed one of [`MAX_FIELDS`], [`MAX_DEPTH`],
+    /// [`MAX_OUTPUT_BYTES`] or [`MAX_WORK`].
+    #[error("{schema_type} schema expands past the limit of {limit} {what} ({constant})")]
+    TooLarge {
+        schema_type: SchemaType,
+        what: &'static str,
+        limit: usize,
+        constant: &'static str,
+    },
+}
+
+impl FieldsError {
+    /// Whether the schema passed one of krawl's bounds (as opposed to being
+    /// invalid): refused before parsing, or too large once expanded.
+    pub fn is_limit(&self) -> bool {
+        matches!(self, Self::Refused { .. } | Self::TooLarge { .. })
+    }
 }
 
 fn in_ref(reference: &Option<String>) -> String {
     match reference {
-        Some(r) => format!(" (reference {r:?})"),
+        Some(r) => format!(" (reference {:?})", cap_name(r.clone())),
         None => String::new(),
     }
 }
@@ -165,12 +210,35 @@ fn parse_json(
     })
 }
 
+/// [`guard::check`] on `schema` and on each reference, and
+/// [`guard::check_references`]: before any parser runs.
+fn guard_all(
+    schema_type: SchemaType,
+    schema: &str,
+    references: &[Referenced],
+) -> Result<(), FieldsError> {
+    fn refused(reference: Option<&str>) -> impl FnOnce(GuardError) -> FieldsError + '_ {
+        move |source| FieldsError::Refused {
+            reference: reference.map(str::to_owned),
+            source,
+        }
+    }
+    guard::check(schema_type, schema).map_err(refused(None))?;
+    guard::check_references(references.iter().map(|r| r.schema.as_str())).map_err(refused(None))?;
+    for r in references {
+        guard::check(schema_type, &r.schema).map_err(refused(Some(&r.name)))?;
+    }
+    Ok(())
+}
+
 /// The flat field list of `schema`. See the module docs for the conventions.
+/// `schema` and every reference pass [`crate::guard`] before they are parsed.
 pub fn parse_fields(
     schema_type: SchemaType,
     schema: &str,
     references: &[Referenced],
 ) -> Result<Vec<SchemaField>, FieldsError> {
+    guard_all(schema_type, schema, references)?;
     match schema_type {
         SchemaType::Avro => avro::fields(schema, references),
         SchemaType::Json => json::fields(schema, references),
@@ -181,8 +249,9 @@ pub fn parse_fields(
 /// Fully qualified top-level record names, for `RecordNameStrategy` binding:
 /// Avro: the record's `namespace.name` (each named branch for a top-level
 /// union); Protobuf: `package.Message` for each top-level message; JSON
-/// Schema: the root `title`, if any.
+/// Schema: the root `title`, if any. `schema` passes [`crate::guard`] first.
 pub fn record_names(schema_type: SchemaType, schema: &str) -> Result<Vec<String>, FieldsError> {
+    guard_all(schema_type, schema, &[])?;
     match schema_type {
         SchemaType::Avro => avro::record_names(schema),
         SchemaType::Json => {
@@ -197,10 +266,46 @@ pub fn record_names(schema_type: SchemaType, schema: &str) -> Result<Vec<String>
     }
 }
 
-/// Collects output fields and enforces [`MAX_FIELDS`].
+/// A type name cut to [`MAX_TYPE_NAME_BYTES`] (on a character boundary,
+/// ending with `…`).
+fn cap_name(mut s: String) -> String {
+    if s.len() > MAX_TYPE_NAME_BYTES {
+        let mut end = MAX_TYPE_NAME_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+/// `{prefix}{a,b,...}{suffix}`, stopping (with `…`) once it passes
+/// [`MAX_TYPE_NAME_BYTES`]: a union of many long names stays small.
+fn compose<'s>(prefix: &str, parts: impl IntoIterator<Item = &'s str>, suffix: &str) -> String {
+    let mut out = String::from(prefix);
+    for (i, p) in parts.into_iter().enumerate() {
+        if out.len() + p.len() > MAX_TYPE_NAME_BYTES {
+            out.push('…');
+            return cap_name(out);
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(p);
+    }
+    out.push_str(suffix);
+    cap_name(out)
+}
+
+/// Collects output fields and enforces the expansion bounds: [`MAX_FIELDS`],
+/// [`MAX_DEPTH`], [`MAX_OUTPUT_BYTES`] and [`MAX_WORK`].
 struct Out {
     schema_type: SchemaType,
     fields: Vec<SchemaField>,
+    bytes: usize,
+    /// Units of work spent (`&self` walkers charge it too).
+    work: Cell<usize>,
 }
 
 impl Out {
@@ -208,6 +313,17 @@ impl Out {
         Out {
             schema_type,
             fields: Vec::new(),
+            bytes: 0,
+            work: Cell::new(0),
+        }
+    }
+
+    fn too_large(&self, what: &'static str, limit: usize, constant: &'static str) -> FieldsError {
+        FieldsError::TooLarge {
+            schema_type: self.schema_type,
+            what,
+            limit,
+            constant,
         }
     }
 
@@ -220,10 +336,19 @@ impl Out {
         nullable: bool,
     ) -> Result<(), FieldsError> {
         if self.fields.len() >= MAX_FIELDS {
-            return Err(FieldsError::TooLarge {
-                schema_type: self.schema_type,
-            });
+            return Err(self.too_large("fields", MAX_FIELDS, "MAX_FIELDS"));
         }
+        let type_name = cap_name(type_name);
+        let size = path.len() + name.len() + type_name.len() + doc.as_ref().map_or(0, String::len);
+        self.bytes = self.bytes.saturating_add(size);
+        if self.bytes > MAX_OUTPUT_BYTES {
+            return Err(self.too_large(
+                "bytes of paths, names, types and docs",
+                MAX_OUTPUT_BYTES,
+                "MAX_OUTPUT_BYTES",
+            ));
+        }
+        self.charge(size)?;
         self.fields.push(SchemaField {
             path,
             name: name.to_owned(),
@@ -234,13 +359,21 @@ impl Out {
         Ok(())
     }
 
-    fn check_depth(&self, depth: usize) -> Result<(), FieldsError> {
-        if depth > MAX_DEPTH {
-            return Err(FieldsError::TooLarge {
-                schema_type: self.schema_type,
-            });
+    /// One step of a walker that touches about `bytes` bytes.
+    fn charge(&self, bytes: usize) -> Result<(), FieldsError> {
+        let spent = self.work.get().saturating_add(1 + bytes / WORK_UNIT_BYTES);
+        self.work.set(spent);
+        if spent > MAX_WORK {
+            return Err(self.too_large("units of work", MAX_WORK, "MAX_WORK"));
         }
         Ok(())
+    }
+
+    fn check_depth(&self, depth: usize) -> Result<(), FieldsError> {
+        if depth > MAX_DEPTH {
+            return Err(self.too_large("levels of nesting", MAX_DEPTH, "MAX_DEPTH"));
+        }
+        self.charge(0)
     }
 }
 
@@ -274,11 +407,18 @@ mod avro {
         "null", "boolean", "int", "long", "float", "double", "bytes", "string",
     ];
 
-    /// Named types by full name, with the namespace their own definitions
-    /// resolve names in.
+    /// A named type definition (borrowed from the parsed schema), with its
+    /// full name and the namespace its own definitions resolve names in.
+    struct Named<'a> {
+        def: &'a Map<String, Value>,
+        full: String,
+        ns: String,
+    }
+
+    /// Named types by full name; the first definition of a name wins.
     #[derive(Default)]
-    struct Names {
-        types: HashMap<String, Value>,
+    struct Names<'a> {
+        types: HashMap<String, Named<'a>>,
     }
 
     /// Full name and namespace of a named type definition.
@@ -301,7 +441,7 @@ mod avro {
     }
 
     /// Resolves a type name used in `ns` to a full name.
-    fn resolve_name(names: &Names, name: &str, ns: &str) -> String {
+    fn resolve_name(names: &Names<'_>, name: &str, ns: &str) -> String {
         if name.contains('.') || ns.is_empty() {
             return name.to_owned();
         }
@@ -313,9 +453,10 @@ mod avro {
         }
     }
 
-    impl Names {
-        /// Registers every named type defined anywhere in `schema`.
-        fn collect(&mut self, schema: &Value, ns: &str, depth: usize) {
+    impl<'a> Names<'a> {
+        /// Registers every named type defined anywhere in `schema`. The
+        /// recursion follows the JSON nesting, which [`crate::guard`] bounds.
+        fn collect(&mut self, schema: &'a Value, ns: &str, depth: usize) {
             if depth > MAX_DEPTH * 4 {
                 return;
             }
@@ -332,10 +473,6 @@ mod avro {
                             let Some((full, own_ns)) = full_name(def, ns) else {
                                 return;
                             };
-                            let mut stored = def.clone();
-                            stored.insert("__ns".into(), Value::String(own_ns.clone()));
-                            stored.insert("__full".into(), Value::String(full.clone()));
-                            self.types.entry(full).or_insert(Value::Object(stored));
                             if let Some(Value::Array(fields)) = def.get("fields") {
                                 for f in fields {
                                     if let Some(t) = f.get("type") {
@@ -343,6 +480,11 @@ mod avro {
                                     }
                                 }
                             }
+                            self.types.entry(full.clone()).or_insert(Named {
+                                def,
+                                full,
+                                ns: own_ns,
+                            });
                         }
                         Some("array") => {
                             if let Some(items) = def.get("items") {
@@ -371,13 +513,14 @@ mod avro {
         type_name: String,
         nullable: bool,
         /// The record whose fields go under this field's path, if any.
-        record: Option<&'a Map<String, Value>>,
+        record: Option<&'a Named<'a>>,
     }
 
     struct Walker<'a> {
-        names: &'a Names,
+        names: &'a Names<'a>,
         out: Out,
-        stack: Vec<String>,
+        /// Full names of the records being expanded, outermost first.
+        stack: Vec<&'a str>,
     }
 
     impl<'a> Walker<'a> {
@@ -398,10 +541,11 @@ mod avro {
                         });
                     }
                     let full = resolve_name(self.names, name, ns);
+                    self.out.charge(full.len())?;
                     match self.names.types.get(&full) {
-                        Some(def) => self.describe(def, ns, depth + 1),
+                        Some(named) => Ok(self.named(named)),
                         None => Ok(Resolved {
-                            type_name: full,
+                            type_name: cap_name(full),
                             nullable: false,
                             record: None,
                         }),
@@ -423,13 +567,14 @@ mod avro {
                         only.nullable |= nullable;
                         return Ok(only);
                     }
-                    let names: Vec<String> = rest.into_iter().map(|r| r.type_name).collect();
+                    let type_name = if rest.is_empty() {
+                        "null".to_owned()
+                    } else {
+                        compose("union<", rest.iter().map(|r| r.type_name.as_str()), ">")
+                    };
+                    self.out.charge(type_name.len())?;
                     Ok(Resolved {
-                        type_name: if names.is_empty() {
-                            "null".to_owned()
-                        } else {
-                            format!("union<{}>", names.join(","))
-                        },
+                        type_name,
                         nullable,
                         record: None,
                     })
@@ -438,30 +583,23 @@ mod avro {
                     let Some(kind) = def.get("type") else {
                         return Err(invalid(T, "type object without \"type\""));
                     };
-                    let logical = def.get("logicalType").and_then(Value::as_str);
                     match kind {
                         Value::String(k) => match k.as_str() {
                             "record" | "error" | "enum" | "fixed" => {
-                                let full = match def.get("__full").and_then(Value::as_str) {
-                                    Some(f) => f.to_owned(),
-                                    None => full_name(def, ns)
-                                        .map(|(f, _)| f)
-                                        .ok_or_else(|| invalid(T, format!("{k} without a name")))?,
-                                };
-                                // Definitions are stored once; prefer the stored copy (it knows its namespace).
-                                let def = match self.names.types.get(&full) {
-                                    Some(Value::Object(stored)) => stored,
-                                    _ => def,
-                                };
-                                let type_name = match logical {
-                                    Some(l) => format!("{full}({})", logical_name(def, l)),
-                                    None => full,
-                                };
-                                Ok(Resolved {
-                                    type_name,
-                                    nullable: false,
-                                    record: matches!(k.as_str(), "record" | "error").then_some(def),
-                                })
+                                let full = full_name(def, ns)
+                                    .map(|(f, _)| f)
+                                    .ok_or_else(|| invalid(T, format!("{k} without a name")))?;
+                                self.out.charge(full.len())?;
+                                // Definitions are registered once; the registered one knows
+                                // its namespace. Not registered: listed, not expanded.
+                                match self.names.types.get(&full) {
+                                    Some(named) => Ok(self.named(named)),
+                                    None => Ok(Resolved {
+                                        type_name: cap_name(full),
+                                        nullable: false,
+                                        record: None,
+                                    }),
+                                }
                             }
                             "array" | "map" => {
                                 let key = if k == "array" { "items" } else { "values" };
@@ -470,21 +608,28 @@ mod avro {
                                     .ok_or_else(|| invalid(T, format!("{k} without \"{key}\"")))?;
                                 let r = self.describe(inner, ns, depth + 1)?;
                                 let inner_name = if r.nullable && r.type_name != "null" {
-                                    format!("union<null,{}>", r.type_name)
+                                    compose("union<null,", [r.type_name.as_str()], ">")
                                 } else {
                                     r.type_name
                                 };
                                 Ok(Resolved {
-                                    type_name: format!("{k}<{inner_name}>"),
+                                    type_name: compose(
+                                        &format!("{k}<"),
+                                        [inner_name.as_str()],
+                                        ">",
+                                    ),
                                     nullable: false,
                                     record: r.record,
                                 })
                             }
                             _ => {
                                 let mut r = self.describe(kind, ns, depth + 1)?;
-                                if let Some(l) = logical {
-                                    r.type_name =
-                                        format!("{}({})", r.type_name, logical_name(def, l));
+                                if let Some(l) = def.get("logicalType").and_then(Value::as_str) {
+                                    r.type_name = cap_name(format!(
+                                        "{}({})",
+                                        r.type_name,
+                                        logical_name(def, l)
+                                    ));
                                 }
                                 Ok(r)
                             }
@@ -496,19 +641,33 @@ mod avro {
             }
         }
 
+        /// A registered named type as a field type (with its logical type).
+        fn named(&self, named: &'a Named<'a>) -> Resolved<'a> {
+            let def = named.def;
+            let type_name = match def.get("logicalType").and_then(Value::as_str) {
+                Some(l) => cap_name(format!("{}({})", named.full, logical_name(def, l))),
+                None => cap_name(named.full.clone()),
+            };
+            let is_record = matches!(
+                def.get("type").and_then(Value::as_str),
+                Some("record" | "error")
+            );
+            Resolved {
+                type_name,
+                nullable: false,
+                record: is_record.then_some(named),
+            }
+        }
+
         fn record(
             &mut self,
-            def: &'a Map<String, Value>,
+            named: &'a Named<'a>,
             prefix: &str,
             depth: usize,
         ) -> Result<(), FieldsError> {
             self.out.check_depth(depth)?;
-            let ns = def
-                .get("__ns")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let fields = def
+            let fields = named
+                .def
                 .get("fields")
                 .and_then(Value::as_array)
                 .ok_or_else(|| invalid(T, "record without a \"fields\" array"))?;
@@ -520,21 +679,16 @@ mod avro {
                 let ty = field
                     .get("type")
                     .ok_or_else(|| invalid(T, format!("field {name:?} without a \"type\"")))?;
-                let r = self.describe(ty, &ns, depth + 1)?;
+                let r = self.describe(ty, &named.ns, depth + 1)?;
                 let path = join(prefix, name);
                 let doc = non_empty_doc(field.get("doc").and_then(Value::as_str));
                 self.out
                     .push(path.clone(), name, r.type_name, doc, r.nullable)?;
                 if let Some(child) = r.record {
-                    let full = child
-                        .get("__full")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
-                    if self.stack.contains(&full) {
+                    if self.stack.contains(&child.full.as_str()) {
                         continue;
                     }
-                    self.stack.push(full);
+                    self.stack.push(&child.full);
                     self.record(child, &path, depth + 1)?;
                     self.stack.pop();
                 }
@@ -554,44 +708,53 @@ mod avro {
         logical.to_owned()
     }
 
-    fn load(schema: &str, references: &[Referenced]) -> Result<(Value, Names), FieldsError> {
+    /// The parsed schema and references (the named types borrow from them).
+    fn parse_all(
+        schema: &str,
+        references: &[Referenced],
+    ) -> Result<(Value, Vec<Value>), FieldsError> {
         let root = parse_json(T, schema, None)?;
+        let refs = references
+            .iter()
+            .map(|r| parse_json(T, &r.schema, Some(&r.name)))
+            .collect::<Result<_, _>>()?;
+        Ok((root, refs))
+    }
+
+    /// Named types of the references (in order), then of the schema.
+    fn names<'a>(root: &'a Value, refs: &'a [Value]) -> Names<'a> {
         let mut names = Names::default();
-        for r in references {
-            let v = parse_json(T, &r.schema, Some(&r.name))?;
-            names.collect(&v, "", 0);
+        for v in refs {
+            names.collect(v, "", 0);
         }
-        names.collect(&root, "", 0);
-        Ok((root, names))
+        names.collect(root, "", 0);
+        names
     }
 
     pub(super) fn fields(
         schema: &str,
         references: &[Referenced],
     ) -> Result<Vec<SchemaField>, FieldsError> {
-        let (root, names) = load(schema, references)?;
+        let (root, refs) = parse_all(schema, references)?;
+        let names = names(&root, &refs);
         let mut walker = Walker {
             names: &names,
             out: Out::new(T),
             stack: Vec::new(),
         };
         let r = walker.describe(&root, "", 0)?;
-        if let Some(def) = r.record {
+        if let Some(named) = r.record {
             if !r.type_name.starts_with("array<") && !r.type_name.starts_with("map<") {
-                let full = def
-                    .get("__full")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                walker.stack.push(full);
-                walker.record(def, "", 0)?;
+                walker.stack.push(&named.full);
+                walker.record(named, "", 0)?;
             }
         }
         Ok(walker.out.fields)
     }
 
     pub(super) fn record_names(schema: &str) -> Result<Vec<String>, FieldsError> {
-        let (root, names) = load(schema, &[])?;
+        let (root, refs) = parse_all(schema, &[])?;
+        let names = names(&root, &refs);
         let top: Vec<&Value> = match &root {
             Value::Array(branches) => branches.iter().collect(),
             other => vec![other],
@@ -629,17 +792,63 @@ mod json {
 
     const T: SchemaType = SchemaType::Json;
 
+    /// The reference documents and their lookup tables (built once: a
+    /// schema may resolve `$ref`s many times).
     struct Docs {
-        /// Reference documents, by reference name.
+        /// Reference documents, by reference name, in order.
         refs: Vec<(String, Value)>,
+        /// Index into `refs` (+1: 0 is the root) by name, `$id`, and the
+        /// last path segment of either; the first document wins.
+        by_name: HashMap<String, usize>,
+        by_id: HashMap<String, usize>,
+        by_name_segment: HashMap<String, usize>,
+        by_id_segment: HashMap<String, usize>,
+    }
+
+    impl Docs {
+        fn new(refs: Vec<(String, Value)>) -> Self {
+            let mut docs = Docs {
+                refs,
+                by_name: HashMap::new(),
+                by_id: HashMap::new(),
+                by_name_segment: HashMap::new(),
+                by_id_segment: HashMap::new(),
+            };
+            for (i, (name, v)) in docs.refs.iter().enumerate() {
+                let index = i + 1;
+                docs.by_name.entry(name.clone()).or_insert(index);
+                docs.by_name_segment
+                    .entry(last_segment(name).to_owned())
+                    .or_insert(index);
+                if let Some(id) = v.get("$id").and_then(Value::as_str) {
+                    docs.by_id.entry(id.to_owned()).or_insert(index);
+                    docs.by_id_segment
+                        .entry(last_segment(id).to_owned())
+                        .or_insert(index);
+                }
+            }
+            docs
+        }
+
+        fn find(&self, base: &str) -> Option<(usize, &Value)> {
+            let index = self
+                .by_name
+                .get(base)
+                .or_else(|| self.by_id.get(base))
+                .or_else(|| self.by_name_segment.get(last_segment(base)))
+                .or_else(|| self.by_id_segment.get(last_segment(base)))?;
+            let (_, doc) = self.refs.get(index - 1)?;
+            Some((*index, doc))
+        }
     }
 
     struct Walker<'a> {
         root: &'a Value,
         docs: &'a Docs,
         out: Out,
-        /// `doc-index#pointer` of definitions being expanded.
-        stack: Vec<String>,
+        /// `doc-index#pointer` of definitions being expanded, with how many
+        /// times each is on the path.
+        stack: HashMap<String, usize>,
     }
 
     /// The schema a `$ref` points to, with the document it lives in.
@@ -649,28 +858,26 @@ mod json {
         schema: &'a Value,
     }
 
+    /// A schema after its `$ref` chain: its document, the definition keys
+    /// crossed, and the last `$ref` (the type name when it did not resolve).
+    struct Derefd<'a> {
+        doc: &'a Value,
+        schema: &'a Value,
+        keys: Vec<String>,
+        unresolved: Option<&'a str>,
+    }
+
     fn last_segment(s: &str) -> &str {
         s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)
     }
 
     impl<'a> Walker<'a> {
-        fn find_doc(&self, base: &str) -> Option<(usize, &'a Value)> {
-            let refs = &self.docs.refs;
-            let by = |f: &dyn Fn(&str, &Value) -> bool| {
-                refs.iter()
-                    .position(|(n, v)| f(n, v))
-                    .map(|i| (i + 1, &refs[i].1))
-            };
-            let id_of = |v: &Value| v.get("$id").and_then(Value::as_str).map(str::to_owned);
-            by(&|n, _| n == base)
-                .or_else(|| by(&|_, v| id_of(v).as_deref() == Some(base)))
-                .or_else(|| by(&|n, _| last_segment(n) == last_segment(base)))
-                .or_else(|| {
-                    by(&|_, v| id_of(v).is_some_and(|id| last_segment(&id) == last_segment(base)))
-                })
-        }
-
-        fn resolve(&self, doc: &'a Value, reference: &str) -> Option<Target<'a>> {
+        fn resolve(
+            &self,
+            doc: &'a Value,
+            reference: &str,
+        ) -> Result<Option<Target<'a>>, FieldsError> {
+            self.out.charge(reference.len())?;
             let (base, fragment) = reference.split_once('#').unwrap_or((reference, ""));
             let (index, doc) = if base.is_empty() {
                 let index = if std::ptr::eq(doc, self.root) {
@@ -684,62 +891,73 @@ mod json {
                 };
                 (index, doc)
             } else {
-                self.find_doc(base)?
+                match self.docs.find(base) {
+                    Some(found) => found,
+                    None => return Ok(None),
+                }
             };
             let schema = if fragment.is_empty() {
-                doc
+                Some(doc)
             } else if fragment.starts_with('/') {
                 let pointer = fragment.replace("%24", "$").replace("%25", "%");
-                doc.pointer(&pointer)?
+                doc.pointer(&pointer)
             } else {
                 // Anchor-style fragment: a definition with that `$anchor`/`$id`.
-                ["definitions", "$defs"].iter().find_map(|k| {
-                    doc.get(*k)?.as_object()?.values().find(|d| {
+                let mut found = None;
+                for k in ["definitions", "$defs"] {
+                    let Some(defs) = doc.get(k).and_then(Value::as_object) else {
+                        continue;
+                    };
+                    self.out.charge(defs.len() * WORK_UNIT_BYTES)?;
+                    found = defs.values().find(|d| {
                         d.get("$anchor").and_then(Value::as_str) == Some(fragment)
-                            || d.get("$id").and_then(Value::as_str) == Some(&format!("#{fragment}"))
-                    })
-                })?
+                            || d.get("$id")
+                                .and_then(Value::as_str)
+                                .and_then(|id| id.strip_prefix('#'))
+                                == Some(fragment)
+                    });
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                found
             };
-            Some(Target {
+            Ok(schema.map(|schema| Target {
                 key: format!("{index}#{fragment}"),
                 doc,
                 schema,
-            })
+            }))
         }
 
-        /// Follows `$ref` chains (bounded); returns the final schema, its
-        /// document and the keys of the definitions passed through.
-        fn deref(
-            &self,
-            doc: &'a Value,
-            schema: &'a Value,
-        ) -> (&'a Value, &'a Value, Vec<String>, Option<String>) {
-            let mut doc = doc;
-            let mut schema = schema;
-            let mut keys = Vec::new();
-            let mut last_ref = None;
+        /// Follows `$ref` chains (at most [`MAX_DEPTH`] links; a repeated
+        /// link ends the chain).
+        fn deref(&self, doc: &'a Value, schema: &'a Value) -> Result<Derefd<'a>, FieldsError> {
+            let mut d = Derefd {
+                doc,
+                schema,
+                keys: Vec::new(),
+                unresolved: None,
+            };
             for _ in 0..MAX_DEPTH {
-                let Some(r) = schema.get("$ref").and_then(Value::as_str) else {
+                let Some(r) = d.schema.get("$ref").and_then(Value::as_str) else {
                     break;
                 };
-                match self.resolve(doc, r) {
+                match self.resolve(d.doc, r)? {
                     Some(t) => {
-                        if keys.contains(&t.key) {
+                        if d.keys.contains(&t.key) {
                             break;
                         }
-                        keys.push(t.key);
-                        doc = t.doc;
-                        schema = t.schema;
-                        last_ref = Some(r.to_owned());
+                        d.keys.push(t.key);
+                        d.doc = t.doc;
+                        d.schema = t.schema;
                     }
                     None => {
-                        last_ref = Some(r.to_owned());
-                        keys.push(format!("unresolved:{r}"));
+                        d.unresolved = Some(r);
                         break;
                     }
                 }
             }
-            (doc, schema, keys, last_ref)
+            Ok(d)
         }
 
         /// Type name and nullability of a (dereferenced) schema.
@@ -750,17 +968,26 @@ mod json {
             depth: usize,
         ) -> Result<(String, bool), FieldsError> {
             self.out.check_depth(depth)?;
-            let (doc, schema, keys, last_ref) = self.deref(doc, schema);
-            if keys.last().is_some_and(|k| k.starts_with("unresolved:")) {
-                return Ok((last_ref.unwrap_or_default(), false));
+            let Derefd {
+                doc,
+                schema,
+                unresolved,
+                ..
+            } = self.deref(doc, schema)?;
+            if let Some(r) = unresolved {
+                return Ok((cap_name(r.to_owned()), false));
             }
             let Some(obj) = schema.as_object() else {
                 // `true` / `false` schemas.
                 return Ok(("any".to_owned(), false));
             };
-            let with_format = |t: &str| match obj.get("format").and_then(Value::as_str) {
-                Some(f) => format!("{t}({f})"),
-                None => t.to_owned(),
+            let with_format = |t: &str| -> Result<String, FieldsError> {
+                let format = obj.get("format").and_then(Value::as_str);
+                self.out.charge(t.len() + format.map_or(0, str::len))?;
+                Ok(cap_name(match format {
+                    Some(f) => format!("{t}({f})"),
+                    None => t.to_owned(),
+                }))
             };
             match obj.get("type") {
                 Some(Value::String(t)) if t == "array" => {
@@ -771,13 +998,14 @@ mod json {
                                 .iter()
                                 .map(|i| self.type_of(doc, i, depth + 1).map(|t| t.0))
                                 .collect();
-                            format!("tuple<{}>", names?.join(","))
+                            let names = names?;
+                            compose("tuple<", names.iter().map(String::as_str), ">")
                         }
                         _ => "any".to_owned(),
                     };
-                    Ok((format!("array<{inner}>"), false))
+                    Ok((compose("array<", [inner.as_str()], ">"), false))
                 }
-                Some(Value::String(t)) => Ok((with_format(t), t == "null")),
+                Some(Value::String(t)) => Ok((with_format(t)?, t == "null")),
                 Some(Value::Array(types)) => {
                     let mut nullable = false;
                     let mut rest = Vec::new();
@@ -791,15 +1019,15 @@ mod json {
                                 }
                                 _ => "any".to_owned(),
                             };
-                            rest.push(format!("array<{inner}>"));
+                            rest.push(compose("array<", [inner.as_str()], ">"));
                         } else {
-                            rest.push(with_format(t));
+                            rest.push(with_format(t)?);
                         }
                     }
                     let name = match rest.len() {
                         0 => "null".to_owned(),
                         1 => rest.remove(0),
-                        _ => format!("union<{}>", rest.join(",")),
+                        _ => compose("union<", rest.iter().map(String::as_str), ">"),
                     };
                     Ok((name, nullable))
                 }
@@ -820,8 +1048,13 @@ mod json {
                             let name = match rest.len() {
                                 0 => "null".to_owned(),
                                 1 => rest.remove(0),
-                                _ => format!("{combinator}<{}>", rest.join(",")),
+                                _ => compose(
+                                    &format!("{combinator}<"),
+                                    rest.iter().map(String::as_str),
+                                    ">",
+                                ),
                             };
+                            self.out.charge(name.len())?;
                             return Ok((name, nullable));
                         }
                     }
@@ -839,67 +1072,88 @@ mod json {
         /// The object schema whose properties go under a field of this
         /// schema (through `$ref`, arrays, nullable unions), with its
         /// document and the definition keys crossed.
+        #[allow(clippy::type_complexity)]
         fn object_of(
             &self,
             doc: &'a Value,
             schema: &'a Value,
             depth: usize,
-        ) -> Option<(&'a Value, &'a Value, Vec<String>)> {
+        ) -> Result<Option<(&'a Value, &'a Value, Vec<String>)>, FieldsError> {
             if depth > MAX_DEPTH {
-                return None;
+                return Ok(None);
             }
-            let (doc, schema, mut keys, _) = self.deref(doc, schema);
-            let obj = schema.as_object()?;
+            self.out.charge(0)?;
+            let Derefd {
+                doc,
+                schema,
+                mut keys,
+                ..
+            } = self.deref(doc, schema)?;
+            let Some(obj) = schema.as_object() else {
+                return Ok(None);
+            };
             if obj.contains_key("properties") || obj.contains_key("allOf") {
-                return Some((doc, schema, keys));
+                return Ok(Some((doc, schema, keys)));
             }
             let inner = if let Some(items @ Value::Object(_)) = obj.get("items") {
-                self.object_of(doc, items, depth + 1)
+                self.object_of(doc, items, depth + 1)?
             } else {
-                ["oneOf", "anyOf"].iter().find_map(|c| {
-                    let branches = obj.get(*c)?.as_array()?;
-                    let non_null: Vec<&Value> = branches
+                let mut inner = None;
+                for c in ["oneOf", "anyOf"] {
+                    let Some(branches) = obj.get(c).and_then(Value::as_array) else {
+                        continue;
+                    };
+                    let mut non_null = branches
                         .iter()
-                        .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"))
-                        .collect();
-                    match non_null.as_slice() {
-                        [only] => self.object_of(doc, only, depth + 1),
-                        _ => None,
+                        .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"));
+                    if let (Some(only), None) = (non_null.next(), non_null.next()) {
+                        inner = self.object_of(doc, only, depth + 1)?;
+                        if inner.is_some() {
+                            break;
+                        }
                     }
-                })
-            }?;
-            keys.extend(inner.2);
-            Some((inner.0, inner.1, keys))
+                }
+                inner
+            };
+            Ok(inner.map(|(idoc, ischema, ikeys)| {
+                keys.extend(ikeys);
+                (idoc, ischema, keys)
+            }))
         }
 
-        /// Properties (with `required`) of an object schema, `allOf` merged.
+        /// Properties (with `required`) of an object schema, `allOf` merged:
+        /// a property already listed keeps its first definition.
         fn properties(
             &self,
             doc: &'a Value,
             schema: &'a Value,
-            props: &mut Vec<(&'a str, &'a Value, &'a Value)>,
-            required: &mut HashSet<&'a str>,
+            props: &mut Properties<'a>,
             depth: usize,
-        ) {
+        ) -> Result<(), FieldsError> {
             if depth > MAX_DEPTH {
-                return;
+                return Ok(());
             }
-            let (doc, schema, _, _) = self.deref(doc, schema);
+            self.out.charge(0)?;
+            let Derefd { doc, schema, .. } = self.deref(doc, schema)?;
             if let Some(Value::Object(p)) = schema.get("properties") {
                 for (name, s) in p {
-                    if !props.iter().any(|(n, _, _)| *n == name.as_str()) {
-                        props.push((name.as_str(), doc, s));
+                    self.out.charge(0)?;
+                    if props.seen.insert(name.as_str()) {
+                        props.list.push((name.as_str(), doc, s));
                     }
                 }
             }
             if let Some(Value::Array(r)) = schema.get("required") {
-                required.extend(r.iter().filter_map(Value::as_str));
+                // A unit per name: `allOf` can merge the same list many times.
+                self.out.charge(r.len() * WORK_UNIT_BYTES)?;
+                props.required.extend(r.iter().filter_map(Value::as_str));
             }
             if let Some(Value::Array(all)) = schema.get("allOf") {
                 for member in all {
-                    self.properties(doc, member, props, required, depth + 1);
+                    self.properties(doc, member, props, depth + 1)?;
                 }
             }
+            Ok(())
         }
 
         fn object(
@@ -910,18 +1164,17 @@ mod json {
             depth: usize,
         ) -> Result<(), FieldsError> {
             self.out.check_depth(depth)?;
-            let mut props = Vec::new();
-            let mut required = HashSet::new();
-            self.properties(doc, schema, &mut props, &mut required, depth);
-            for (name, pdoc, pschema) in props {
+            let mut props = Properties::default();
+            self.properties(doc, schema, &mut props, depth)?;
+            for (name, pdoc, pschema) in props.list {
                 let (type_name, type_nullable) = self.type_of(pdoc, pschema, depth + 1)?;
-                let (_, target, _, _) = self.deref(pdoc, pschema);
+                let target = self.deref(pdoc, pschema)?.schema;
                 let description = pschema
                     .get("description")
                     .or_else(|| target.get("description"))
                     .and_then(Value::as_str);
                 let path = join(prefix, name);
-                let nullable = type_nullable || !required.contains(name);
+                let nullable = type_nullable || !props.required.contains(name);
                 self.out.push(
                     path.clone(),
                     name,
@@ -929,18 +1182,34 @@ mod json {
                     non_empty_doc(description),
                     nullable,
                 )?;
-                if let Some((cdoc, child, keys)) = self.object_of(pdoc, pschema, depth + 1) {
-                    if keys.iter().any(|k| self.stack.contains(k)) {
+                if let Some((cdoc, child, keys)) = self.object_of(pdoc, pschema, depth + 1)? {
+                    if keys.iter().any(|k| self.stack.contains_key(k)) {
                         continue;
                     }
-                    let pushed = keys.len();
-                    self.stack.extend(keys);
+                    for k in &keys {
+                        *self.stack.entry(k.clone()).or_default() += 1;
+                    }
                     self.object(cdoc, child, &path, depth + 1)?;
-                    self.stack.truncate(self.stack.len() - pushed);
+                    for k in keys {
+                        if let Some(n) = self.stack.get_mut(&k) {
+                            *n -= 1;
+                            if *n == 0 {
+                                self.stack.remove(&k);
+                            }
+                        }
+                    }
                 }
             }
             Ok(())
         }
+    }
+
+    /// The merged properties of one object schema.
+    #[derive(Default)]
+    struct Properties<'a> {
+        list: Vec<(&'a str, &'a Value, &'a Value)>,
+        seen: HashSet<&'a str>,
+        required: HashSet<&'a str>,
     }
 
     pub(super) fn fields(
@@ -955,15 +1224,17 @@ mod json {
         for r in references {
             refs.push((r.name.clone(), parse_json(T, &r.schema, Some(&r.name))?));
         }
-        let docs = Docs { refs };
+        let docs = Docs::new(refs);
         let mut walker = Walker {
             root: &root,
             docs: &docs,
             out: Out::new(T),
-            stack: vec!["0#".to_owned()],
+            stack: HashMap::from([("0#".to_owned(), 1)]),
         };
-        if let Some((doc, obj, keys)) = walker.object_of(&root, &root, 0) {
-            walker.stack.extend(keys);
+        if let Some((doc, obj, keys)) = walker.object_of(&root, &root, 0)? {
+            for k in keys {
+                *walker.stack.entry(k).or_default() += 1;
+            }
             walker.object(doc, obj, "", 0)?;
         }
         Ok(walker.out.fields)
@@ -984,11 +1255,91 @@ mod proto {
     /// File name the subject's own schema is compiled under.
     const ROOT_FILE: &str = "krawl_subject_schema.proto";
 
-    struct Sources(HashMap<String, String>);
+    /// The schema and its references, parsed up front (protox-parse bounds
+    /// its own recursion) so that the import chain is measured before protox
+    /// compiles them: it opens imports recursively.
+    struct Sources {
+        parsed: HashMap<String, File>,
+        /// The ones that do not parse: protox parses them again when (if)
+        /// they are imported, and reports the error in context.
+        unparsed: HashMap<String, String>,
+    }
+
+    impl Sources {
+        fn new(files: impl IntoIterator<Item = (String, String)>) -> Self {
+            let mut sources = Sources {
+                parsed: HashMap::new(),
+                unparsed: HashMap::new(),
+            };
+            for (name, source) in files {
+                match File::from_source(&name, &source) {
+                    Ok(file) => {
+                        sources.parsed.insert(name, file);
+                    }
+                    Err(_) => {
+                        sources.unparsed.insert(name, source);
+                    }
+                }
+            }
+            sources
+        }
+
+        fn imports(&self, name: &str) -> &[String] {
+            self.parsed
+                .get(name)
+                .map(|f| f.file_descriptor_proto().dependency.as_slice())
+                .unwrap_or_default()
+        }
+
+        /// Refuses an import chain from `root` longer than
+        /// [`guard::MAX_PROTOBUF_IMPORT_DEPTH`]. Iterative; each file's
+        /// depth is computed once. Cycles are left to protox (an error).
+        fn check_import_depth(&self, root: &str) -> Result<(), GuardError> {
+            let limit = guard::MAX_PROTOBUF_IMPORT_DEPTH;
+            let too_deep = GuardError::ImportsTooDeep { limit };
+            // Depth (files in the longest chain) of each file done.
+            let mut depth: HashMap<&str, usize> = HashMap::new();
+            let mut on_path: HashSet<&str> = HashSet::from([root]);
+            let mut path: Vec<(&str, usize)> = vec![(root, 0)];
+            while let Some((name, next)) = path.last_mut() {
+                let name: &str = name;
+                let imports = self.imports(name);
+                if let Some(import) = imports.get(*next) {
+                    *next += 1;
+                    let import = import.as_str();
+                    if let Some(d) = depth.get(import) {
+                        if path.len() + d > limit {
+                            return Err(too_deep);
+                        }
+                    } else if !on_path.contains(import) {
+                        if path.len() + 1 > limit {
+                            return Err(too_deep);
+                        }
+                        on_path.insert(import);
+                        path.push((import, 0));
+                    }
+                } else {
+                    let below = imports
+                        .iter()
+                        .filter_map(|i| depth.get(i.as_str()))
+                        .max()
+                        .copied()
+                        .unwrap_or(0);
+                    depth.insert(name, below + 1);
+                    on_path.remove(name);
+                    path.pop();
+                }
+            }
+            Ok(())
+        }
+    }
 
     impl FileResolver for Sources {
         fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-            match self.0.get(name) {
+            if let Some(file) = self.parsed.get(name) {
+                return Ok(file.clone());
+            }
+            match self.unparsed.get(name) {
                 Some(source) => File::from_source(name, source),
                 None => Err(protox::Error::file_not_found(name)),
             }
@@ -1017,16 +1368,36 @@ mod proto {
         }
     }
 
-    fn leading_comment(field: &FieldDescriptor) -> Option<String> {
-        let file = field.parent_file();
-        let info = file.file_descriptor_proto().source_code_info.as_ref()?;
-        let location = info.location.iter().find(|l| l.path == field.path())?;
-        non_empty_doc(
-            location
-                .leading_comments
-                .as_deref()
-                .or(location.trailing_comments.as_deref()),
-        )
+    /// The comments of each file's elements by source path, indexed once
+    /// per file (a field's comment is looked up each time it is listed).
+    #[derive(Default)]
+    struct Comments {
+        by_file: HashMap<String, HashMap<Vec<i32>, Option<String>>>,
+    }
+
+    impl Comments {
+        /// The leading (else trailing) comment of `field`.
+        fn of(&mut self, field: &FieldDescriptor) -> Option<String> {
+            let file = field.parent_file();
+            let index = self
+                .by_file
+                .entry(file.name().to_owned())
+                .or_insert_with(|| {
+                    let mut index = HashMap::new();
+                    let info = file.file_descriptor_proto().source_code_info.as_ref();
+                    for l in info.map(|i| i.location.as_slice()).unwrap_or_default() {
+                        index.entry(l.path.clone()).or_insert_with(|| {
+                            non_empty_doc(
+                                l.leading_comments
+                                    .as_deref()
+                                    .or(l.trailing_comments.as_deref()),
+                            )
+                        });
+                    }
+                    index
+                });
+            index.get(field.path()).cloned().flatten()
+        }
     }
 
     fn expandable(m: &MessageDescriptor) -> bool {
@@ -1035,6 +1406,7 @@ mod proto {
 
     fn message(
         out: &mut Out,
+        comments: &mut Comments,
         stack: &mut Vec<String>,
         msg: &MessageDescriptor,
         prefix: &str,
@@ -1071,7 +1443,7 @@ mod proto {
                 path.clone(),
                 field.name(),
                 type_name,
-                leading_comment(&field),
+                comments.of(&field),
                 nullable,
             )?;
             if let Some(child) = child.filter(expandable) {
@@ -1080,7 +1452,7 @@ mod proto {
                     continue;
                 }
                 stack.push(full);
-                message(out, stack, &child, &path, depth + 1)?;
+                message(out, comments, stack, &child, &path, depth + 1)?;
                 stack.pop();
             }
         }
@@ -1091,13 +1463,20 @@ mod proto {
         schema: &str,
         references: &[Referenced],
     ) -> Result<Vec<SchemaField>, FieldsError> {
-        let mut sources: HashMap<String, String> = references
-            .iter()
-            .map(|r| (r.name.clone(), r.schema.clone()))
-            .collect();
-        sources.insert(ROOT_FILE.to_owned(), schema.to_owned());
+        let sources = Sources::new(
+            references
+                .iter()
+                .map(|r| (r.name.clone(), r.schema.clone()))
+                .chain([(ROOT_FILE.to_owned(), schema.to_owned())]),
+        );
+        sources
+            .check_import_depth(ROOT_FILE)
+            .map_err(|source| FieldsError::Refused {
+                reference: None,
+                source,
+            })?;
         let mut resolver = ChainFileResolver::new();
-        resolver.add(Sources(sources));
+        resolver.add(sources);
         resolver.add(GoogleFileResolver::new());
         let mut compiler = protox::Compiler::with_file_resolver(resolver);
         compiler.include_source_info(true);
@@ -1111,7 +1490,14 @@ mod proto {
         let mut out = Out::new(T);
         if let Some(first) = file.messages().next() {
             let mut stack = vec![first.full_name().to_owned()];
-            message(&mut out, &mut stack, &first, "", 0)?;
+            message(
+                &mut out,
+                &mut Comments::default(),
+                &mut stack,
+                &first,
+                "",
+                0,
+            )?;
         }
         Ok(out.fields)
     }
@@ -1537,5 +1923,323 @@ message Other { bool x = 1; }
                 .starts_with("PROTOBUF schema does not compile"),
             "{err}"
         );
+    }
+
+    /// Runs `f` on a thread with half the stack of a tokio worker (2 MiB):
+    /// a parse that recursed without bound would overflow it and abort the
+    /// whole test binary, not just fail this test.
+    fn on_small_stack<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(f)
+            .expect("thread")
+            .join()
+            .expect("no panic")
+    }
+
+    /// A Protobuf schema whose file option is an aggregate value nested
+    /// `depth` braces deep (a recursive message makes any depth valid).
+    pub(crate) fn proto_deep_option(depth: usize) -> String {
+        format!(
+            "syntax = \"proto3\";\nimport \"google/protobuf/descriptor.proto\";\n\
+             message R {{ int32 f = 1; }}\nmessage M {{ M a = 1; }}\n\
+             extend google.protobuf.FileOptions {{ M x = 50000; }}\n\
+             option (x) = {}{{ }}{};\n",
+            "{ a: ".repeat(depth.saturating_sub(1)),
+            " }".repeat(depth.saturating_sub(1)),
+        )
+    }
+
+    /// A JSON Schema of `depth` brace levels: objects in objects.
+    fn json_deep(depth: usize) -> String {
+        // Root `{`, then two levels (`"properties":{"a":{`) per nested object.
+        let objects = (depth - 1) / 2;
+        let mut s = String::new();
+        for _ in 0..objects {
+            s.push_str(r#"{"type":"object","properties":{"a":"#);
+        }
+        s.push_str(if depth.is_multiple_of(2) {
+            r#"{"type":["string"]}"#
+        } else {
+            r#"{"type":"string"}"#
+        });
+        s.push_str(&"}}".repeat(objects));
+        s
+    }
+
+    /// An Avro schema of nested records, `depth` bracket levels deep.
+    fn avro_deep(depth: usize) -> String {
+        // Three levels per record (`{` `"fields":[` `{`), the innermost type a union (`[`).
+        let records = (depth - 1) / 3;
+        let mut s = String::new();
+        for i in 0..records {
+            s.push_str(&format!(
+                r#"{{"type":"record","name":"R{i}","fields":[{{"name":"a","type":"#
+            ));
+        }
+        s.push_str(&"[".repeat(depth - 3 * records));
+        s.push_str(r#""null""#);
+        s.push_str(&"]".repeat(depth - 3 * records));
+        s.push_str(&"}]}".repeat(records));
+        s
+    }
+
+    #[test]
+    fn nesting_at_the_bounds_parses_on_a_small_stack() {
+        use crate::guard::{MAX_JSON_NESTING, MAX_PROTOBUF_NESTING};
+        on_small_stack(|| {
+            let cases = [
+                (
+                    SchemaType::Protobuf,
+                    proto_deep_option as fn(usize) -> String,
+                    MAX_PROTOBUF_NESTING,
+                ),
+                (SchemaType::Json, json_deep, MAX_JSON_NESTING),
+                (SchemaType::Avro, avro_deep, MAX_JSON_NESTING),
+            ];
+            for (t, make, bound) in cases {
+                let at = make(bound);
+                assert!(guard::check(t, &at).is_ok(), "{t}: exactly at the bound");
+                assert!(guard::check(t, &make(bound + 1)).is_err(), "{t}: one past");
+                // Parsed, all the way through the parser (and protox's option
+                // interpretation): it fits in half a worker's stack.
+                match parse_fields(t, &at, &[]) {
+                    Ok(fields) => assert!(!fields.is_empty(), "{t}"),
+                    // Avro nests deeper than the walkers expand: an error, not a crash.
+                    Err(e) => assert!(
+                        t == SchemaType::Avro && matches!(e, FieldsError::TooLarge { .. }),
+                        "{t}: {e}"
+                    ),
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_before_parsing() {
+        on_small_stack(|| {
+            let deep = 100_000;
+            // (50,000 message levels: 100,000 would pass MAX_SCHEMA_BYTES first.)
+            let proto_messages = format!(
+                "syntax = \"proto3\";\n{}{}",
+                "message M{".repeat(deep / 2),
+                "}".repeat(deep / 2)
+            );
+            let cases = [
+                (SchemaType::Protobuf, proto_deep_option(deep)),
+                (SchemaType::Protobuf, proto_messages),
+                (
+                    SchemaType::Json,
+                    format!("{}1{}", r#"{"a":"#.repeat(deep), "}".repeat(deep)),
+                ),
+                (
+                    SchemaType::Json,
+                    format!("{}{}", "[".repeat(deep), "]".repeat(deep)),
+                ),
+                (
+                    SchemaType::Avro,
+                    format!("{}\"int\"{}", r#"{"type":"#.repeat(deep), "}".repeat(deep)),
+                ),
+            ];
+            for (t, schema) in cases {
+                for result in [
+                    parse_fields(t, &schema, &[]).map(|_| ()),
+                    record_names(t, &schema).map(|_| ()),
+                ] {
+                    let err = result.expect_err("refused");
+                    assert!(err.is_limit(), "{t}: {err}");
+                    assert!(
+                        matches!(
+                            &err,
+                            FieldsError::Refused {
+                                source: GuardError::TooDeep { .. },
+                                ..
+                            }
+                        ),
+                        "{t}: {err}"
+                    );
+                    assert!(err.to_string().contains("MAX_"), "names the limit: {err}");
+                }
+            }
+            // In a reference, the reference is named.
+            let refs = [Referenced {
+                name: "deep.proto".into(),
+                schema: proto_deep_option(deep),
+            }];
+            let err = parse_fields(SchemaType::Protobuf, COMMON_PROTO, &refs).unwrap_err();
+            assert!(err.to_string().contains("deep.proto"), "{err}");
+            assert!(err.to_string().contains("MAX_PROTOBUF_NESTING"), "{err}");
+        });
+    }
+
+    #[test]
+    fn references_are_bounded_in_number_and_bytes() {
+        let many: Vec<Referenced> = (0..=guard::MAX_REFERENCES)
+            .map(|i| Referenced {
+                name: format!("r{i}"),
+                schema: "{}".into(),
+            })
+            .collect();
+        let err = parse_fields(SchemaType::Json, "{}", &many).unwrap_err();
+        assert!(err.to_string().contains("MAX_REFERENCES"), "{err}");
+        let err = parse_fields(SchemaType::Json, "{}", &many[1..]).map(|_| ());
+        assert!(err.is_ok(), "{err:?}");
+    }
+
+    /// `n` definitions, each naming the one below it twice: 2^n paths.
+    fn doubling(combinator: &str, leaf: &str, n: usize) -> String {
+        let mut defs = format!(r#""L0":{leaf}"#);
+        for i in 1..=n {
+            let r = format!(r##"{{"$ref":"#/definitions/L{}"}}"##, i - 1);
+            defs.push_str(&format!(r#","L{i}":{{"{combinator}":[{r},{r}]}}"#));
+        }
+        format!(
+            r##"{{"properties":{{"p":{{"$ref":"#/definitions/L{n}"}}}},"definitions":{{{defs}}}}}"##
+        )
+    }
+
+    #[test]
+    fn exponential_expansion_is_bounded_by_work() {
+        // Type names that double at each of 60 levels (2^60 branches, names of
+        // 2^60 bytes without a bound), and `allOf` merges that double likewise.
+        for schema in [
+            doubling(
+                "oneOf",
+                r#"{"type":["string","integer"],"format":"date-time"}"#,
+                60,
+            ),
+            doubling("allOf", r#"{"properties":{"x":{"type":"string"}}}"#, 60),
+        ] {
+            let err = parse_fields(SchemaType::Json, &schema, &[]).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    FieldsError::TooLarge {
+                        constant: "MAX_WORK",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+        // Avro: a short name resolved in a long namespace, 100,000 times in one union.
+        let ns = "n".repeat(200_000);
+        let branches = vec![r#""N""#; 100_000].join(",");
+        let schema = format!(
+            r#"{{"type":"record","name":"R","namespace":"{ns}","fields":[
+                {{"name":"n","type":{{"type":"fixed","name":"N","size":1}}}},
+                {{"name":"u","type":[{branches}]}}]}}"#
+        );
+        let err = parse_fields(SchemaType::Avro, &schema, &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FieldsError::TooLarge {
+                    constant: "MAX_WORK",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A field listed many times with a long doc: bounded by the output bytes.
+        let doc = "d".repeat(500_000);
+        let fields: Vec<String> = (0..50)
+            .map(|i| format!(r#"{{"name":"f{i}","type":"D"}}"#))
+            .collect();
+        let schema = format!(
+            r#"{{"type":"record","name":"R","fields":[
+                {{"name":"d","type":{{"type":"record","name":"D","fields":[{{"name":"x","type":"int","doc":"{doc}"}}]}}}},
+                {}]}}"#,
+            fields.join(",")
+        );
+        let err = parse_fields(SchemaType::Avro, &schema, &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FieldsError::TooLarge {
+                    constant: "MAX_OUTPUT_BYTES",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn long_type_names_are_cut() {
+        let long = "x".repeat(5000);
+        let schema = format!(r#"{{"properties":{{"a":{{"type":"string","format":"{long}"}}}}}}"#);
+        let fields = parse_fields(SchemaType::Json, &schema, &[]).unwrap();
+        assert!(fields[0].type_name.len() <= MAX_TYPE_NAME_BYTES + '…'.len_utf8());
+        assert!(fields[0].type_name.ends_with('…'));
+        assert!(fields[0].type_name.starts_with("string(xxx"));
+    }
+
+    /// `n` Protobuf files, `f0.proto` importing `f1.proto` importing ...
+    fn import_chain(n: usize) -> Vec<Referenced> {
+        (0..n)
+            .map(|i| {
+                let import = if i + 1 < n {
+                    format!("import \"f{}.proto\";\n", i + 1)
+                } else {
+                    String::new()
+                };
+                Referenced {
+                    name: format!("f{i}.proto"),
+                    schema: format!(
+                        "syntax = \"proto3\";\npackage p{i};\n{import}message M{i} {{ int32 a = 1; }}\n"
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn protobuf_import_chains_are_bounded() {
+        use crate::guard::MAX_PROTOBUF_IMPORT_DEPTH;
+        let root = "syntax = \"proto3\";\nimport \"f0.proto\";\nmessage R { p0.M0 f = 1; }\n";
+        on_small_stack(move || {
+            // The schema and MAX - 1 files below it: compiled, on a small stack.
+            let refs = import_chain(MAX_PROTOBUF_IMPORT_DEPTH - 1);
+            let fields = parse_fields(SchemaType::Protobuf, root, &refs).unwrap();
+            assert_eq!(fields.len(), 2, "{fields:?}");
+            // One more, or as many as MAX_REFERENCES allows: refused before protox
+            // recurses through them (256 levels overflow 1 MiB in a debug build).
+            for n in [guard::MAX_REFERENCES, MAX_PROTOBUF_IMPORT_DEPTH] {
+                let err = parse_fields(SchemaType::Protobuf, root, &import_chain(n)).unwrap_err();
+                assert!(
+                    matches!(
+                        err,
+                        FieldsError::Refused {
+                            source: GuardError::ImportsTooDeep { .. },
+                            ..
+                        }
+                    ),
+                    "{err}"
+                );
+                assert!(
+                    err.to_string().contains("MAX_PROTOBUF_IMPORT_DEPTH"),
+                    "{err}"
+                );
+            }
+            // Wide is fine: each file imports all the ones after it (a DAG, measured once per file).
+            let wide: Vec<Referenced> = (0..20)
+                .map(|i| {
+                    let imports: String = (i + 1..20).map(|j| format!("import \"f{j}.proto\";\n")).collect();
+                    Referenced {
+                        name: format!("f{i}.proto"),
+                        schema: format!("syntax = \"proto3\";\npackage p{i};\n{imports}message M{i} {{ int32 a = 1; }}\n"),
+                    }
+                })
+                .collect();
+            assert!(parse_fields(SchemaType::Protobuf, root, &wide).is_ok());
+            // A cycle is protox's error to report.
+            let mut cycle = import_chain(3);
+            cycle[2].schema = cycle[2]
+                .schema
+                .replace("package p2;", "package p2;\nimport \"f0.proto\";");
+            let err = parse_fields(SchemaType::Protobuf, root, &cycle).unwrap_err();
+            assert!(matches!(err, FieldsError::Protobuf(_)), "{err}");
+        });
     }
 }

@@ -10,11 +10,17 @@
 //!   warning records to a [`RegistrySink`] and returns a [`SubjectIndex`];
 //!   [`bind`] attaches subjects to a topic by exact names.
 //! - [`fields`]: field lists of Avro, JSON Schema and Protobuf schemas.
+//! - [`guard`]: the bounds every schema text keeps before a parser sees it
+//!   (size, nesting, references): the registry is untrusted.
+//! - [`references`]: a schema's transitive references, resolved iteratively
+//!   and within bounds.
 
 pub mod client;
 pub mod config;
 pub mod extract;
 pub mod fields;
+pub mod guard;
+pub mod references;
 
 pub use client::{RegistryClient, RegistryError, SchemaVersion, VersionSpec};
 pub use config::{
