@@ -17,9 +17,14 @@ use bytes::BytesMut;
 /// Body size limits by kind of answer. Each is far above an honest answer and far below what
 /// would hurt the agent.
 pub mod limits {
-    /// A Schema Registry answer: one schema (Confluent's default `schema.max.bytes` is unset, but
-    /// real schemas are kilobytes) or a subject list (a million subjects of 60 bytes is 60 MB).
-    pub const SCHEMA_REGISTRY: usize = 64 * 1024 * 1024;
+    /// A Schema Registry answer about one subject (a schema version, its versions, its config):
+    /// real schemas are kilobytes and krawl parses none over 1 MiB; this leaves room for JSON
+    /// escaping. Up to `schema_registry.concurrency` of them are in flight at once, so this
+    /// (not the list's limit) bounds the registry phase's memory: 8 × 4 MiB by default.
+    pub const SCHEMA_REGISTRY: usize = 4 * 1024 * 1024;
+    /// The Schema Registry's subject list, fetched once per extraction (a million subjects of
+    /// 60 bytes is 60 MB).
+    pub const SCHEMA_REGISTRY_SUBJECTS: usize = 64 * 1024 * 1024;
     /// A secret store answer (Vault, Azure Key Vault): secrets are at most 64 KiB in Vault's
     /// default KV and 25 KiB in Azure; metadata and login answers are smaller still.
     pub const SECRET_STORE: usize = 1024 * 1024;

@@ -19,6 +19,10 @@ impl DestUrl {
     /// Parses `s`; `what` names the value in errors (`Schema Registry URL`). Refused: other
     /// schemes, credentials in the URL (`user:pass@`), a missing or odd host.
     pub fn parse(what: &'static str, s: &str) -> Result<Self, PolicyError> {
+        // Errors show the URL without its userinfo: `user:password@` may be a credential.
+        let shown = redact_userinfo(s);
+        let s_in = s;
+        let s = shown.as_str();
         if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
             return Err(PolicyError::entry(
                 what,
@@ -26,7 +30,7 @@ impl DestUrl {
                 format!("it holds {}", describe_char(c)),
             ));
         }
-        let url = ::url::Url::parse(s)
+        let url = ::url::Url::parse(s_in)
             .map_err(|e| PolicyError::entry(what, s, format!("not a URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(PolicyError::entry(
@@ -89,6 +93,18 @@ impl DestUrl {
 impl fmt::Display for DestUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.url.as_str())
+    }
+}
+
+/// `s` with any `user[:password]@` of its authority replaced by `…@`, for error messages.
+pub(crate) fn redact_userinfo(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+        None => s.to_string(),
     }
 }
 
@@ -294,6 +310,24 @@ mod tests {
         assert_eq!(url("http://2130706433/").host(), "127.0.0.1");
         assert_eq!(url("https://0x7f.1/").host(), "127.0.0.1");
         assert!(!pat("http://*.internal").matches(&url("http://2130706433/")));
+    }
+
+    /// A URL refused for carrying credentials does not show them in the error.
+    #[test]
+    fn errors_never_show_userinfo() {
+        for bad in [
+            "https://key:CANARY@sr.example.com/x",
+            "https://CANARY@sr.example.com",
+            "ftp://u:CANARY@h/",
+            "https://u:CANARY@h x/",
+        ] {
+            let e = DestUrl::parse("Schema Registry URL", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("CANARY"), "{e}");
+        }
+        assert_eq!(redact_userinfo("https://a:b@h:1/p@q"), "https://…@h:1/p@q");
+        assert_eq!(redact_userinfo("https://h/p@q"), "https://h/p@q");
     }
 
     #[test]

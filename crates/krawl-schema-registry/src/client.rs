@@ -8,7 +8,8 @@
 //! the HTTP status, and the registry's `error_code` and `message`.
 //!
 //! The registry is not trusted: every answer body is read through
-//! [`krawl_http::read_capped`] with [`krawl_http::limits::SCHEMA_REGISTRY`]
+//! [`krawl_http::read_capped`] with [`krawl_http::limits::SCHEMA_REGISTRY`] (the subject list:
+//! [`krawl_http::limits::SCHEMA_REGISTRY_SUBJECTS`])
 //! (a bigger body is [`RegistryError::TooLarge`], refused before it is
 //! buffered), and redirects are never followed (a 3xx is an error), so a
 //! hostile registry can neither exhaust memory with one answer nor send the
@@ -75,7 +76,8 @@ pub enum RegistryError {
         what: String,
         detail: String,
     },
-    /// The answer body is larger than [`krawl_http::limits::SCHEMA_REGISTRY`]:
+    /// The answer body is larger than its limit ([`krawl_http::limits::SCHEMA_REGISTRY`], or
+    /// [`krawl_http::limits::SCHEMA_REGISTRY_SUBJECTS`] for the subject list):
     /// refused before it was buffered. `path` is the URL path (no credentials).
     #[error("the answer for {what} (GET {path}) is larger than the limit of {limit} bytes; no honest registry answer is that big")]
     TooLarge {
@@ -304,7 +306,12 @@ impl RegistryClient {
     pub async fn subjects(&self, deleted: bool) -> Result<Vec<String>, RegistryError> {
         let what = "the subject list (GET /subjects)";
         let ans = self
-            .get(&["subjects"], deleted_q(deleted), "the subject list")
+            .get_capped(
+                &["subjects"],
+                deleted_q(deleted),
+                "the subject list",
+                krawl_http::limits::SCHEMA_REGISTRY_SUBJECTS,
+            )
             .await?;
         self.ok_json(ans, what, || "the subject list".to_string())
     }
@@ -442,6 +449,18 @@ impl RegistryClient {
         query: &[(&str, &str)],
         what: &str,
     ) -> Result<Answer, RegistryError> {
+        self.get_capped(segments, query, what, krawl_http::limits::SCHEMA_REGISTRY)
+            .await
+    }
+
+    /// [`Self::get`] with the answer's body capped at `limit` bytes.
+    async fn get_capped(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        what: &str,
+        limit: usize,
+    ) -> Result<Answer, RegistryError> {
         let url = self.url_of(segments, query);
         let mut attempt: u32 = 0;
         loop {
@@ -475,7 +494,7 @@ impl RegistryClient {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    match krawl_http::read_capped(resp, krawl_http::limits::SCHEMA_REGISTRY).await {
+                    match krawl_http::read_capped(resp, limit).await {
                         Ok(body) => {
                             return Ok(Answer {
                                 status,

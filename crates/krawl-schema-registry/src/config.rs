@@ -64,11 +64,11 @@ pub struct SchemaRegistryConfig {
     pub record_name_topics: BTreeMap<String, Vec<String>>,
 }
 
-/// A string in krawl-policy's URL format (an http(s) URL without credentials).
+/// A string in [`krawl_policy::URL_FORMAT`] (an http(s) URL without credentials).
 fn url_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
     schemars::schema::SchemaObject {
         instance_type: Some(schemars::schema::InstanceType::String.into()),
-        format: Some("krawl-url".to_string()),
+        format: Some(krawl_policy::URL_FORMAT.to_string()),
         ..Default::default()
     }
     .into()
@@ -247,24 +247,17 @@ impl SchemaRegistryConfig {
                 hint: "give the registry's base URL, e.g. \"https://schema-registry:8081\"".into(),
             });
         }
+        // The destination model the agent's policy matches (krawl-policy): http(s), a host
+        // that is a name or an address, no credentials in the URL.
+        krawl_policy::DestUrl::parse("Schema Registry URL", url).map_err(|e| {
+            RegistryConfigError::invalid(
+                "schema_registry.url",
+                format!("{e}; credentials go in schema_registry.auth = {{ method = \"basic\", username = ..., password = <secret reference> }}"),
+            )
+        })?;
         let parsed = reqwest::Url::parse(url).map_err(|e| {
             RegistryConfigError::invalid("schema_registry.url", format!("not a URL: {e}"))
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(RegistryConfigError::invalid(
-                "schema_registry.url",
-                format!(
-                    "scheme `{}` is not supported; accepted: http, https",
-                    parsed.scheme()
-                ),
-            ));
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(RegistryConfigError::invalid(
-                "schema_registry.url",
-                "credentials in the URL are refused; use schema_registry.auth = { method = \"basic\", username = ..., password = <secret reference> }",
-            ));
-        }
         if parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(RegistryConfigError::invalid(
                 "schema_registry.url",
@@ -322,12 +315,9 @@ impl SchemaRegistryConfig {
                 ),
             ] {
                 if let Some(p) = path {
-                    if std::fs::metadata(p).map(|m| !m.is_file()).unwrap_or(true) {
-                        return Err(RegistryConfigError::invalid(
-                            key,
-                            format!("{} is not a readable file", p.display()),
-                        ));
-                    }
+                    // Resolved like a file:// reference: no `..`, no pseudo file systems.
+                    krawl_policy::canonical_file(p)
+                        .map_err(|e| RegistryConfigError::invalid(key, e.to_string()))?;
                 }
             }
         }
@@ -453,15 +443,12 @@ mod tests {
         let mut c = SchemaRegistryConfig::new("https://key:secret@sr");
         let e = c.validate().unwrap_err().to_string();
         assert!(
-            e.contains("schema_registry.url") && !e.contains("secret@"),
+            e.contains("schema_registry.url") && !e.contains("key:secret"),
             "{e}"
         );
         c.url = "ftp://sr".into();
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("http, https"));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("scheme `ftp`") && e.contains("https://"), "{e}");
         c.url = "https://sr".into();
         c.concurrency = 0;
         assert!(c
