@@ -137,29 +137,39 @@ impl HostPort {
     /// client could read as more than one host (`,`, whitespace), a scheme or path (`/`),
     /// credentials (`@`), an empty or non-numeric port, a host that is not a name or an address.
     pub fn parse(entry: &str) -> Result<Self, PolicyError> {
+        // A `user:password@` prefix may be a credential: errors show `…@` instead.
+        let redacted = match entry.rfind('@') {
+            Some(at) => format!("…@{}", &entry[at + 1..]),
+            None => entry.to_string(),
+        };
+        let shown = redacted.as_str();
+        Self::parse_shown(entry, shown)
+    }
+
+    fn parse_shown(entry: &str, shown: &str) -> Result<Self, PolicyError> {
         if let Some(c) = entry.chars().find(|c| {
             !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
         }) {
             return Err(PolicyError::entry(
                 WHAT,
-                entry,
+                shown,
                 format!("it holds {}", describe_char(c)),
             ));
         }
         let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
             let (v6, after) = rest.split_once(']').ok_or_else(|| {
-                PolicyError::entry(WHAT, entry, "an IPv6 address needs a closing `]`")
+                PolicyError::entry(WHAT, shown, "an IPv6 address needs a closing `]`")
             })?;
             let port = after.strip_prefix(':').ok_or_else(|| {
-                PolicyError::entry(WHAT, entry, "write host:port, e.g. [fd00::1]:9092")
+                PolicyError::entry(WHAT, shown, "write host:port, e.g. [fd00::1]:9092")
             })?;
             let addr = v6.parse::<Ipv6Addr>().map_err(|_| {
-                PolicyError::entry(WHAT, entry, "the bracketed host is not an IPv6 address")
+                PolicyError::entry(WHAT, shown, "the bracketed host is not an IPv6 address")
             })?;
             (Host::V6(addr), port)
         } else {
             let (host, port) = entry.rsplit_once(':').ok_or_else(|| {
-                PolicyError::entry(WHAT, entry, "write host:port, e.g. broker-1:9092")
+                PolicyError::entry(WHAT, shown, "write host:port, e.g. broker-1:9092")
             })?;
             if host.contains(['[', ']']) {
                 return Err(PolicyError::entry(
@@ -168,11 +178,11 @@ impl HostPort {
                     "brackets only enclose a whole IPv6 address, e.g. [fd00::1]:9092",
                 ));
             }
-            (parse_host(WHAT, entry, host)?, port)
+            (parse_host(WHAT, shown, host)?, port)
         };
         Ok(Self {
             host,
-            port: parse_port(WHAT, entry, port)?,
+            port: parse_port(WHAT, shown, port)?,
         })
     }
 
@@ -389,6 +399,7 @@ mod tests {
             ("allowed:9092 evil:9092", "whitespace"),
             ("SSL://allowed:9093", "`/`"),
             ("user:pw@allowed:9093", "`@`"),
+            ("user:CANARY@allowed:9093", "…@allowed:9093"),
             ("allowed", "host:port"),
             ("allowed:", "port"),
             ("allowed:0", "port"),
@@ -407,10 +418,16 @@ mod tests {
             ("a\u{0}b:9092", "control"),
         ] {
             let e = HostPort::parse(bad).unwrap_err().to_string();
+            // A `user:password@` prefix is shown as `…@`.
+            let shown = match bad.rfind('@') {
+                Some(at) => format!("…@{}", &bad[at + 1..]),
+                None => bad.to_string(),
+            };
             assert!(
-                e.contains(why) && e.contains(&format!("{bad:?}")),
+                e.contains(why) && e.contains(&format!("{shown:?}")),
                 "{bad}: {e}"
             );
+            assert!(!e.contains("CANARY") && !e.contains("user:pw"), "{e}");
         }
     }
 
