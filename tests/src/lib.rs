@@ -13,6 +13,7 @@
 pub mod oauth;
 pub mod proxy;
 pub mod schema_registry;
+pub mod sink;
 pub mod stack;
 
 use std::collections::{BTreeMap, BTreeSet};
