@@ -10,6 +10,7 @@
 //!
 //! What the two brokers accept and report differs; [`BrokerKind`] documents the differences that
 //! the smoke tests in `tests/harness.rs` check.
+pub mod hostile_cp;
 pub mod oauth;
 pub mod proxy;
 pub mod schema_registry;

@@ -338,7 +338,14 @@ impl Default for AgentOpts {
 }
 
 impl Agent {
+    /// Starts an agent against `cp`.
     pub fn start(cp: &ControlPlane, opts: AgentOpts) -> Result<Self> {
+        Self::start_at(&cp.url(), opts)
+    }
+
+    /// Starts an agent against the control plane at `url` (any server of the agent protocol,
+    /// e.g. a [`crate::hostile_cp::HostileControlPlane`]); returns once its health port answers.
+    pub fn start_at(url: &str, opts: AgentOpts) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("krawl-agent-")
             .tempdir()
@@ -356,7 +363,6 @@ impl Agent {
                 name = opts.name,
                 max = opts.max_concurrent_jobs,
                 grace = opts.shutdown_grace_secs,
-                url = cp.url(),
                 cp_extra = opts.control_plane_toml,
                 auth = opts.auth_toml.as_deref().unwrap_or(
                     "[control_plane.auth]\nbootstrap_token = \"env://KRAWL_TEST_BOOTSTRAP_TOKEN\""
@@ -440,6 +446,35 @@ impl Agent {
                 libc::kill(pid, signal);
             }
         }
+    }
+
+    /// The agent's resident set size now (`VmRSS` of `/proc/PID/status`), in bytes.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        self.proc_status_bytes("VmRSS:")
+    }
+
+    /// The most the agent's resident set size has ever been (`VmHWM`), in bytes: memory a
+    /// hostile answer made it use, even if it was freed since.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        self.proc_status_bytes("VmHWM:")
+    }
+
+    fn proc_status_bytes(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+
+    /// Whether the agent process is alive (not exited, not a zombie), without reaping it.
+    pub fn alive(&self) -> bool {
+        self.pid().is_some_and(crate::process_group_alive)
     }
 
     /// Whether the agent process is still running.
