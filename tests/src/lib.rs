@@ -10,6 +10,7 @@
 //!
 //! What the two brokers accept and report differs; [`BrokerKind`] documents the differences that
 //! the smoke tests in `tests/harness.rs` check.
+pub mod forge;
 pub mod hostile_cp;
 pub mod oauth;
 pub mod proxy;
@@ -870,11 +871,15 @@ impl RecordedRequest {
     }
 }
 
-/// A TCP proxy that forwards bytes both ways and records the header of every Kafka request
+/// A TCP proxy that forwards Kafka frames both ways and records the header of every request
 /// frame sent by clients. Runs on its own thread and Tokio runtime (usable from sync and async
 /// tests). Put it in front of Tansu with `advertised_port` = the proxy's port so that all client
 /// connections go through it (noida always advertises its own listen port, so behind a proxy
 /// only the bootstrap connection would be seen).
+///
+/// It can play a broker that does not answer one API ([`RecordingProxy::swallow`]) or a hostile
+/// one ([`RecordingProxy::forge`]: a request matched by a predicate is answered by the test,
+/// not forwarded).
 #[derive(Debug)]
 pub struct RecordingProxy {
     port: u16,
@@ -882,8 +887,52 @@ pub struct RecordingProxy {
     records: Arc<Mutex<Vec<RecordedRequest>>>,
     connections: Arc<AtomicU64>,
     swallowed: Arc<Mutex<BTreeSet<i16>>>,
+    forgeries: Forgeries,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Which requests a forgery answers.
+pub type ForgeMatcher = Arc<dyn Fn(&forge::KafkaRequest<'_>) -> bool + Send + Sync>;
+/// A forgery's answer to a request: the response bytes after the correlation id (the rest of
+/// the response header, then the body). The proxy adds the size and the request's correlation id.
+pub type ForgeAnswer = Arc<dyn Fn(&forge::KafkaRequest<'_>) -> Vec<u8> + Send + Sync>;
+
+struct Forgery {
+    name: String,
+    matches: ForgeMatcher,
+    answer: ForgeAnswer,
+    used: AtomicU64,
+}
+
+/// The forgeries of a proxy, tried in the order they were added.
+#[derive(Clone, Default)]
+struct Forgeries(Arc<Mutex<Vec<Arc<Forgery>>>>);
+
+impl std::fmt::Debug for Forgeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.lock().iter().map(|g| g.name.clone()).collect();
+        f.debug_tuple("Forgeries").field(&names).finish()
+    }
+}
+
+impl Forgeries {
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Forgery>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The answer frame (size, correlation id, bytes) of the first forgery matching `req`.
+    fn answer(&self, req: &forge::KafkaRequest<'_>) -> Option<Vec<u8>> {
+        let forgery = self.lock().iter().find(|g| (g.matches)(req)).cloned()?;
+        forgery.used.fetch_add(1, Ordering::SeqCst);
+        let rest = (forgery.answer)(req);
+        let len = i32::try_from(4 + rest.len()).unwrap_or(i32::MAX);
+        let mut frame = Vec::with_capacity(8 + rest.len());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&req.header.correlation_id.to_be_bytes());
+        frame.extend_from_slice(&rest);
+        Some(frame)
+    }
 }
 
 fn lock_records(m: &Mutex<Vec<RecordedRequest>>) -> MutexGuard<'_, Vec<RecordedRequest>> {
@@ -922,6 +971,7 @@ async fn proxy_connection(
     upstream: SocketAddr,
     records: Arc<Mutex<Vec<RecordedRequest>>>,
     swallowed: Arc<Mutex<BTreeSet<i16>>>,
+    forgeries: Forgeries,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
@@ -931,6 +981,10 @@ async fn proxy_connection(
     let _ = server.set_nodelay(true);
     let (mut client_rd, mut client_wr) = client.into_split();
     let (mut server_rd, mut server_wr) = server.into_split();
+    // Everything for the client goes through one writer, a whole frame at a time, so a forged
+    // answer never lands in the middle of one of the broker's.
+    let (to_client, mut for_client) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let forged = to_client.clone();
 
     let requests = async move {
         loop {
@@ -958,7 +1012,18 @@ async fn proxy_connection(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .contains(&rec.api_key);
+                let answer = forgeries.answer(&forge::KafkaRequest {
+                    header: &rec,
+                    frame: &buf[4..],
+                });
                 lock_records(&records).push(rec);
+                if let Some(frame) = answer {
+                    // Answered here, never forwarded: the broker never sees it.
+                    if forged.send(frame).is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 if swallow {
                     // Recorded, never forwarded: the broker never answers it.
                     continue;
@@ -971,10 +1036,44 @@ async fn proxy_connection(
         let _ = server_wr.shutdown().await;
     };
     let responses = async move {
-        let _ = tokio::io::copy(&mut server_rd, &mut client_wr).await;
+        loop {
+            let mut size = [0u8; 4];
+            if server_rd.read_exact(&mut size).await.is_err() {
+                break;
+            }
+            let len = i32::from_be_bytes(size);
+            if !(0..=MAX_FRAME).contains(&len) {
+                // Not Kafka framing: pass the rest through as it comes.
+                let _ = to_client.send(size.to_vec());
+                let mut piece = vec![0u8; 64 * 1024];
+                while let Ok(n) = server_rd.read(&mut piece).await {
+                    if n == 0 || to_client.send(piece[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut buf = vec![0u8; 4 + usize::try_from(len).unwrap_or(0)];
+            buf[..4].copy_from_slice(&size);
+            if server_rd.read_exact(&mut buf[4..]).await.is_err() {
+                break;
+            }
+            if to_client.send(buf).is_err() {
+                break;
+            }
+        }
+        // The broker hung up: so does the proxy, once what came before is written.
+        let _ = to_client.send(Vec::new());
+    };
+    let writer = async move {
+        while let Some(bytes) = for_client.recv().await {
+            if bytes.is_empty() || client_wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
         let _ = client_wr.shutdown().await;
     };
-    tokio::join!(requests, responses);
+    tokio::join!(requests, responses, writer);
 }
 
 impl RecordingProxy {
@@ -1000,7 +1099,13 @@ impl RecordingProxy {
             .build()
             .context("proxy: building tokio runtime")?;
         let swallowed = Arc::new(Mutex::new(BTreeSet::new()));
-        let (rec, conns, swal) = (records.clone(), connections.clone(), swallowed.clone());
+        let forgeries = Forgeries::default();
+        let (rec, conns, swal, forg) = (
+            records.clone(),
+            connections.clone(),
+            swallowed.clone(),
+            forgeries.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name(format!("recording-proxy-{port}"))
             .spawn(move || {
@@ -1018,7 +1123,7 @@ impl RecordingProxy {
                             accepted = listener.accept() => {
                                 if let Ok((stream, _)) = accepted {
                                     let n = conns.fetch_add(1, Ordering::SeqCst);
-                                    tokio::spawn(proxy_connection(n, stream, upstream, rec.clone(), swal.clone()));
+                                    tokio::spawn(proxy_connection(n, stream, upstream, rec.clone(), swal.clone(), forg.clone()));
                                 }
                             }
                         }
@@ -1033,6 +1138,7 @@ impl RecordingProxy {
             records,
             connections,
             swallowed,
+            forgeries,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         })
@@ -1115,6 +1221,39 @@ impl RecordingProxy {
     /// Forgets the requests recorded so far.
     pub fn clear(&self) {
         lock_records(&self.records).clear();
+    }
+
+    /// From now on, a request that `matches` is answered with `answer(request)` (the bytes after
+    /// the correlation id; see [`ForgeAnswer`] and the builders in [`forge`]) and never
+    /// forwarded: a hostile broker. Forgeries are tried in the order they were added; `name`
+    /// is for [`RecordingProxy::forged`].
+    pub fn forge(
+        &self,
+        name: &str,
+        matches: impl Fn(&forge::KafkaRequest<'_>) -> bool + Send + Sync + 'static,
+        answer: impl Fn(&forge::KafkaRequest<'_>) -> Vec<u8> + Send + Sync + 'static,
+    ) {
+        self.forgeries.lock().push(Arc::new(Forgery {
+            name: name.to_string(),
+            matches: Arc::new(matches),
+            answer: Arc::new(answer),
+            used: AtomicU64::new(0),
+        }));
+    }
+
+    /// How many requests the forgery `name` answered so far.
+    pub fn forged(&self, name: &str) -> u64 {
+        self.forgeries
+            .lock()
+            .iter()
+            .filter(|g| g.name == name)
+            .map(|g| g.used.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Drops every forgery: requests reach the broker again.
+    pub fn clear_forgeries(&self) {
+        self.forgeries.lock().clear();
     }
 }
 
