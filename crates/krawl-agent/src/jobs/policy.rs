@@ -289,7 +289,7 @@ impl CompiledPolicy {
             refs.extend(sr.secret_refs());
         }
         for (key, r) in refs {
-            self.check_secret_ref(key, r)?;
+            self.check_secret_ref(&extension_key(&spec.kafka, key, r), r)?;
         }
         Ok(())
     }
@@ -453,7 +453,7 @@ impl CompiledPolicy {
             if self.config.allow_literal_secrets {
                 return Ok(());
             }
-            let hint = if key == "kafka.sasl.oauthbearer.extensions" {
+            let hint = if key.starts_with(EXTENSIONS) {
                 " (an extension whose name holds secret/password/token/credential/key is a credential)"
             } else {
                 ""
@@ -474,6 +474,22 @@ impl CompiledPolicy {
             )));
         }
         Ok(())
+    }
+}
+
+const EXTENSIONS: &str = "kafka.sasl.oauthbearer.extensions";
+
+/// `key` as an error names it: an OAuth extension by its own key
+/// (`kafka.sasl.oauthbearer.extensions.apiToken`), so the operator sees which one.
+fn extension_key(kafka: &KafkaConfig, key: &str, r: &SecretRef) -> String {
+    let name = (key == EXTENSIONS)
+        .then(|| kafka.sasl.as_ref()?.oauthbearer.as_ref())
+        .flatten()
+        .and_then(|o| o.extensions.iter().find(|(_, v)| std::ptr::eq(*v, r)))
+        .map(|(k, _)| k);
+    match name {
+        Some(k) => format!("{key}.{k}"),
+        None => key.to_string(),
     }
 }
 
@@ -617,6 +633,31 @@ mod tests {
             ..p
         };
         assert!(check(&p, job("https://idp.example.com/oauth2/token")).is_err());
+    }
+
+    /// A literal at a credential-named OAuth extension is refused naming that extension.
+    #[test]
+    fn a_literal_extension_is_named_by_its_key() {
+        let p = Policy {
+            allowed_bootstrap_servers: vec!["*".into()],
+            allowed_token_endpoints: vec!["*".into()],
+            ..Default::default()
+        };
+        let e = check(
+            &p,
+            json!({"kafka": {"bootstrap_servers": ["b:9093"], "security_protocol": "SASL_SSL",
+                "sasl": {"mechanism": "OAUTHBEARER", "oauthbearer": {
+                    "token_endpoint_url": "https://idp/t", "client_id": "c", "client_secret": "env://S",
+                    "extensions": {"logicalCluster": "lkc-1", "apiToken": "tok-literal-x"}}}}}),
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("`kafka.sasl.oauthbearer.extensions.apiToken` is a literal secret")
+                && e.message.contains("policy.allow_literal_secrets")
+                && !e.message.contains("tok-literal-x"),
+            "{e}"
+        );
     }
 
     #[test]
