@@ -85,7 +85,7 @@ impl Connection {
             .map_err(|e| ExtractError::Connect {
                 hosts: hosts.clone(),
                 class: FailureClass::Config,
-                cause: format!("librdkafka refused the settings: {e}"),
+                cause: refused_settings(cfg, &e.to_string()),
             })?;
         drop(client_config);
         let admin = Arc::new(admin);
@@ -220,5 +220,69 @@ impl Connection {
     /// Settings for [`crate::log_dirs`], with this connection's secrets.
     pub fn log_dirs_settings(&self) -> crate::log_dirs::LogDirsSettings {
         self.config.log_dirs_settings(&self.secrets)
+    }
+}
+
+/// The cause of a client librdkafka would not create, with the krawl setting behind the
+/// librdkafka property it names: `ssl.ca.location failed: … no certificate or crl found`
+/// becomes actionable only as `kafka.tls.ca_file = /path`. File paths are shown; key material
+/// never is (the error names only the setting).
+fn refused_settings(cfg: &KafkaConfig, error: &str) -> String {
+    let tls = cfg.tls.as_ref();
+    let path = |p: Option<&std::path::PathBuf>| p.map(|p| format!(" = {}", p.display()));
+    let settings = [
+        (
+            "ssl.ca.location",
+            "kafka.tls.ca_file",
+            path(tls.and_then(|t| t.ca_file.as_ref())),
+        ),
+        (
+            "ssl.certificate.location",
+            "kafka.tls.client_cert_file",
+            path(tls.and_then(|t| t.client_cert_file.as_ref())),
+        ),
+        ("ssl.key.pem", "kafka.tls.client_key", None),
+        ("ssl.key.password", "kafka.tls.client_key_password", None),
+    ];
+    let named: Vec<String> = settings
+        .iter()
+        .filter(|(property, _, _)| error.contains(property))
+        .map(|(property, key, value)| {
+            format!("{property} is {key}{}", value.clone().unwrap_or_default())
+        })
+        .collect();
+    if named.is_empty() {
+        format!("librdkafka refused the settings: {error}")
+    } else {
+        format!(
+            "librdkafka refused the settings: {error} ({})",
+            named.join("; ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod refused_tests {
+    use super::*;
+
+    /// A CA file librdkafka cannot load is named by its krawl key and path.
+    #[test]
+    fn a_refused_property_is_named_by_its_krawl_key() {
+        let cfg: KafkaConfig = toml::from_str(
+            "bootstrap_servers = [\"b:9093\"]\nsecurity_protocol = \"SSL\"\n[tls]\nca_file = \"/etc/x/not-a-ca.pem\"\n",
+        )
+        .unwrap();
+        let got = refused_settings(
+            &cfg,
+            "Client creation error: ssl.ca.location failed: no certificate or crl found",
+        );
+        assert!(
+            got.ends_with("(ssl.ca.location is kafka.tls.ca_file = /etc/x/not-a-ca.pem)"),
+            "{got}"
+        );
+        assert_eq!(
+            refused_settings(&cfg, "Client creation error: something else"),
+            "librdkafka refused the settings: Client creation error: something else"
+        );
     }
 }
