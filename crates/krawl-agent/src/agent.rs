@@ -497,7 +497,7 @@ impl Agent {
             "job",
             job_id = %lease.job_id,
             attempt = lease.attempt,
-            kind = %lease.kind
+            kind = %crate::jobs::abbreviated(&lease.kind)
         );
         async move {
             let _permit = permit;
@@ -735,11 +735,31 @@ fn decide(
             } else {
                 Outcome::Failed(proto::JobError {
                     class: f.class.clone(),
-                    message: f.message.clone(),
+                    message: capped(&f.message),
                 })
             }
         }
     }
+}
+
+/// Longest error message a completion carries (and the log line that reports it).
+const MAX_ERROR_MESSAGE: usize = 4096;
+
+/// `message` cut at [`MAX_ERROR_MESSAGE`] bytes (on a character boundary): whatever a job's
+/// error quotes from its spec, a completion and a log line stay small.
+fn capped(message: &str) -> String {
+    if message.len() <= MAX_ERROR_MESSAGE {
+        return message.to_string();
+    }
+    let mut end = MAX_ERROR_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… (cut at {MAX_ERROR_MESSAGE} of {} bytes)",
+        &message[..end],
+        message.len()
+    )
 }
 
 fn panic_message(e: &tokio::task::JoinError) -> String {
@@ -1065,6 +1085,18 @@ fn transport_hint(msg: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn completion_messages_are_capped() {
+        assert_eq!(capped("short"), "short");
+        let long = "é".repeat(MAX_ERROR_MESSAGE);
+        let c = capped(&long);
+        assert!(c.len() < MAX_ERROR_MESSAGE + 64, "{}", c.len());
+        assert!(c.ends_with(&format!(
+            "(cut at {MAX_ERROR_MESSAGE} of {} bytes)",
+            long.len()
+        )));
+    }
 
     #[test]
     fn outcomes_map_to_completions() {

@@ -116,6 +116,20 @@ fn without_nulls(v: &Value) -> Value {
     }
 }
 
+/// Longest key quoted whole in a message; a longer one is shown by its start and length.
+const MAX_KEY_SHOWN: usize = 64;
+/// Unknown keys named in one message; the rest are counted.
+const MAX_KEYS_SHOWN: usize = 10;
+
+/// A key of the spec, quoted for a message. Keys are not values, but a spec's keys come from
+/// the control plane: a megabyte-long one must not make a megabyte-long error.
+fn shown_key(key: &str) -> String {
+    match key.char_indices().nth(MAX_KEY_SHOWN) {
+        None => format!("{key:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &key[..end], key.len()),
+    }
+}
+
 /// `/kafka/sasl/password` → `spec.kafka.sasl.password`; array indices as `[i]`.
 fn position(pointer: &str) -> String {
     let mut out = String::from("spec");
@@ -123,11 +137,14 @@ fn position(pointer: &str) -> String {
         let seg = seg.replace("~1", "/").replace("~0", "~");
         if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
             out.push_str(&format!("[{seg}]"));
-        } else if seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        } else if seg.len() <= MAX_KEY_SHOWN
+            && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             out.push('.');
             out.push_str(&seg);
         } else {
-            out.push_str(&format!(".{seg:?}"));
+            out.push('.');
+            out.push_str(&shown_key(&seg));
         }
     }
     out
@@ -180,7 +197,14 @@ fn describe(e: &jsonschema::ValidationError<'_>, checker: Checker) -> String {
         ValidationErrorKind::Format { format } => format!("must be in the format {format}"),
         ValidationErrorKind::Type { kind } => format!("must be {}", type_name(kind)),
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let keys: Vec<String> = unexpected.iter().map(|k| format!("{k:?}")).collect();
+            let mut keys: Vec<String> = unexpected
+                .iter()
+                .take(MAX_KEYS_SHOWN)
+                .map(|k| shown_key(k))
+                .collect();
+            if unexpected.len() > MAX_KEYS_SHOWN {
+                keys.push(format!("and {} more", unexpected.len() - MAX_KEYS_SHOWN));
+            }
             let hint = if at == "spec" && unexpected.iter().any(|k| k == "secrets") {
                 " (secret stores are configured on the agent; a job names secrets by reference only)"
             } else {
@@ -190,7 +214,7 @@ fn describe(e: &jsonschema::ValidationError<'_>, checker: Checker) -> String {
         }
         ValidationErrorKind::PropertyNames { error } => {
             let key = match error.instance.as_ref() {
-                Value::String(k) => format!("{k:?}"),
+                Value::String(k) => shown_key(k),
                 _ => "a key".to_string(),
             };
             if at.ends_with(".properties") {
@@ -283,10 +307,13 @@ fn walk(v: &Value, at: &str, depth: usize) -> Result<(), String> {
 }
 
 fn position_of(at: &str, key: &str) -> String {
-    if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !key.is_empty() {
+    if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !key.is_empty()
+        && key.len() <= MAX_KEY_SHOWN
+    {
         format!("{at}.{key}")
     } else {
-        format!("{at}.{key:?}")
+        format!("{at}.{}", shown_key(key))
     }
 }
 
@@ -404,6 +431,31 @@ mod tests {
         let mut v = good();
         v["secrets"] = json!({"vault": {"token": CANARY}});
         assert_refused(v, "secret stores are configured on the agent");
+    }
+
+    /// A spec's keys come from the control plane: megabyte-long or countless unknown keys make
+    /// a short message.
+    #[test]
+    fn long_and_many_keys_make_short_messages() {
+        let long = "k".repeat(1 << 20);
+        let mut v = good();
+        v["kafka"][long.as_str()] = json!(1);
+        v["kafka"]["properties"] = json!({ long.as_str(): "1" });
+        let all = cp(v).join("; ");
+        assert!(all.len() < 1024, "{}", all.len());
+        assert!(all.contains("… (1048576 bytes)"), "{all}");
+        let mut v = good();
+        for i in 0..1000 {
+            v[format!("x{i}")] = json!(1);
+        }
+        let all = cp(v).join("; ");
+        assert!(all.len() < 1024 && all.contains("and 990 more"), "{all}");
+        assert!(
+            check_unknown_kind(&json!({ long.as_str(): {"password": 5} }))
+                .unwrap_err()
+                .len()
+                < 1024
+        );
     }
 
     #[test]

@@ -233,6 +233,19 @@ fn json_type(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Longest control-plane string (a job kind) quoted whole in a message or a log field.
+const MAX_SHOWN: usize = 64;
+
+/// `s` for a message or a log field: whole up to [`MAX_SHOWN`] characters, else its start and
+/// its length. A job kind comes from the control plane, which must not be able to fill the
+/// agent's log (the kind is on every line of the job) or its completions with megabytes.
+pub fn abbreviated(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(MAX_SHOWN) {
+        None => std::borrow::Cow::Borrowed(s),
+        Some((end, _)) => format!("{}… ({} bytes)", &s[..end], s.len()).into(),
+    }
+}
+
 /// Run one job: see the module documentation.
 pub async fn execute<S: RecordSink>(
     deps: &JobDeps,
@@ -242,7 +255,7 @@ pub async fn execute<S: RecordSink>(
     let kind: JobKind = ctx.kind.parse().map_err(|_| {
         JobFailure::invalid_job(format!(
             "unknown job kind {:?}; this agent runs: {}",
-            ctx.kind,
+            abbreviated(&ctx.kind),
             policy::known_kinds()
         ))
     })?;
@@ -475,6 +488,19 @@ async fn list_topics<S: RecordSink>(
 #[cfg(test)]
 mod schema_tests {
     use super::*;
+
+    #[test]
+    fn long_kinds_are_abbreviated() {
+        assert_eq!(abbreviated("kafka.extract"), "kafka.extract");
+        let long = "k".repeat(1_000_000);
+        let shown = abbreviated(&long);
+        assert!(
+            shown.len() < 100 && shown.ends_with("… (1000000 bytes)"),
+            "{shown}"
+        );
+        // Never cut inside a character.
+        assert!(abbreviated(&"é".repeat(100)).starts_with(&"é".repeat(64)));
+    }
 
     /// `schema/job-spec.schema.json` (what the control plane checks specs with) is what the
     /// agent's config types say. `KRAWL_BLESS=1 cargo test -p krawl-agent` rewrites it.
