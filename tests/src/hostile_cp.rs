@@ -19,11 +19,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
-use std::net::TcpListener;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -38,8 +36,6 @@ use krawl_protocol::{
     self as proto, chunk, ChunkAck, ChunkInfo, ChunkList, CompleteRequest, CompleteResponse,
     CompletionStatus, JobError, JobLease, JobState,
 };
-
-use crate::free_port;
 
 /// Seconds an empty poll is held before `204` (what register announces as `poll_wait_secs`).
 const POLL_WAIT_SECS: u32 = 5;
@@ -138,8 +134,7 @@ impl Shared {
 pub struct HostileControlPlane {
     port: u16,
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: crate::http_server::ServerThread,
 }
 
 impl std::fmt::Debug for HostileControlPlane {
@@ -441,16 +436,9 @@ fn put_chunk(
 }
 
 impl HostileControlPlane {
-    /// Starts on a free port of 127.0.0.1 ([`free_port`]).
+    /// Starts on a free port of 127.0.0.1 ([`crate::bind_free_port`]).
     pub fn start() -> Result<HostileControlPlane> {
-        let (listener, port) = (0..10)
-            .find_map(|_| {
-                let port = free_port();
-                TcpListener::bind(("127.0.0.1", port))
-                    .ok()
-                    .map(|l| (l, port))
-            })
-            .context("hostile control plane: no free port to bind")?;
+        let (listener, port) = crate::bind_free_port("hostile control plane")?;
         listener
             .set_nonblocking(true)
             .context("hostile control plane: set_nonblocking")?;
@@ -458,42 +446,16 @@ impl HostileControlPlane {
             state: Mutex::new(State::default()),
             work: tokio::sync::Notify::new(),
         });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("hostile control plane: building its runtime")?;
-        let (shutdown_tx, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let sh = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("hostile-cp-{port}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    loop {
-                        tokio::select! {
-                            _ = &mut shutdown_rx => break,
-                            accepted = listener.accept() => {
-                                let Ok((stream, _)) = accepted else { continue };
-                                let sh = sh.clone();
-                                tokio::spawn(async move {
-                                    let service = hyper::service::service_fn(move |req| handle(sh.clone(), req));
-                                    let _ = hyper::server::conn::http1::Builder::new()
-                                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                        .await;
-                                });
-                            }
-                        }
-                    }
-                });
-            })
-            .context("hostile control plane: spawning its thread")?;
+        let server = crate::http_server::ServerThread::spawn(
+            &format!("hostile-cp-{port}"),
+            listener,
+            move |req| handle(sh.clone(), req),
+        )?;
         Ok(HostileControlPlane {
             port,
             shared,
-            shutdown: Some(shutdown_tx),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -611,17 +573,6 @@ impl HostileControlPlane {
                 );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-impl Drop for HostileControlPlane {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }

@@ -12,6 +12,7 @@
 //! the smoke tests in `tests/harness.rs` check.
 pub mod forge;
 pub mod hostile_cp;
+pub mod http_server;
 pub mod oauth;
 pub mod proxy;
 pub mod schema_registry;
@@ -87,6 +88,19 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port on 127.0.0.1 in {}..{}", *low, *low + SPAN);
+}
+
+/// A listener of our own on a [`free_port`] (a few tries: another process may take a port
+/// between the check and the bind), for servers that live in the test process.
+pub fn bind_free_port(what: &str) -> Result<(TcpListener, u16)> {
+    (0..10)
+        .find_map(|_| {
+            let port = free_port();
+            TcpListener::bind(("127.0.0.1", port))
+                .ok()
+                .map(|l| (l, port))
+        })
+        .with_context(|| format!("{what}: no free port to bind"))
 }
 
 /// Distance between two ports [`free_port`] hands out.

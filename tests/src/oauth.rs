@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -91,8 +90,7 @@ struct Shared {
 pub struct TokenEndpoint {
     port: u16,
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: crate::http_server::ServerThread,
 }
 
 /// Decodes `application/x-www-form-urlencoded` (`+` is a space, `%XX` a byte).
@@ -354,42 +352,16 @@ impl TokenEndpoint {
             opts,
             requests: Mutex::new(Vec::new()),
         });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("token endpoint: building tokio runtime")?;
-        let (shutdown_tx, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let sh = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("token-endpoint-{port}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    loop {
-                        tokio::select! {
-                            _ = &mut shutdown_rx => break,
-                            accepted = listener.accept() => {
-                                let Ok((stream, _)) = accepted else { continue };
-                                let sh = sh.clone();
-                                tokio::spawn(async move {
-                                    let service = hyper::service::service_fn(move |req| handle(sh.clone(), req));
-                                    let _ = hyper::server::conn::http1::Builder::new()
-                                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                        .await;
-                                });
-                            }
-                        }
-                    }
-                });
-            })
-            .context("token endpoint: spawning thread")?;
+        let server = crate::http_server::ServerThread::spawn(
+            &format!("token-endpoint-{port}"),
+            listener,
+            move |req| handle(sh.clone(), req),
+        )?;
         Ok(TokenEndpoint {
             port,
             shared,
-            shutdown: Some(shutdown_tx),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -418,16 +390,5 @@ impl TokenEndpoint {
     /// `expires_in` of the tokens issued from now on.
     pub fn set_expires_in(&self, secs: u64) {
         self.shared.expires_in.store(secs, Ordering::SeqCst);
-    }
-}
-
-impl Drop for TokenEndpoint {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

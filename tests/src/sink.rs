@@ -9,15 +9,13 @@
 //! is accepted, before any byte arrives: a client that connects and says nothing still counts.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-
-use crate::free_port;
 
 /// Bytes kept per connection; the rest is read and dropped.
 const KEEP_PER_CONNECTION: usize = 1024 * 1024;
@@ -56,16 +54,9 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Listens on a free port of 127.0.0.1 ([`free_port`]).
+    /// Listens on a free port of 127.0.0.1 ([`crate::bind_free_port`]).
     pub fn start() -> Result<Sink> {
-        let (listener, port) = (0..10)
-            .find_map(|_| {
-                let port = free_port();
-                TcpListener::bind(("127.0.0.1", port))
-                    .ok()
-                    .map(|l| (l, port))
-            })
-            .context("sink: no free port to bind")?;
+        let (listener, port) = crate::bind_free_port("sink")?;
         let shared = Arc::new(Shared::default());
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
