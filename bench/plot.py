@@ -32,7 +32,7 @@ def main() -> int:
     meta = data.get("meta", {})
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for who, label, style in (("krawl", "krawl extract", "o-"), ("peer", "per-topic Python peer", "s--")):
+    for who, label, style, dy in (("krawl", "krawl extract", "o-", -12), ("peer", "per-topic Python peer", "s--", 6)):
         pts = [(r["partitions"], r[who]) for r in sizes if r.get(who)]
         if not pts:
             continue
@@ -41,9 +41,9 @@ def main() -> int:
         ax_m.plot(xs, [m["peak_rss_mib"] for _, m in pts], style, label=label)
         for x, m in pts:
             ax_t.annotate(f"{m['wall_s']:.2f} s", (x, m["wall_s"]), textcoords="offset points",
-                          xytext=(4, 4), fontsize=8)
+                          xytext=(6, dy), fontsize=8)
             ax_m.annotate(f"{m['peak_rss_mib']:.0f} MiB", (x, m["peak_rss_mib"]),
-                          textcoords="offset points", xytext=(4, 4), fontsize=8)
+                          textcoords="offset points", xytext=(6, dy), fontsize=8)
     ax_m.axhline(150e6 / 2**20, color="grey", linestyle=":", linewidth=1, label="target: 150 MB (143 MiB)")
     ax_t.set(xscale="log", yscale="log", xlabel="partitions (topics × 3)", ylabel="wall time (s)",
              title="extraction time")

@@ -16,7 +16,8 @@
 # checks that krawl extracted exactly the seeded numbers of topics, partitions and groups and
 # that the peer saw the same, and stops the broker. Then it prints a markdown table (one row per
 # size) and krawl's wall-time ratio from 10,000 to 50,000 topics, and writes to BENCH_OUT:
-#   results.json  every measurement (runs, phases, Kafka calls, seeding times, broker RSS)
+#   results.json  every measurement (runs, phases, Kafka calls, seeding times, broker RSS, the
+#                 machine's 1-minute load average after each size's runs: this is a shared box)
 #   results.md    the table
 #   scale.png     wall time and peak RSS against partitions, krawl and the peer (bench/plot.py,
 #                 matplotlib, installed with pip if missing; `python3 bench/plot.py DIR`
@@ -232,8 +233,9 @@ run_size() { # TOPICS GROUPS
     elif [[ "${BENCH_SKIP_BASELINE:-0}" != 1 ]]; then
         say "[$topics topics] peer skipped (more than BENCH_PEER_MAX_TOPICS=$PEER_MAX topics)"
     fi
-    local brss
+    local brss load
     brss=$(broker_rss)
+    load=$(cut -d' ' -f1 /proc/loadavg) # the machine's 1-minute load average after the runs
 
     # checks, and one JSON line of results
     local tf=() tv
@@ -244,10 +246,10 @@ run_size() { # TOPICS GROUPS
     local ptv="nan nan nan"
     ((peer == 0)) || ptv=$(time_fields "$dir/baseline.time")
     set +e
-    "$PYTHON" - "$dir" "$topics" "$PARTITIONS" "$groups" "$seed_s" "$brss" "$ok" "$peer" "$ptv" "${tf[@]}" \
+    "$PYTHON" - "$dir" "$topics" "$PARTITIONS" "$groups" "$seed_s" "$brss" "$load" "$ok" "$peer" "$ptv" "${tf[@]}" \
         >>"$RESULTS" <<'PY'
 import json, math, sys
-dirn, topics, parts, groups, seed_s, brss, ok, peer, ptv, *runs = sys.argv[1:]
+dirn, topics, parts, groups, seed_s, brss, load, ok, peer, ptv, *runs = sys.argv[1:]
 topics, parts, groups = int(topics), int(parts), int(groups)
 ok = ok == "1"
 def err(msg):
@@ -257,7 +259,8 @@ def err(msg):
 runs = [dict(zip(("wall_s", "peak_rss_mib", "cpu_s"), map(float, r.split()))) for r in runs]
 good = [i for i, r in enumerate(runs) if not math.isnan(r["wall_s"])]
 res = {"topics": topics, "partitions": topics * parts, "groups": groups,
-       "seed_seconds": float(seed_s), "broker_rss_mib": float(brss), "krawl": None, "peer": None}
+       "seed_seconds": float(seed_s), "broker_rss_mib": float(brss), "load_avg_1m": float(load),
+       "krawl": None, "peer": None}
 seed = json.loads(open(f"{dirn}/seed.out").read().strip().splitlines()[-1])
 res["seed"] = {k: seed.get(k) for k in ("topics_seconds", "messages_seconds", "groups_seconds", "seconds_total")}
 if good:
@@ -422,12 +425,12 @@ for r in sizes:
         f"| {f(k.get('peak_rss_mib'), '.1f', ' MiB')} | {f(k.get('cpu_s'), '.2f', ' s')} "
         f"| {f(p.get('wall_s'), '.2f', ' s')} | {f(p.get('peak_rss_mib'), '.1f', ' MiB')} "
         f"| {f(r.get('ratio'), '.1f', '×')} | {phases} | {r['seed_seconds']:.1f} s "
-        f"| {'ok' if r['ok'] else '**failed**'} |")
+        f"| {r.get('load_avg_1m', 'n/a')} | {'ok' if r['ok'] else '**failed**'} |")
 table = "\n".join([
     f"| topics | partitions | groups | krawl wall (median of {runs}) | krawl peak RSS (max of {runs}) "
     "| krawl CPU (median run) | peer wall | peer peak RSS | peer / krawl | krawl phases, median run (ms) | seeding "
-    "| counts |",
-    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+    "| load (1 min) | counts |",
+    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     *rows])
 by = {r["topics"]: r for r in sizes if r["krawl"]}
 notes = []
