@@ -27,16 +27,22 @@ cleanup.policy=compact), a few dozen messages each, and the groups
 `billing-service` (orders + payments) and `analytics` (orders) with committed
 offsets behind the latest offsets (so they have lag).
 
-Cost on noida-db 0.2.3 (2 cores, measured 2026-12-07 with the defaults otherwise):
+Cost on noida-db 0.2.3 (2 cores shared with other work, 2026-12-07; seconds):
 
-    topics x 3   groups   create topics   messages   groups   whole script
-    10,000       10,000   0.1 s           0.4 s      1.2 s    2.4 s
-    50,000        2,500   1.3 s           1.3 s      0.7 s    4.0 s
-    100,000      10,000   9.8 s           4.3 s      1.8 s    16.6 s
+    topics x 3   groups   create topics   messages   groups   whole script   load
+    1,000            50   0.02            0.28       0.03     0.3            1.4
+    10,000          500   0.18            0.31       0.16     0.7            2.9
+    10,000       10,000   0.1             0.4        1.2      1.8            -
+    50,000        2,500   1.06            0.27       0.12     1.5            7.0
+    100,000      10,000   3.39            0.22       0.41     4.2            3.8
+    100,000      10,000   9.8             4.3        1.8      16.1           -
 
-Topic creation (500 per CreateTopics request, one request at a time) grows
-faster than linearly with the number of topics already there; not profiled.
-The messages go to 200 topics whatever the size. The groups cost 0.12-0.18 ms
+The rows with a load come from one scripts/bench.sh run (the machine's
+1-minute load average after that size's runs); the two without ran by hand
+while a release build used the cores. Topic creation (500 per CreateTopics
+request, one request at a time) grows faster than linearly with the number of
+topics already there; not profiled.
+The messages go to 200 topics whatever the size. The groups cost 0.04-0.18 ms
 each (the previous version, one confluent-kafka Consumer per group, managed
 about 10 groups per second: 10,000 groups would have taken ~17 minutes).
 
