@@ -58,7 +58,7 @@ def main() -> int:
                                              if r.get(w)]) * 1.15)
     for ax in (ax_t, ax_m):
         ax.set_xticks(xs)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.margins(x=0.1)
         ax.grid(True, which="both", alpha=0.3)

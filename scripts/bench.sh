@@ -435,7 +435,7 @@ done
 
 # --- report: table, results file, plot --------------------------------------------------------------
 "$PYTHON" - "$RESULTS" "$OUT" "$RUNS" "$KRAWL_VERSION" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-    "$(git status --porcelain 2>/dev/null | grep -q . && echo dirty || echo clean)" <<'PY'
+    "$(git status --porcelain -- . ":(exclude)$OUT" 2>/dev/null | grep -q . && echo dirty || echo clean)" <<'PY'
 import datetime, json, os, platform, sys
 results_path, out, runs, version, commit, tree = sys.argv[1:]
 sizes = [json.loads(l) for l in open(results_path) if l.strip()]
