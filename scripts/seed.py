@@ -12,10 +12,14 @@ AdminClient.create_topics; every 10th topic has a retention.ms override, every
 produces MESSAGES messages into each partition of the first --message-topics
 topics (200 by default, to keep seeding short), and creates GROUPS consumer
 groups named PREFIX-group-NNNN, each with committed offsets on a few partitions
-of one to three topics. Groups are created WITHOUT joining them: a Consumer with
-`group.id` commits explicit offsets (OffsetCommit with an empty member id), so
-the groups are Empty, have no members and have lag where their topics have
-messages.
+of one to three topics. Groups are created WITHOUT joining them and without a
+consumer per group: the script speaks the Kafka protocol itself (stdlib socket
+and struct, one connection per broker), asks FindCoordinator (v0) for every
+group, then sends one OffsetCommit (v2: generation -1, empty member id, default
+retention) per group to its coordinator, up to --window requests in flight per
+connection, and checks every error code in the answers (a failure names the
+group and partition). So the groups are Empty, have no members and have lag
+where their topics have messages.
 
 Sample data set for a demo (--sample): topics `orders` (3 partitions,
 retention.ms=604800000), `payments` (1 partition), `customers` (3 partitions,
@@ -23,11 +27,24 @@ cleanup.policy=compact), a few dozen messages each, and the groups
 `billing-service` (orders + payments) and `analytics` (orders) with committed
 offsets behind the latest offsets (so they have lag).
 
-Cost on noida-db 0.2.3 (2 cores): 10,000 topics x 3 partitions are created in
-well under a second and the messages in about 0.3 s; the groups are the slow
-part, about 10 groups per second whatever the thread count, because each new
-Consumer fetches the full cluster Metadata (1.2 MB at 10,000 topics) before its
-commit: 500 groups take 35-45 s.
+Cost on noida-db 0.2.3 (2 cores shared with other work, 2026-12-07; seconds):
+
+    topics x 3   groups   create topics   messages   groups   whole script   load
+    1,000            50   0.02            0.28       0.03     0.3            1.4
+    10,000          500   0.18            0.31       0.16     0.7            2.9
+    10,000       10,000   0.1             0.4        1.2      1.8            -
+    50,000        2,500   1.06            0.27       0.12     1.5            7.0
+    100,000      10,000   3.39            0.22       0.41     4.2            3.8
+    100,000      10,000   9.8             4.3        1.8      16.1           -
+
+The rows with a load come from one scripts/bench.sh run (the machine's
+1-minute load average after that size's runs); the two without ran by hand
+while a release build used the cores. Topic creation (500 per CreateTopics
+request, one request at a time) grows faster than linearly with the number of
+topics already there; not profiled.
+The messages go to 200 topics whatever the size. The groups cost 0.04-0.18 ms
+each (the previous version, one confluent-kafka Consumer per group, managed
+about 10 groups per second: 10,000 groups would have taken ~17 minutes).
 
 Re-running against a broker that already has the topics is safe: existing
 topics are reported and left as they are (nothing is produced into them again);
@@ -43,13 +60,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import socket
+import struct
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 try:
-    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+    from confluent_kafka import KafkaError, KafkaException, Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 except ImportError:  # pragma: no cover - depends on the machine
     sys.stderr.write(
@@ -158,31 +176,209 @@ class Seeder:
         return acked
 
     # ---- consumer groups ------------------------------------------------------------------------
-    def commit_group(self, group: str, offsets: list[tuple[str, int, int]]) -> None:
-        """Commits offsets for `group` without joining it (no subscribe, no assign)."""
-        c = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": group,
-                "enable.auto.commit": False,
-                "socket.timeout.ms": int(self.timeout * 1000),
-            }
-        )
-        try:
-            res = c.commit(
-                offsets=[TopicPartition(t, p, o) for t, p, o in offsets], asynchronous=False
-            )
-            bad = [tp for tp in (res or []) if tp.error is not None]
-            if bad:
-                self.errors.append(f"commit {group}: " + ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in bad))
-        except KafkaException as e:
-            self.errors.append(f"commit {group}: {e.args[0]}")
-        finally:
-            c.close()
+    def commit_groups(self, groups: dict[str, list[tuple[str, int, int]]], window: int) -> None:
+        """Commits offsets for every group without joining it, over the Kafka protocol directly.
 
-    def commit_groups(self, groups: dict[str, list[tuple[str, int, int]]], workers: int) -> None:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda kv: self.commit_group(kv[0], kv[1]), groups.items()))
+        One connection to the bootstrap broker asks FindCoordinator (v0) for every group; then one
+        connection per coordinator sends one OffsetCommit (v2: generation -1, empty member id,
+        retention -1, what a consumer that never joins sends) per group. Up to `window` requests
+        are in flight per connection, matched to their answers by correlation id. Every error code
+        in every answer is checked; a failure names the group (and the partition).
+        """
+        if not groups:
+            return
+        host, _, port = self.bootstrap.rpartition(":")
+        try:
+            boot = KafkaWire(host or "127.0.0.1", int(port), self.timeout)
+        except (OSError, ValueError) as e:
+            self.errors.append(f"commit: cannot connect to {self.bootstrap}: {e}")
+            return
+        conns: dict[tuple[str, int], KafkaWire] = {}
+        try:
+            boot.require({API_FIND_COORDINATOR: 0, API_OFFSET_COMMIT: 2})
+            names = list(groups)
+            answers = boot.pipeline(API_FIND_COORDINATOR, 0, [enc_str(g) for g in names], window)
+            by_coord: dict[tuple[str, int], list[str]] = {}
+            for g, body in zip(names, answers):
+                err, _node, chost, cport = dec_find_coordinator_v0(body)
+                if err != 0:
+                    self.errors.append(f"commit {g}: FindCoordinator error {kafka_error(err)}")
+                    continue
+                by_coord.setdefault((chost, cport), []).append(g)
+            for (chost, cport), gs in by_coord.items():
+                if (chost, cport) not in conns:
+                    conns[(chost, cport)] = KafkaWire(chost, cport, self.timeout)
+                    conns[(chost, cport)].require({API_OFFSET_COMMIT: 2})
+                bodies = [enc_offset_commit_v2(g, groups[g]) for g in gs]
+                answers = conns[(chost, cport)].pipeline(API_OFFSET_COMMIT, 2, bodies, window)
+                for g, body in zip(gs, answers):
+                    want = {(t, p) for t, p, _ in groups[g]}
+                    got: set[tuple[str, int]] = set()
+                    for t, p, err in dec_offset_commit_v2(body):
+                        got.add((t, p))
+                        if err != 0:
+                            self.errors.append(f"commit {g}: {t}[{p}]: OffsetCommit error {kafka_error(err)}")
+                    if got != want:
+                        self.errors.append(f"commit {g}: the answer covers {sorted(got)}, committed {sorted(want)}")
+        except (OSError, WireError) as e:
+            self.errors.append(f"commit: {e}")
+        finally:
+            boot.close()
+            for c in conns.values():
+                c.close()
+
+
+# ---- a minimal Kafka protocol client (stdlib only) for the offset commits --------------------
+API_OFFSET_COMMIT, API_FIND_COORDINATOR, API_VERSIONS = 8, 10, 18
+KAFKA_ERRORS = {
+    3: "UNKNOWN_TOPIC_OR_PARTITION", 7: "REQUEST_TIMED_OUT", 14: "COORDINATOR_LOAD_IN_PROGRESS",
+    15: "COORDINATOR_NOT_AVAILABLE", 16: "NOT_COORDINATOR", 22: "ILLEGAL_GENERATION",
+    24: "INVALID_GROUP_ID", 25: "UNKNOWN_MEMBER_ID", 28: "OFFSET_METADATA_TOO_LARGE",
+    29: "TOPIC_AUTHORIZATION_FAILED", 30: "GROUP_AUTHORIZATION_FAILED", 35: "UNSUPPORTED_VERSION",
+}
+
+
+class WireError(Exception):
+    pass
+
+
+def kafka_error(code: int) -> str:
+    return f"{code} ({KAFKA_ERRORS.get(code, 'see the Kafka protocol error codes')})"
+
+
+def enc_str(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def enc_offset_commit_v2(group: str, offsets: list[tuple[str, int, int]]) -> bytes:
+    by_topic: dict[str, list[tuple[int, int]]] = {}
+    for t, p, o in offsets:
+        by_topic.setdefault(t, []).append((p, o))
+    # group_id, generation_id -1, member_id "", retention_time_ms -1 (the broker's default)
+    out = [enc_str(group), struct.pack(">i", -1), enc_str(""), struct.pack(">q", -1),
+           struct.pack(">i", len(by_topic))]
+    for t, parts in by_topic.items():
+        out.append(enc_str(t))
+        out.append(struct.pack(">i", len(parts)))
+        for p, o in parts:
+            out.append(struct.pack(">iqh", p, o, -1))  # partition, offset, metadata null
+    return b"".join(out)
+
+
+class Reader:
+    def __init__(self, buf: bytes):
+        self.buf, self.pos = buf, 0
+
+    def take(self, fmt: str):
+        try:
+            v = struct.unpack_from(fmt, self.buf, self.pos)
+        except struct.error as e:
+            raise WireError(f"truncated answer ({e})") from None
+        self.pos += struct.calcsize(fmt)
+        return v if len(v) > 1 else v[0]
+
+    def string(self) -> str:
+        n = self.take(">h")
+        if n < 0:
+            return ""
+        if self.pos + n > len(self.buf):
+            raise WireError("truncated answer (string)")
+        s = self.buf[self.pos : self.pos + n].decode()
+        self.pos += n
+        return s
+
+    def count(self) -> int:
+        n = self.take(">i")
+        if n < 0 or n > len(self.buf):
+            raise WireError(f"bad array length {n}")
+        return n
+
+
+def dec_find_coordinator_v0(body: bytes) -> tuple[int, int, str, int]:
+    r = Reader(body)
+    err, node = r.take(">hi")
+    host = r.string()
+    return err, node, host, r.take(">i")
+
+
+def dec_offset_commit_v2(body: bytes) -> list[tuple[str, int, int]]:
+    r = Reader(body)
+    out = []
+    for _ in range(r.count()):
+        t = r.string()
+        for _ in range(r.count()):
+            p, err = r.take(">ih")
+            out.append((t, p, err))
+    return out
+
+
+class KafkaWire:
+    """One TCP connection speaking non-flexible Kafka requests (header v1, answers header v0)."""
+
+    def __init__(self, host: str, port: int, timeout: float):
+        self.addr = f"{host}:{port}"
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.next_id = 1
+        self.rbuf = bytearray()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _frame(self, api: int, version: int, body: bytes) -> tuple[int, bytes]:
+        cid = self.next_id
+        self.next_id = (self.next_id + 1) & 0x7FFFFFFF
+        msg = struct.pack(">hhi", api, version, cid) + enc_str("krawl-seed") + body
+        return cid, struct.pack(">i", len(msg)) + msg
+
+    def _read_one(self) -> tuple[int, bytes]:
+        while True:
+            if len(self.rbuf) >= 4:
+                (n,) = struct.unpack_from(">i", self.rbuf)
+                if n < 4 or n > 64 << 20:
+                    raise WireError(f"{self.addr}: bad answer size {n}")
+                if len(self.rbuf) >= 4 + n:
+                    frame = bytes(self.rbuf[4 : 4 + n])
+                    del self.rbuf[: 4 + n]
+                    return struct.unpack_from(">i", frame)[0], frame[4:]
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise WireError(f"{self.addr}: the broker closed the connection")
+            self.rbuf += chunk
+
+    def pipeline(self, api: int, version: int, bodies: list[bytes], window: int) -> list[bytes]:
+        """Sends the requests `window` at a time; returns the answer bodies in request order."""
+        out: list[bytes] = []
+        for start in range(0, len(bodies), window):
+            frames = [self._frame(api, version, b) for b in bodies[start : start + window]]
+            self.sock.sendall(b"".join(f for _, f in frames))
+            pending = {cid: i for i, (cid, _) in enumerate(frames)}
+            got: list[bytes | None] = [None] * len(frames)
+            while pending:
+                cid, body = self._read_one()
+                if cid not in pending:
+                    raise WireError(f"{self.addr}: answer with unknown correlation id {cid} (api {api})")
+                got[pending.pop(cid)] = body
+            out.extend(b for b in got if b is not None)
+        return out
+
+    def require(self, need: dict[int, int]) -> None:
+        """ApiVersions v0: fails unless the broker accepts each api at the given version."""
+        (body,) = self.pipeline(API_VERSIONS, 0, [b""], 1)
+        r = Reader(body)
+        err = r.take(">h")
+        if err != 0:
+            raise WireError(f"{self.addr}: ApiVersions error {kafka_error(err)}")
+        have = {}
+        for _ in range(r.count()):
+            k, lo, hi = r.take(">hhh")
+            have[k] = (lo, hi)
+        for k, v in need.items():
+            lo, hi = have.get(k, (1, 0))
+            if not lo <= v <= hi:
+                raise WireError(f"{self.addr}: the broker does not accept api {k} version {v} "
+                                f"(it offers {have.get(k, 'none')})")
 
 
 def seed_bench(s: Seeder, a: argparse.Namespace) -> dict:
@@ -245,7 +441,7 @@ def seed_bench(s: Seeder, a: argparse.Namespace) -> dict:
                 offs.append((t, p, rng.randint(hi // 2, hi) if hi else 0))
         # one (topic, partition) once per group
         groups[f"{prefix}-group-{g:04d}"] = list({(t, p): (t, p, o) for t, p, o in offs}.values())
-    s.commit_groups(groups, a.workers)
+    s.commit_groups(groups, a.window)
     dt = time.monotonic() - t0
     n_offsets = sum(len(v) for v in groups.values())
     log(f"groups: {len(groups)} committed ({n_offsets} offsets, without joining) [{dt:.1f}s]")
@@ -291,7 +487,7 @@ def seed_sample(s: Seeder, a: argparse.Namespace) -> dict:
         "billing-service": [(orders, 0, 18), (orders, 1, 20), (orders, 2, 15), (payments, 0, 21)],
         "analytics": [(orders, 0, 5), (orders, 1, 8), (orders, 2, 10)],
     }
-    s.commit_groups(groups, 2)
+    s.commit_groups(groups, a.window)
     lag = {g: sum(max(0, 20 - o) if t == orders else max(0, 25 - o) for t, _, o in v) for g, v in groups.items()}
     log("groups: " + ", ".join(f"{g} (lag {l})" for g, l in lag.items()) + " committed, without joining")
     return {
@@ -322,11 +518,12 @@ def main() -> int:
     ap.add_argument("--prefix", default=None,
                     help="name prefix (default 'bench' for the benchmark set, none for --sample)")
     ap.add_argument("--batch", type=int, default=500, help="topics per CreateTopics request (default 500)")
-    ap.add_argument("--workers", type=int, default=8, help="threads committing group offsets (default 8)")
+    ap.add_argument("--window", type=int, default=500,
+                    help="requests in flight per connection for the group offset commits (default 500)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per Kafka call (default 30)")
     ap.add_argument("--json", action="store_true", help="print a JSON summary line at the end")
     a = ap.parse_args()
-    for k in ("topics", "partitions", "batch", "workers"):
+    for k in ("topics", "partitions", "batch", "window"):
         if getattr(a, k) < 1:
             ap.error(f"--{k} must be at least 1")
     for k in ("groups", "messages", "message_topics", "message_size"):
