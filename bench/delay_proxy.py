@@ -5,7 +5,8 @@ The kernel on our machines has no netem, so latency comes from userspace: every 
 read from one side is held for half the round-trip time, then written to the other side, in each
 direction. The delay is latency, not bandwidth: a chunk is stamped with its due time when it is
 read and the writer sleeps only until that time, so chunks in flight overlap and nothing is paid
-per byte. Order is kept (one FIFO per direction and connection).
+per byte. Order is kept (one FIFO per direction and connection). A new connection also waits one
+RTT before its first bytes move, as the TCP handshake would make it (--no-handshake-delay: not).
 
 Kafka clients learn broker addresses from Metadata and then connect to what the broker
 advertises. noida-db advertises its own listen port, so a plain proxy would be bypassed after
@@ -318,6 +319,11 @@ async def serve(a) -> None:
 
     async def handle(creader, cwriter) -> None:
         Stats.connections += 1
+        if a.handshake:
+            # The kernel accepted the client at once; a real link costs one round trip (SYN,
+            # SYN-ACK) before the client's first byte can even leave. Its bytes wait in the
+            # socket meanwhile and are then delayed like all others.
+            await asyncio.sleep(2 * half)
         try:
             sreader, swriter = await asyncio.open_connection(thost, tport)
         except OSError as e:
@@ -406,6 +412,8 @@ def main() -> int:
     ap.add_argument("--rtt-ms", type=float, default=20.0, help="added round-trip time in ms (default 20)")
     ap.add_argument("--no-rewrite", dest="rewrite", action="store_false",
                     help="plain byte proxy: do not rewrite broker addresses in answers")
+    ap.add_argument("--no-handshake-delay", dest="handshake", action="store_false",
+                    help="do not charge new connections one RTT for the TCP handshake")
     ap.add_argument("--advertise-host", help="host to put in rewritten addresses (default: the listen host)")
     ap.add_argument("--probe", metavar="HOST:PORT", help="measure Metadata round trips to HOST:PORT and exit")
     ap.add_argument("--count", type=int, default=10, help="round trips for --probe (default 10)")
