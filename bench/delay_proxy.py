@@ -16,7 +16,7 @@ version by correlation id) and replaces the upstream's host and port with its ow
 address. Every other frame is forwarded as it arrives, without waiting for the whole frame.
 
     python3 bench/delay_proxy.py --listen 127.0.0.1:19093 --target 127.0.0.1:19092 --rtt-ms 20
-    python3 bench/delay_proxy.py --probe 127.0.0.1:19093 --count 10   # Metadata round trips (ms)
+    python3 bench/delay_proxy.py --probe 127.0.0.1:19093 --count 10   # round trips (ms)
 
 Prints "delay_proxy: listening on HOST:PORT ..." to stderr once it accepts connections; on
 SIGTERM or SIGINT it stops and prints how many connections, frames and rewrites it saw.
@@ -44,6 +44,13 @@ class Stats:
     frames_rewritten = 0
     brokers_rewritten = 0
     unknown_brokers = 0
+    requests: dict = {}  # api key -> requests seen (only with rewrite on)
+
+
+API_NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 8: "OffsetCommit",
+             9: "OffsetFetch", 10: "FindCoordinator", 11: "JoinGroup", 15: "DescribeGroups",
+             16: "ListGroups", 17: "SaslHandshake", 18: "ApiVersions", 32: "DescribeConfigs",
+             35: "DescribeLogDirs", 36: "SaslAuthenticate", 60: "DescribeCluster"}
 
 
 # --- Kafka response decoding (only as far as the broker addresses) -----------------------------
@@ -256,6 +263,7 @@ async def pump_requests(reader, pipe: Pipe, inflight: dict, rewrite: bool) -> No
                 if len(buf) < 12:
                     break
                 size, api, version, corr = struct.unpack_from(">ihhi", buf, 0)
+                Stats.requests[api] = Stats.requests.get(api, 0) + 1
                 if api in FLEXIBLE_FROM:
                     inflight[corr] = (api, version)
                 skip = size + 4
@@ -357,36 +365,44 @@ async def serve(a) -> None:
         await stop.wait()
     print(f"delay_proxy: {Stats.connections} connections, {Stats.frames_rewritten} frames rewritten "
           f"({Stats.brokers_rewritten} addresses; {Stats.unknown_brokers} left alone)", file=sys.stderr)
+    if Stats.requests:
+        print("delay_proxy: requests: " + ", ".join(
+            f"{API_NAMES.get(k, k)} {v}" for k, v in sorted(Stats.requests.items())), file=sys.stderr)
 
 
 # --- probe: Metadata round trips ------------------------------------------------------------------
 
 
 def probe(addr: str, count: int) -> int:
-    """Send COUNT Metadata v1 requests (no topics: brokers only) one after the other on one
-    connection; print each round trip in ms, the median, and the advertised brokers."""
+    """Time COUNT ApiVersions v0 round trips (a tiny answer, so the time is the path, not the
+    broker's work), one after the other on one connection, then send one Metadata v1 (brokers
+    only) to show the advertised addresses. Prints each round trip in ms and the median."""
     host, port = parse_addr(addr)
-    s = socket.create_connection((host, port), timeout=10)
+    s = socket.create_connection((host, port), timeout=30)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    times, brokers = [], []
-    for corr in range(1, count + 1):
-        client = b"delay-probe"
-        body = struct.pack(">hhih", METADATA, 1, corr, len(client)) + client + struct.pack(">i", 0)
-        t0 = time.monotonic()
-        s.sendall(struct.pack(">i", len(body)) + body)
+    client = b"delay-probe"
+
+    def call(api: int, version: int, corr: int, body: bytes) -> bytes:
+        req = struct.pack(">hhih", api, version, corr, len(client)) + client + body
+        s.sendall(struct.pack(">i", len(req)) + req)
         head = recv_exact(s, 4)
-        frame = head + recv_exact(s, struct.unpack(">i", head)[0])
+        return head + recv_exact(s, struct.unpack(">i", head)[0])
+
+    times = []
+    for corr in range(1, count + 1):
+        t0 = time.monotonic()
+        call(18, 0, corr, b"")
         times.append((time.monotonic() - t0) * 1000)
-        r = Reader(frame, 8)
-        brokers = []
-        for _ in range(r.i32()):
-            node = r.i32()
-            brokers.append(f"{node}@{r.string(False)}:{r.i32()}")
-            r.string(False)
+    r = Reader(call(METADATA, 1, count + 1, struct.pack(">i", 0)), 8)
+    brokers = []
+    for _ in range(r.i32()):
+        node = r.i32()
+        brokers.append(f"{node}@{r.string(False)}:{r.i32()}")
+        r.string(False)
     s.close()
     print(" ".join(f"{t:.1f}" for t in times))
-    print(f"median {statistics.median(times):.1f} ms over {count} Metadata round trips; "
-          f"brokers advertised: {', '.join(brokers)}")
+    print(f"median {statistics.median(times):.1f} ms over {count} ApiVersions round trips; "
+          f"brokers advertised (Metadata): {', '.join(brokers)}")
     return 0
 
 
@@ -415,7 +431,7 @@ def main() -> int:
     ap.add_argument("--no-handshake-delay", dest="handshake", action="store_false",
                     help="do not charge new connections one RTT for the TCP handshake")
     ap.add_argument("--advertise-host", help="host to put in rewritten addresses (default: the listen host)")
-    ap.add_argument("--probe", metavar="HOST:PORT", help="measure Metadata round trips to HOST:PORT and exit")
+    ap.add_argument("--probe", metavar="HOST:PORT", help="time ApiVersions round trips to HOST:PORT, show the advertised brokers, exit")
     ap.add_argument("--count", type=int, default=10, help="round trips for --probe (default 10)")
     a = ap.parse_args()
     if a.probe:
