@@ -184,7 +184,7 @@ for SIZE in "${SIZES[@]}"; do
     ZERO=$PROXY_ADDR
     for target in "$BOOT direct" "$ZERO proxy-0ms" "$SLOW proxy-${RTT}ms"; do
         read -r addr label <<<"$target"
-        say "[$SIZE topics] Metadata probe, $label: $("$PYTHON" bench/delay_proxy.py --probe "$addr" --count 10 | tail -1)"
+        say "[$SIZE topics] probe, $label: $("$PYTHON" bench/delay_proxy.py --probe "$addr" --count 10 | tail -1)"
     done
 
     # --- krawl: direct, through the 0 ms proxy, through the delayed proxy (interleaved) --------
@@ -280,33 +280,57 @@ for (size, tool, label), runs in sorted(rows.items(), key=lambda kv: (kv[0][0], 
     print(f"| {size:,} | {tools[tool]} | {names[label]} | {runs[0][4]} ms | {m:.2f} s{runs_s} | "
           f"{max(r for _, r, *_ in runs):.1f} MiB | {runs[0][2]} |")
 
-def summary(size, label):
-    """krawl's median run (by wall time) for this size and path: its summary record."""
-    runs = sorted(rows[(size, "krawl", label)])
-    run = runs[len(runs) // 2][3]
-    return json.loads(open(f"{work}/krawl-{size}-{label}-{run}.ndjson").read().splitlines()[-1])
+def summaries(size, label):
+    """krawl's summary records (the last NDJSON line) of every run for this size and path."""
+    return [json.loads(open(f"{work}/krawl-{size}-{label}-{r[3]}.ndjson").read().splitlines()[-1])
+            for r in rows[(size, "krawl", label)]]
+
+def phase_medians(sums):
+    names = [x["name"] for x in sums[0]["phases"]]
+    return {n: statistics.median(next(x["millis"] for x in s["phases"] if x["name"] == n) for s in sums)
+            for n in names}
+
+def wire_requests(size):
+    """Requests the 0 ms proxy saw (it carried only krawl's runs and one probe), per krawl run."""
+    try:
+        line = next(l for l in open(f"{work}/proxy-z{size}.log") if l.startswith("delay_proxy: requests: "))
+    except (OSError, StopIteration):
+        return None
+    runs = len(rows[(size, "krawl", "proxy0")])
+    probe = {"ApiVersions": 10, "Metadata": 1}  # what `delay_proxy.py --probe --count 10` sent
+    out = []
+    for item in line.split(": ", 2)[2].strip().split(", "):
+        name, n = item.rsplit(" ", 1)
+        out.append(f"{name} {(int(n) - probe.get(name, 0)) / runs:.4g}")
+    return ", ".join(out)
 
 print()
 for size in sorted({k[0] for k in rows}):
     if not all((size, "krawl", l) in med for l in ("direct", "proxy0", "proxy")):
         continue
     d, z, p = med[(size, "krawl", "direct")], med[(size, "krawl", "proxy0")], med[(size, "krawl", "proxy")]
-    sd, sz, sp = summary(size, "direct"), summary(size, "proxy0"), summary(size, "proxy")
+    sz, sp = summaries(size, "proxy0"), summaries(size, "proxy")
+    dz = statistics.median(x["duration_ms"] for x in sz)
+    dp = statistics.median(x["duration_ms"] for x in sp)
     print(f"{size:,} topics x {parts}, {groups} groups: krawl {p:.2f} s at {rtt:g} ms, {z:.2f} s through the "
           f"0 ms proxy, {d:.2f} s over loopback ({p / d:.1f}x loopback)")
     print(f"  dependent sequential round trips: (wall at {rtt:g} ms - wall through the 0 ms proxy) / RTT = "
           f"{(p - z) * 1000 / rtt:.0f}; against loopback: {(p - d) * 1000 / rtt:.0f}; "
-          f"from duration_ms: {(sp['duration_ms'] - sz['duration_ms']) / rtt:.0f}")
-    ph0 = {x["name"]: x["millis"] for x in sz["phases"]}
-    print("  per phase (median runs; ms through the 0 ms proxy -> ms at RTT = round trips):")
-    for x in sp["phases"]:
-        a = ph0.get(x["name"], 0)
-        print(f"    {x['name']}: {a} -> {x['millis']} = {(x['millis'] - a) / rtt:.1f}")
-    outside = (p * 1000 - sp["duration_ms"]) - (z * 1000 - sz["duration_ms"])
+          f"from duration_ms: {(dp - dz) / rtt:.0f}")
+    ph0, ph = phase_medians(sz), phase_medians(sp)
+    print("  per phase (medians over the runs; ms through the 0 ms proxy -> ms at RTT = round trips):")
+    for n, ms in ph.items():
+        a = ph0.get(n, 0)
+        print(f"    {n}: {a:g} -> {ms:g} = {(ms - a) / rtt:.1f}")
+    outside = (p * 1000 - dp) - (z * 1000 - dz)
     print(f"    outside the phases (start-up probe, exit): {outside / rtt:.1f}")
-    print("  api_calls: " + ", ".join(f"{k} {v}" for k, v in sorted(sp["api_calls"].items())))
-    if sp.get("warnings"):
-        print("  warnings at RTT: " + ", ".join(f"{k} {v}" for k, v in sorted(sp["warnings"].items())))
+    print("  api_calls (krawl's count): " + ", ".join(f"{k} {v}" for k, v in sorted(sp[0]["api_calls"].items())))
+    wire = wire_requests(size)
+    if wire:
+        print(f"  requests on the wire per krawl run (what the 0 ms proxy saw, less the probe's): {wire}")
+    warns = {k: v for x in sp for k, v in x.get("warnings", {}).items()}
+    if warns:
+        print("  warnings at RTT: " + ", ".join(f"{k} {v}" for k, v in sorted(warns.items())))
 PY
 
 # --- part 2: the agent reaching the control plane through the delay proxy ----------------------
