@@ -50,6 +50,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (see the function's doc).
+    krawl_kafka::admin_ext::limit_malloc_arenas();
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Run(_) | Command::Controlplane(_) => "info,librdkafka=error",

@@ -436,6 +436,30 @@ fn code_is_retriable(code: RDKafkaErrorCode) -> bool {
 // Public API
 // ---------------------------------------------------------------------------
 
+/// Malloc arenas for the whole process, set once at start by the binary
+/// (before any thread exists). glibc gives each thread that allocates under
+/// contention an arena of its own (up to 8 per core) and keeps what it frees
+/// there: librdkafka's broker threads parse the whole cluster's Metadata, so
+/// on a 50,000-topic cluster the process held about 100 MB more than it
+/// used (measured in docs/benchmarks.md). Two arenas keep that in check at no
+/// measurable cost in time. Not glibc: nothing to do.
+pub const MALLOC_ARENAS: i32 = 2;
+
+/// Applies [`MALLOC_ARENAS`] (glibc only); call first thing in `main`.
+/// Returns whether the allocator accepted it.
+pub fn limit_malloc_arenas() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets an allocator parameter; M_ARENA_MAX takes
+        // any positive int. Called before other threads are started.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Lists all consumer groups known to every broker.
 ///
 /// Returns the listings plus per-broker errors (a broker that failed to

@@ -1,10 +1,19 @@
 //! The extraction: Metadata → offsets → consumer groups → topic configs,
 //! each record handed to the sink as soon as it is complete.
 //!
-//! Memory: the engine keeps the cluster's metadata (topic names, partition
-//! leaders and replicas), two offsets and a size per selected partition and a
-//! count per topic read by a group. Record bodies (configs, members, committed offsets)
-//! exist only for the batch in flight and are then written to the sink.
+//! Memory: the engine keeps a compact index of the selected topics (names,
+//! partition leaders, replica and ISR ids in one shared vector) and, per
+//! partition, two offsets and a size in [`PartitionTable`]s (32 bytes a
+//! partition; no allocation per entry), and a count per topic read by a group.
+//! Record bodies (configs, members, committed offsets) exist only for the
+//! batches in flight and are then written to the sink. Measured in
+//! docs/benchmarks.md: peak RSS must not grow with the cluster beyond this
+//! index (issue 12).
+//!
+//! Round trips: every phase keeps several requests in flight
+//! ([`OFFSET_BATCHES_IN_FLIGHT`], [`CONFIG_BATCHES_IN_FLIGHT`],
+//! [`GROUP_BATCHES_IN_FLIGHT`], the DescribeLogDirs pipeline), so that on a
+//! network with latency a phase costs a round trip per that many batches.
 //!
 //! Phases, in order:
 //! 1. `metadata`: brokers, topics, partitions; the cluster record.
@@ -43,6 +52,7 @@ use crate::config::{ExtractOptions, Filters};
 use crate::connection::Connection;
 use crate::error::ExtractError;
 use crate::log_dirs;
+use crate::partition_table::PartitionTable;
 use krawl_schema_registry::{
     Binding, RegistryClient, RegistryExtractError, RegistrySink, SchemaRegistryConfig, SubjectIndex,
 };
@@ -99,13 +109,32 @@ struct TopicMeta {
     partitions: Vec<PartitionMeta>,
 }
 
+impl TopicMeta {
+    /// Highest partition id + 1: the slots the topic takes in a [`PartitionTable`].
+    fn slots(&self) -> i32 {
+        self.partitions.iter().map(|p| p.id + 1).max().unwrap_or(0)
+    }
+}
+
+/// A partition as Metadata describes it; its replica and ISR broker ids are a
+/// range of [`ClusterMeta::nodes`] (one allocation for the cluster, not two
+/// per partition).
 #[derive(Debug)]
 struct PartitionMeta {
     id: i32,
     leader: i32,
-    replicas: Vec<i32>,
-    isr: Vec<i32>,
+    /// Where the replicas start in `nodes`; the ISR follows them.
+    start: u32,
+    replicas: u16,
+    isr: u16,
 }
+
+/// ListOffsets batches in flight (each asks earliest and latest at once).
+const OFFSET_BATCHES_IN_FLIGHT: usize = 4;
+/// DescribeConfigs batches in flight (answers written in order).
+const CONFIG_BATCHES_IN_FLIGHT: usize = 4;
+/// DescribeGroups batches (with their committed offsets) in flight.
+const GROUP_BATCHES_IN_FLIGHT: usize = 2;
 
 /// Kafka's own internal topics, plus the `__` prefix Kafka and vendors use
 /// for system topics (`__cluster_metadata`, `__confluent.*`, `__amazon_msk_canary`).
@@ -113,13 +142,35 @@ pub fn is_internal_topic(name: &str) -> bool {
     name.starts_with("__")
 }
 
-/// What Metadata told: the selected topics, the brokers, and whether they
-/// support DescribeLogDirs.
+/// What Metadata told: the selected topics (sorted by name: a topic's index
+/// in `topics` is its index in every [`PartitionTable`] of the run), the
+/// brokers, and whether they support DescribeLogDirs.
 #[derive(Debug)]
 struct ClusterMeta {
     topics: Vec<TopicMeta>,
+    /// Replica and ISR broker ids of every partition (see [`PartitionMeta`]).
+    nodes: Vec<i32>,
     brokers: Vec<(i32, String, u16)>,
     log_dirs: bool,
+}
+
+impl ClusterMeta {
+    /// The index of a selected topic.
+    fn topic_index(&self, name: &str) -> Option<usize> {
+        self.topics
+            .binary_search_by(|t| t.name.as_str().cmp(name))
+            .ok()
+    }
+
+    fn replicas(&self, p: &PartitionMeta) -> &[i32] {
+        let start = p.start as usize;
+        &self.nodes[start..start + usize::from(p.replicas)]
+    }
+
+    fn isr(&self, p: &PartitionMeta) -> &[i32] {
+        let start = p.start as usize + usize::from(p.replicas);
+        &self.nodes[start..start + usize::from(p.isr)]
+    }
 }
 
 /// What the topic records are completed with.
@@ -129,25 +180,29 @@ struct Lookups<'c> {
     subjects: Option<(SubjectIndex, &'c SchemaRegistryConfig)>,
     offsets: Offsets,
     /// Bytes on disk per partition, summed over replicas.
-    sizes: HashMap<(String, i32), i64>,
-    /// Consumer groups reading each topic.
-    group_counts: HashMap<String, usize>,
+    sizes: PartitionTable<Option<i64>>,
+    /// Consumer groups reading each topic, by topic index.
+    group_counts: Vec<usize>,
 }
 
 /// Earliest and latest offset of one partition, when known.
 type OffsetPair = (Option<i64>, Option<i64>);
 
-/// Earliest and latest offset of each partition of the selected topics,
-/// indexed by partition id.
+/// Earliest and latest offset of each partition of the selected topics:
+/// 16 bytes a partition ([`UNKNOWN`] for an offset not fetched).
 #[derive(Debug, Default)]
-struct Offsets {
-    by_topic: HashMap<String, Vec<OffsetPair>>,
-}
+struct Offsets(PartitionTable<[i64; 2]>);
+
+/// An offset that was not fetched (Kafka offsets are never negative but for
+/// the -1 of "none"; this is outside what a broker sends as an offset).
+const UNKNOWN: i64 = i64::MIN;
 
 impl Offsets {
-    fn get(&self, topic: &str, partition: i32) -> Option<OffsetPair> {
-        let idx = usize::try_from(partition).ok()?;
-        self.by_topic.get(topic)?.get(idx).copied()
+    /// `None` when the partition is not one of the selected topics'.
+    fn get(&self, topic: usize, partition: i32) -> Option<OffsetPair> {
+        let [earliest, latest] = self.0.get(topic, partition)?;
+        let known = |o: i64| (o != UNKNOWN).then_some(o);
+        Some((known(earliest), known(latest)))
     }
 }
 
@@ -253,6 +308,12 @@ impl std::fmt::Debug for Extractor<'_> {
 
 type ConfigResult = Result<Vec<admin_ext::ConfigEntry>, AdminExtError>;
 
+/// A described group and its committed offsets (`None` when its description failed).
+type FetchedGroup = (
+    admin_ext::GroupDescription,
+    Option<Result<Vec<admin_ext::CommittedOffset>, AdminExtError>>,
+);
+
 impl<'a> Extractor<'a> {
     pub fn new(
         conn: &'a Connection,
@@ -300,13 +361,12 @@ impl<'a> Extractor<'a> {
         let t = Instant::now();
         self.progress.phase("metadata", None);
         let meta = self.metadata_phase(&mut out).await?;
-        let topics = &meta.topics;
         out.phase_done("metadata", t);
 
         let t = Instant::now();
-        let partitions: usize = topics.iter().map(|t| t.partitions.len()).sum();
+        let partitions: usize = meta.topics.iter().map(|t| t.partitions.len()).sum();
         self.progress.phase("offsets", Some(partitions as u64));
-        let offsets = self.offsets_phase(topics, &mut out).await?;
+        let offsets = self.offsets_phase(&meta, &mut out).await?;
         out.phase_done("offsets", t);
 
         let t = Instant::now();
@@ -316,9 +376,9 @@ impl<'a> Extractor<'a> {
 
         let t = Instant::now();
         let group_counts = if self.opts.consumer_groups {
-            self.groups_phase(&offsets, &mut out).await?
+            self.groups_phase(&meta, &offsets, &mut out).await?
         } else {
-            HashMap::new()
+            vec![0; meta.topics.len()]
         };
         out.phase_done("consumer_groups", t);
 
@@ -334,14 +394,15 @@ impl<'a> Extractor<'a> {
         };
 
         let t = Instant::now();
-        self.progress.phase("topics", Some(topics.len() as u64));
+        self.progress
+            .phase("topics", Some(meta.topics.len() as u64));
         let lookups = Lookups {
             offsets,
             sizes,
             group_counts,
             subjects,
         };
-        self.topics_phase(topics, &lookups, &mut out).await?;
+        self.topics_phase(&meta, &lookups, &mut out).await?;
         out.phase_done("topics", t);
 
         out.counts.records += 1; // the summary itself
@@ -397,7 +458,9 @@ impl<'a> Extractor<'a> {
             }
         };
         let mut all = Vec::with_capacity(md.topics().len());
+        let mut nodes = Vec::new();
         let mut partition_count = 0usize;
+        let mut listed = 0usize;
         let mut topic_errors = Vec::new();
         for t in md.topics() {
             if let Some(err) = t.error() {
@@ -405,21 +468,43 @@ impl<'a> Extractor<'a> {
                 continue;
             }
             partition_count += t.partitions().len();
+            listed += 1;
+            let internal = is_internal_topic(t.name());
+            if !self.filters.topic(t.name(), internal) {
+                continue;
+            }
+            let mut partitions = Vec::with_capacity(t.partitions().len());
+            for p in t.partitions() {
+                // A broker list longer than u16::MAX is cut: no real cluster has one.
+                let (replicas, isr) = (p.replicas(), p.isr());
+                let replicas = &replicas[..replicas.len().min(usize::from(u16::MAX))];
+                let isr = &isr[..isr.len().min(usize::from(u16::MAX))];
+                let Ok(start) = u32::try_from(nodes.len()) else {
+                    return Err(ExtractError::Call {
+                        api: "Metadata",
+                        message: format!(
+                            "more than {} partition replicas; krawl cannot index this cluster",
+                            u32::MAX
+                        ),
+                    });
+                };
+                nodes.extend_from_slice(replicas);
+                nodes.extend_from_slice(isr);
+                partitions.push(PartitionMeta {
+                    id: p.id(),
+                    leader: p.leader(),
+                    start,
+                    replicas: replicas.len() as u16,
+                    isr: isr.len() as u16,
+                });
+            }
             all.push(TopicMeta {
                 name: t.name().to_string(),
-                internal: is_internal_topic(t.name()),
-                partitions: t
-                    .partitions()
-                    .iter()
-                    .map(|p| PartitionMeta {
-                        id: p.id(),
-                        leader: p.leader(),
-                        replicas: p.replicas().to_vec(),
-                        isr: p.isr().to_vec(),
-                    })
-                    .collect(),
+                internal,
+                partitions,
             });
         }
+        nodes.shrink_to_fit();
         let md_brokers: Vec<Broker> = md
             .brokers()
             .iter()
@@ -430,7 +515,7 @@ impl<'a> Extractor<'a> {
                 rack: None,
             })
             .collect();
-        let topic_count = all.len() + topic_errors.len();
+        let topic_count = listed + topic_errors.len();
         drop(md);
 
         let api = self
@@ -510,10 +595,13 @@ impl<'a> Extractor<'a> {
                 .await?;
             }
         }
-        all.retain(|t| self.filters.topic(&t.name, t.internal));
         all.sort_by(|a, b| a.name.cmp(&b.name));
+        // Metadata names each topic once; a broker that repeats one must not
+        // make the name lookup ambiguous.
+        all.dedup_by(|a, b| a.name == b.name);
         Ok(ClusterMeta {
             topics: all,
+            nodes,
             brokers: broker_addrs,
             log_dirs: api.contains_key(&35),
         })
@@ -566,9 +654,10 @@ impl<'a> Extractor<'a> {
         &self,
         meta: &ClusterMeta,
         out: &mut Out<'_, S>,
-    ) -> Result<HashMap<(String, i32), i64>, ExtractError> {
+    ) -> Result<PartitionTable<Option<i64>>, ExtractError> {
+        let unknown = || PartitionTable::new(meta.topics.iter().map(TopicMeta::slots), None);
         if meta.topics.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(unknown());
         }
         if !meta.log_dirs {
             out.warn(
@@ -578,16 +667,13 @@ impl<'a> Extractor<'a> {
                 "size on disk not collected: the brokers do not support DescribeLogDirs (API 35); size_bytes is null".to_string(),
             )
             .await?;
-            return Ok(HashMap::new());
+            return Ok(unknown());
         }
         let settings = self.conn.log_dirs_settings();
         let wanted: Vec<log_dirs::TopicPartitionCount> = meta
             .topics
             .iter()
-            .map(|t| {
-                let count = t.partitions.iter().map(|p| p.id + 1).max().unwrap_or(0);
-                (t.name.clone(), count)
-            })
+            .map(|t| (t.name.as_str(), t.slots()))
             .collect();
         let (brokers, refused): (Vec<_>, Vec<_>) =
             meta.brokers.iter().cloned().partition(|(_, h, p)| {
@@ -615,7 +701,7 @@ impl<'a> Extractor<'a> {
                     format!("size on disk not collected: {e}; size_bytes is null"),
                 )
                 .await?;
-                return Ok(HashMap::new());
+                return Ok(unknown());
             }
         };
         // A partition with a replica on a broker that did not answer has an
@@ -632,10 +718,12 @@ impl<'a> Extractor<'a> {
             .await?;
         }
         if !failed.is_empty() {
-            for t in &meta.topics {
+            for (i, t) in meta.topics.iter().enumerate() {
                 for p in &t.partitions {
-                    if p.replicas.iter().any(|r| failed.contains(r)) {
-                        sizes.sizes.remove(&(t.name.clone(), p.id));
+                    if meta.replicas(p).iter().any(|r| failed.contains(r)) {
+                        if let Some(size) = sizes.sizes.get_mut(i, p.id) {
+                            *size = None;
+                        }
                     }
                 }
             }
@@ -645,64 +733,65 @@ impl<'a> Extractor<'a> {
 
     async fn offsets_phase<S: RecordSink>(
         &self,
-        topics: &[TopicMeta],
+        meta: &ClusterMeta,
         out: &mut Out<'_, S>,
     ) -> Result<Offsets, ExtractError> {
-        let mut offsets = Offsets::default();
-        for t in topics {
-            let max = t.partitions.iter().map(|p| p.id).max().unwrap_or(-1);
-            let len = usize::try_from(max + 1).unwrap_or(0);
-            offsets
-                .by_topic
-                .insert(t.name.clone(), vec![(None, None); len]);
-        }
-        let all: Vec<(String, i32)> = topics
+        let mut offsets = Offsets(PartitionTable::new(
+            meta.topics.iter().map(TopicMeta::slots),
+            [UNKNOWN; 2],
+        ));
+        // (topic index, partition): 8 bytes a partition; a batch's names are
+        // made when its request is.
+        let all: Vec<(u32, i32)> = meta
+            .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| (t.name.clone(), p.id)))
+            .zip(0u32..)
+            .flat_map(|(t, i)| t.partitions.iter().map(move |p| (i, p.id)))
             .collect();
         let admin = self.conn.admin();
         let timeout = self.conn.timeout();
         // The batch futures are built up front (unstarted, one small box per batch; they borrow
         // the batches) so that no closure over a borrowed slice sits in the stream's type: such a
         // closure trips rustc's higher-ranked `Send` inference and made the whole extraction
-        // non-`Send`.
+        // non-`Send`. Earliest and latest of a batch are asked at the same time, and
+        // OFFSET_BATCHES_IN_FLIGHT batches at once: on a network with latency the phase costs
+        // a round trip per that many batches, not two per batch.
         let batches: Vec<_> = all
             .chunks(self.opts.list_offsets_batch)
             .map(|batch| {
                 async move {
-                    let earliest = self
-                        .call("ListOffsets", || {
-                            admin_ext::list_offsets(admin, batch, OffsetSpec::Earliest, timeout)
+                    let named: Vec<(String, i32)> = batch
+                        .iter()
+                        .map(|&(t, p)| (meta.topics[t as usize].name.clone(), p))
+                        .collect();
+                    let named = &named;
+                    let (earliest, latest) = futures::join!(
+                        self.call("ListOffsets", || {
+                            admin_ext::list_offsets(admin, named, OffsetSpec::Earliest, timeout)
+                        }),
+                        self.call("ListOffsets", || {
+                            admin_ext::list_offsets(admin, named, OffsetSpec::Latest, timeout)
                         })
-                        .await;
-                    let latest = self
-                        .call("ListOffsets", || {
-                            admin_ext::list_offsets(admin, batch, OffsetSpec::Latest, timeout)
-                        })
-                        .await;
+                    );
                     (batch, [earliest, latest])
                 }
                 .boxed()
             })
             .collect();
-        let mut results = stream::iter(batches).buffer_unordered(2);
+        let mut results = stream::iter(batches).buffer_unordered(OFFSET_BATCHES_IN_FLIGHT);
         while let Some((batch, results)) = results.next().await {
-            for (latest, res) in [false, true].into_iter().zip(results) {
-                let label = if latest { "latest" } else { "earliest" };
+            for (slot, res) in [0usize, 1].into_iter().zip(results) {
+                let label = if slot == 1 { "latest" } else { "earliest" };
                 match res {
                     Ok(list) => {
                         for po in list {
                             match po.result {
                                 Ok(off) => {
-                                    let slot = usize::try_from(po.partition).ok().and_then(|i| {
-                                        offsets.by_topic.get_mut(&po.topic)?.get_mut(i)
-                                    });
-                                    if let Some(slot) = slot {
-                                        if latest {
-                                            slot.1 = Some(off);
-                                        } else {
-                                            slot.0 = Some(off);
-                                        }
+                                    let entry = meta
+                                        .topic_index(&po.topic)
+                                        .and_then(|t| offsets.0.get_mut(t, po.partition));
+                                    if let Some(entry) = entry {
+                                        entry[slot] = off;
                                     }
                                 }
                                 Err(e) => {
@@ -718,11 +807,11 @@ impl<'a> Extractor<'a> {
                         }
                     }
                     Err(e) => {
-                        for (topic, p) in batch {
+                        for &(t, p) in batch {
                             out.warn(
                                 "list_offsets_failed",
                                 "partition",
-                                Some(format!("{topic}/{p}")),
+                                Some(format!("{}/{p}", meta.topics[t as usize].name)),
                                 format!("ListOffsets ({label}) failed for the whole batch: {e}"),
                             )
                             .await?;
@@ -737,9 +826,11 @@ impl<'a> Extractor<'a> {
 
     async fn groups_phase<S: RecordSink>(
         &self,
+        meta: &ClusterMeta,
         offsets: &Offsets,
         out: &mut Out<'_, S>,
-    ) -> Result<HashMap<String, usize>, ExtractError> {
+    ) -> Result<Vec<usize>, ExtractError> {
+        let mut topic_groups = vec![0usize; meta.topics.len()];
         let admin = self.conn.admin();
         let timeout = self.conn.timeout();
         let (listings, broker_errors) = match self
@@ -757,7 +848,7 @@ impl<'a> Extractor<'a> {
                     format!("ListGroups failed, no consumer groups extracted: {e}; if not authorized, grant DESCRIBE on the groups"),
                 )
                 .await?;
-                return Ok(HashMap::new());
+                return Ok(topic_groups);
             }
         };
         for e in broker_errors {
@@ -779,15 +870,18 @@ impl<'a> Extractor<'a> {
         self.progress
             .phase("consumer_groups", Some(ids.len() as u64));
 
-        let mut topic_groups: HashMap<String, usize> = HashMap::new();
-        for batch in ids.chunks(self.opts.describe_groups_batch) {
-            let descriptions = match self
-                .call("DescribeGroups", || {
-                    admin_ext::describe_consumer_groups(admin, batch, timeout)
-                })
-                .await
-            {
-                Ok(d) => d,
+        // A batch is DescribeGroups, then the committed offsets of its groups
+        // `offset_fetch_concurrency` at a time; GROUP_BATCHES_IN_FLIGHT
+        // batches run at once and are written in order. The futures are built
+        // up front, as in the offsets phase.
+        let batches: Vec<_> = ids
+            .chunks(self.opts.describe_groups_batch)
+            .map(|batch| self.describe_group_batch(batch).boxed())
+            .collect();
+        let mut results = stream::iter(batches).buffered(GROUP_BATCHES_IN_FLIGHT);
+        while let Some((batch, fetched)) = results.next().await {
+            let fetched = match fetched {
+                Ok(f) => f,
                 Err(e) => {
                     for g in batch {
                         out.warn(
@@ -801,21 +895,6 @@ impl<'a> Extractor<'a> {
                     continue;
                 }
             };
-            let mut fetched: Vec<_> = stream::iter(descriptions.into_iter().map(|d| async move {
-                if d.error.is_some() {
-                    return (d, None);
-                }
-                let committed = self
-                    .call("OffsetFetch", || {
-                        admin_ext::list_consumer_group_offsets(admin, &d.group_id, timeout)
-                    })
-                    .await;
-                (d, Some(committed))
-            }))
-            .buffer_unordered(self.opts.offset_fetch_concurrency)
-            .collect()
-            .await;
-            fetched.sort_by(|a, b| a.0.group_id.cmp(&b.0.group_id));
             for (d, committed) in fetched {
                 self.progress.advance(1);
                 if let Some(e) = &d.error {
@@ -845,9 +924,11 @@ impl<'a> Extractor<'a> {
                     }
                     None => Vec::new(),
                 };
-                let record = self.group_record(d, committed, offsets, out).await?;
+                let record = self.group_record(d, committed, meta, offsets, out).await?;
                 for t in &record.topics {
-                    *topic_groups.entry(t.clone()).or_default() += 1;
+                    if let Some(i) = meta.topic_index(t) {
+                        topic_groups[i] += 1;
+                    }
                 }
                 out.emit(Record::ConsumerGroup(record)).await?;
             }
@@ -855,17 +936,65 @@ impl<'a> Extractor<'a> {
         Ok(topic_groups)
     }
 
+    /// DescribeGroups for `batch`, then each described group's committed
+    /// offsets (sorted by group id). `None` for a group whose description failed.
+    async fn describe_group_batch<'b>(
+        &self,
+        batch: &'b [String],
+    ) -> (&'b [String], Result<Vec<FetchedGroup>, AdminExtError>) {
+        let admin = self.conn.admin();
+        let timeout = self.conn.timeout();
+        let descriptions = match self
+            .call("DescribeGroups", || {
+                admin_ext::describe_consumer_groups(admin, batch, timeout)
+            })
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => return (batch, Err(e)),
+        };
+        let fetches: Vec<_> = descriptions
+            .into_iter()
+            .map(|d| self.fetch_committed(d).boxed())
+            .collect();
+        let mut fetched: Vec<FetchedGroup> = stream::iter(fetches)
+            .buffer_unordered(self.opts.offset_fetch_concurrency)
+            .collect()
+            .await;
+        fetched.sort_by(|a, b| a.0.group_id.cmp(&b.0.group_id));
+        (batch, Ok(fetched))
+    }
+
+    async fn fetch_committed(&self, d: admin_ext::GroupDescription) -> FetchedGroup {
+        if d.error.is_some() {
+            return (d, None);
+        }
+        let admin = self.conn.admin();
+        let timeout = self.conn.timeout();
+        let committed = self
+            .call("OffsetFetch", || {
+                admin_ext::list_consumer_group_offsets(admin, &d.group_id, timeout)
+            })
+            .await;
+        (d, Some(committed))
+    }
+
     async fn group_record<S: RecordSink>(
         &self,
         d: admin_ext::GroupDescription,
         committed: Vec<admin_ext::CommittedOffset>,
+        meta: &ClusterMeta,
         offsets: &Offsets,
         out: &mut Out<'_, S>,
     ) -> Result<ConsumerGroupRecord, ExtractError> {
+        let known = |topic: &str, partition: i32| {
+            meta.topic_index(topic)
+                .and_then(|t| offsets.get(t, partition))
+        };
         // Latest offsets for committed partitions outside the selected topics.
         let missing: Vec<(String, i32)> = committed
             .iter()
-            .filter(|c| c.offset.is_some() && offsets.get(&c.topic, c.partition).is_none())
+            .filter(|c| c.offset.is_some() && known(&c.topic, c.partition).is_none())
             .map(|c| (c.topic.clone(), c.partition))
             .collect();
         let mut extra: HashMap<(String, i32), i64> = HashMap::new();
@@ -931,8 +1060,7 @@ impl<'a> Extractor<'a> {
                 continue;
             };
             topics.insert(c.topic.clone());
-            let latest = offsets
-                .get(&c.topic, c.partition)
+            let latest = known(&c.topic, c.partition)
                 .and_then(|(_, l)| l)
                 .or_else(|| extra.get(&(c.topic.clone(), c.partition)).copied());
             let lag = latest.map(|l| (l - committed_offset).max(0));
@@ -988,17 +1116,21 @@ impl<'a> Extractor<'a> {
 
     async fn topics_phase<S: RecordSink>(
         &self,
-        topics: &[TopicMeta],
+        meta: &ClusterMeta,
         lookups: &Lookups<'_>,
         out: &mut Out<'_, S>,
     ) -> Result<(), ExtractError> {
         let admin = self.conn.admin();
         let timeout = self.conn.timeout();
-        // Two requests in flight (in order): one broker round trip overlaps
-        // writing the previous batch, and at most two batches are held.
-        let batches: Vec<_> = topics
-            .chunks(self.opts.describe_configs_batch)
-            .map(|batch| {
+        // CONFIG_BATCHES_IN_FLIGHT requests in flight (written in order): the
+        // round trips overlap writing the batches before them, and at most
+        // that many batches of configs are held.
+        let per_batch = self.opts.describe_configs_batch;
+        let batches: Vec<_> = meta
+            .topics
+            .chunks(per_batch)
+            .enumerate()
+            .map(|(n, batch)| {
                 async move {
                     let names: Vec<String> = batch.iter().map(|t| t.name.clone()).collect();
                     let res = self
@@ -1006,13 +1138,13 @@ impl<'a> Extractor<'a> {
                             admin_ext::describe_topic_configs(admin, &names, timeout)
                         })
                         .await;
-                    (batch, res)
+                    (n * per_batch, batch, res)
                 }
                 .boxed()
             })
             .collect();
-        let mut results = stream::iter(batches).buffered(2);
-        while let Some((batch, res)) = results.next().await {
+        let mut results = stream::iter(batches).buffered(CONFIG_BATCHES_IN_FLIGHT);
+        while let Some((first, batch, res)) = results.next().await {
             let mut by_name: HashMap<String, ConfigResult> = match res {
                 Ok(list) => list.into_iter().map(|tc| (tc.name, tc.result)).collect(),
                 Err(e) => batch
@@ -1020,7 +1152,7 @@ impl<'a> Extractor<'a> {
                     .map(|t| (t.name.clone(), Err(e.clone())))
                     .collect(),
             };
-            for t in batch {
+            for (index, t) in (first..).zip(batch) {
                 let configs = match by_name.remove(&t.name) {
                     Some(Ok(entries)) => entries,
                     Some(Err(e)) => {
@@ -1051,7 +1183,7 @@ impl<'a> Extractor<'a> {
                         Vec::new()
                     }
                 };
-                let record = topic_record(t, configs, lookups);
+                let record = topic_record(meta, index, configs, lookups);
                 out.emit(Record::Topic(record)).await?;
             }
             self.progress.advance(batch.len() as u64);
@@ -1069,11 +1201,14 @@ fn broker(n: admin_ext::Node) -> Broker {
     }
 }
 
+/// The record of topic number `index` of `meta`.
 fn topic_record(
-    t: &TopicMeta,
+    meta: &ClusterMeta,
+    index: usize,
     configs: Vec<admin_ext::ConfigEntry>,
     lookups: &Lookups<'_>,
 ) -> TopicRecord {
+    let t = &meta.topics[index];
     let mut configs: Vec<TopicConfig> = configs
         .into_iter()
         .map(|c| TopicConfig {
@@ -1090,18 +1225,18 @@ fn topic_record(
         .partitions
         .iter()
         .map(|p| {
-            let (earliest, latest) = lookups.offsets.get(&t.name, p.id).unwrap_or((None, None));
+            let (earliest, latest) = lookups.offsets.get(index, p.id).unwrap_or((None, None));
             let leader = (p.leader >= 0).then_some(p.leader);
             PartitionRecord {
                 partition: p.id,
                 leader,
-                replicas: p.replicas.clone(),
-                isr: p.isr.clone(),
+                replicas: meta.replicas(p).to_vec(),
+                isr: meta.isr(p).to_vec(),
                 offline: leader.is_none(),
-                under_replicated: p.isr.len() < p.replicas.len(),
+                under_replicated: p.isr < p.replicas,
                 earliest_offset: earliest,
                 latest_offset: latest,
-                size_bytes: lookups.sizes.get(&(t.name.clone(), p.id)).copied(),
+                size_bytes: lookups.sizes.get(index, p.id).flatten(),
             }
         })
         .collect();
@@ -1122,14 +1257,14 @@ fn topic_record(
         replication_factor: t
             .partitions
             .iter()
-            .map(|p| p.replicas.len())
+            .map(|p| usize::from(p.replicas))
             .max()
             .unwrap_or(0),
         configs,
         partitions,
         record_count,
         size_bytes,
-        consumer_group_count: lookups.group_counts.get(&t.name).copied().unwrap_or(0),
+        consumer_group_count: lookups.group_counts.get(index).copied().unwrap_or(0),
         schema_managed: !binding.is_empty(),
         key_subject: binding.key_subject,
         value_subject: binding.value_subject,

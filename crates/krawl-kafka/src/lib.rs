@@ -18,6 +18,7 @@ pub mod context;
 pub mod error;
 pub mod extract;
 pub mod log_dirs;
+pub mod partition_table;
 pub mod probe;
 
 pub use config::{ExtractConfig, ExtractOptions, KafkaConfig, KafkaSecrets};

@@ -34,10 +34,19 @@
 //! - **Bounded**: at most [`MAX_CONCURRENT_BROKERS`] brokers at a time, one
 //!   connection each; requests carry at most [`TOPICS_PER_REQUEST`] topics and
 //!   about [`PARTITIONS_PER_REQUEST`] partitions; a response larger than
-//!   [`MAX_RESPONSE_BYTES`] is refused before it is read; a response is
-//!   decoded in place and visited, so memory grows only with the sizes map
-//!   (one entry per requested partition) and at most
-//!   [`MAX_LOG_DIR_ERRORS`] log-dir errors are kept per broker.
+//!   [`MAX_RESPONSE_BYTES`] is refused before it is read; each request is
+//!   built when it is sent, at most [`PIPELINE_DEPTH`] are in flight on a
+//!   connection (so a slow network costs a round trip per
+//!   [`PIPELINE_DEPTH`] requests, not per request), and a response is
+//!   decoded in place and visited, so memory grows only with the sizes table
+//!   (one `Option<i64>` per requested partition, a [`PartitionTable`]) and at
+//!   most [`MAX_LOG_DIR_ERRORS`] log-dir errors are kept per broker.
+//! - **Counted once**: a response adds only the partitions of its own
+//!   request. A broker that answers beyond what it was asked (noida-db
+//!   answers every request with all its partitions) has its first such
+//!   answer counted for every topic not yet counted, and is asked nothing
+//!   more: before this rule every size was multiplied by the number of
+//!   requests, and the work grew with the square of the topic count.
 //! - **Time-bounded**: `timeout` applies to the TCP connect, to the TLS
 //!   handshake and to each request/response round trip.
 //! - **Failures are per broker**: a broker that cannot be reached, refuses the
@@ -46,8 +55,9 @@
 //! - TLS verifies the certificate chain always; only the host name check can
 //!   be turned off (`verify_hostname = false`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,6 +88,7 @@ use tokio::time::timeout;
 use zeroize::Zeroizing;
 
 pub use crate::config::{SaslMechanism, SecurityProtocol};
+use crate::partition_table::PartitionTable;
 
 /// The only API keys this module sends.
 pub const SENT_API_KEYS: &[i16] = &[
@@ -93,6 +104,8 @@ pub const MAX_CONCURRENT_BROKERS: usize = 8;
 pub const TOPICS_PER_REQUEST: usize = 1000;
 /// Partitions per DescribeLogDirs request (a single larger topic goes alone).
 pub const PARTITIONS_PER_REQUEST: usize = 10_000;
+/// DescribeLogDirs requests in flight on one connection (answers come back in order).
+pub const PIPELINE_DEPTH: usize = 4;
 /// Largest response accepted (Kafka's default `socket.request.max.bytes`).
 pub const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
 /// Log-dir errors kept per broker; the rest are counted in one more entry.
@@ -142,11 +155,12 @@ pub struct TlsSettings {
 /// What [`partition_sizes`] found.
 #[derive(Debug, Default)]
 pub struct LogDirSizes {
-    /// Bytes on disk per `(topic, partition)`, summed over the replicas on all
-    /// brokers that answered (future replicas of a log-dir move excluded).
-    /// A requested partition is absent when no answering broker reported it
-    /// (e.g. its replicas are on a failed broker); absent means unknown, not 0.
-    pub sizes: HashMap<(String, i32), i64>,
+    /// Bytes on disk per partition of the requested topics (addressed by the
+    /// topic's index in the request and the partition id), summed over the
+    /// replicas on all brokers that answered (future replicas of a log-dir
+    /// move excluded). `None` when no answering broker reported it (e.g. its
+    /// replicas are on a failed broker): unknown, not 0.
+    pub sizes: PartitionTable<Option<i64>>,
     /// Brokers (or log dirs of a broker) that could not be described.
     pub broker_errors: Vec<(i32, LogDirsError)>,
 }
@@ -182,7 +196,7 @@ fn who(broker: i32) -> String {
 ///
 /// DescribeLogDirs has no "all partitions of this topic" form: a request
 /// names each partition, so the caller passes the counts from Metadata.
-pub type TopicPartitionCount = (String, i32);
+pub type TopicPartitionCount<'a> = (&'a str, i32);
 
 /// Size in bytes per (topic, partition), summed over the replicas on all given
 /// brokers.
@@ -200,7 +214,7 @@ pub type TopicPartitionCount = (String, i32);
 pub async fn partition_sizes(
     settings: &LogDirsSettings,
     brokers: &[(i32, String, u16)],
-    topics: &[TopicPartitionCount],
+    topics: &[TopicPartitionCount<'_>],
 ) -> Result<LogDirSizes, LogDirsError> {
     let sasl = if settings.security_protocol.uses_sasl() {
         let sasl = settings.sasl.as_ref().ok_or_else(|| LogDirsError::Auth {
@@ -222,22 +236,30 @@ pub async fn partition_sizes(
     } else {
         None
     };
-    let mut out = LogDirSizes::default();
+    let mut out = LogDirSizes {
+        sizes: PartitionTable::new(topics.iter().map(|(_, n)| *n), None),
+        broker_errors: Vec::new(),
+    };
     if brokers.is_empty() || topics.is_empty() {
         return Ok(out);
     }
 
-    let requests = build_requests(topics);
-    let wanted: HashMap<&str, i32> = topics.iter().map(|(t, n)| (t.as_str(), *n)).collect();
-    // One map for all brokers, filled as each response is visited: the only
+    let ranges = request_ranges(topics);
+    let wanted: HashMap<&str, usize> = topics
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| (*t, i))
+        .collect();
+    // One table for all brokers, filled as each response is visited: the only
     // memory that grows with the cluster (the brokers' futures share one task,
     // so the lock is never contended).
-    let sizes = Mutex::new(HashMap::new());
+    let sizes = Mutex::new(std::mem::take(&mut out.sizes));
     let ctx = BrokerCtx {
         settings,
         sasl,
         tls: tls.as_ref(),
-        requests: &requests,
+        topics,
+        ranges: &ranges,
         wanted: &wanted,
         sizes: &sizes,
     };
@@ -273,44 +295,55 @@ pub async fn partition_sizes(
     Ok(out)
 }
 
-/// The DescribeLogDirs requests for `topics`, chunked.
-fn build_requests(topics: &[TopicPartitionCount]) -> Vec<DescribeLogDirsRequest> {
-    let mut requests = Vec::new();
-    let mut chunk: Vec<DescribableLogDirTopic> = Vec::new();
+/// How `topics` are cut into requests: consecutive ranges of at most
+/// [`TOPICS_PER_REQUEST`] topics and about [`PARTITIONS_PER_REQUEST`]
+/// partitions (a larger topic goes alone). Topics without partitions are in
+/// a range but not in its request.
+fn request_ranges(topics: &[TopicPartitionCount<'_>]) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
     let mut partitions = 0usize;
-    for (name, count) in topics {
+    for (i, (_, count)) in topics.iter().enumerate() {
         let n = usize::try_from(*count).unwrap_or(0);
-        if n == 0 {
-            continue;
-        }
-        if !chunk.is_empty()
-            && (chunk.len() >= TOPICS_PER_REQUEST || partitions + n > PARTITIONS_PER_REQUEST)
+        if n > 0
+            && partitions > 0
+            && (i - start >= TOPICS_PER_REQUEST || partitions + n > PARTITIONS_PER_REQUEST)
         {
-            requests.push(
-                DescribeLogDirsRequest::default().with_topics(Some(std::mem::take(&mut chunk))),
-            );
+            ranges.push(start..i);
+            start = i;
             partitions = 0;
         }
-        chunk.push(
-            DescribableLogDirTopic::default()
-                .with_topic(TopicName(StrBytes::from_string(name.clone())))
-                .with_partitions((0..*count).collect()),
-        );
         partitions += n;
     }
-    if !chunk.is_empty() {
-        requests.push(DescribeLogDirsRequest::default().with_topics(Some(chunk)));
+    if partitions > 0 {
+        ranges.push(start..topics.len());
     }
-    requests
+    ranges
+}
+
+/// The DescribeLogDirs request for these topics (built when it is sent).
+fn request(topics: &[TopicPartitionCount<'_>]) -> DescribeLogDirsRequest {
+    let topics = topics
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(name, count)| {
+            DescribableLogDirTopic::default()
+                .with_topic(TopicName(StrBytes::from_string((*name).to_string())))
+                .with_partitions((0..*count).collect())
+        })
+        .collect();
+    DescribeLogDirsRequest::default().with_topics(Some(topics))
 }
 
 struct BrokerCtx<'a> {
     settings: &'a LogDirsSettings,
     sasl: Option<&'a SaslSettings>,
     tls: Option<&'a tokio_rustls::TlsConnector>,
-    requests: &'a [DescribeLogDirsRequest],
-    wanted: &'a HashMap<&'a str, i32>,
-    sizes: &'a Mutex<HashMap<(String, i32), i64>>,
+    topics: &'a [TopicPartitionCount<'a>],
+    ranges: &'a [Range<usize>],
+    /// Topic name → index in `topics`.
+    wanted: &'a HashMap<&'a str, usize>,
+    sizes: &'a Mutex<PartitionTable<Option<i64>>>,
 }
 
 struct BrokerOutcome {
@@ -366,18 +399,48 @@ impl BrokerCtx<'_> {
             conn.authenticate(sasl, &versions).await?;
         }
 
-        for request in self.requests {
-            let body = conn.call(request, version).await?;
+        // Pipelined: up to PIPELINE_DEPTH requests in flight, answers read in order.
+        let mut next = self.ranges.iter();
+        let mut pending: VecDeque<(i32, Range<usize>)> = VecDeque::with_capacity(PIPELINE_DEPTH);
+        loop {
+            while pending.len() < PIPELINE_DEPTH {
+                let Some(range) = next.next() else { break };
+                let correlation_id = conn
+                    .send(&request(&self.topics[range.clone()]), version)
+                    .await?;
+                pending.push_back((correlation_id, range.clone()));
+            }
+            let Some((correlation_id, range)) = pending.pop_front() else {
+                return Ok(());
+            };
+            let body = conn
+                .recv::<DescribeLogDirsRequest>(correlation_id, version)
+                .await?;
             let response =
                 DescribeLogDirsResponse::parse(&body, version).map_err(|e| conn.decode_error(e))?;
             if let Some(err) = ResponseError::try_from_code(response.error_code) {
                 return Err(kafka_error(broker, "DescribeLogDirs", err, None));
             }
+            // An answer beyond the request stands for every topic not yet counted.
+            let mut beyond = Beyond {
+                wanted: self.wanted,
+                after: range.end,
+                found: false,
+            };
+            response
+                .visit(&mut beyond)
+                .map_err(|e| conn.decode_error(e))?;
+            let counted = if beyond.found {
+                range.start..self.topics.len()
+            } else {
+                range
+            };
             // Checked whole by `parse`: the visitor adds a response entirely or not at all.
             let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
             let mut visitor = Aggregate {
                 broker,
                 wanted: self.wanted,
+                counted,
                 sizes: &mut sizes,
                 errors: dir_errors,
                 dir_ok: false,
@@ -385,18 +448,43 @@ impl BrokerCtx<'_> {
             response
                 .visit(&mut visitor)
                 .map_err(|e| conn.decode_error(e))?;
+            if beyond.found {
+                tracing::debug!(
+                    broker,
+                    "DescribeLogDirs answered beyond its request; that answer counted for all remaining topics"
+                );
+                return Ok(());
+            }
         }
-        Ok(())
     }
 }
 
-/// Adds the sizes of one DescribeLogDirs response to the map: requested
-/// partitions only, future replicas (a log-dir move in progress) excluded,
-/// nothing from a log dir that reports an error.
+/// Whether a response names a requested topic after its own request's range.
+struct Beyond<'a> {
+    wanted: &'a HashMap<&'a str, usize>,
+    after: usize,
+    found: bool,
+}
+
+impl LogDirsVisitor for Beyond<'_> {
+    fn log_dir(&mut self, _: i16, _: &str) {}
+
+    fn partition(&mut self, p: LogDirPartition<'_>) {
+        if !self.found {
+            self.found = self.wanted.get(p.topic).is_some_and(|&t| t >= self.after);
+        }
+    }
+}
+
+/// Adds the sizes of one DescribeLogDirs response to the table: partitions
+/// of the `counted` topics only, future replicas (a log-dir move in
+/// progress) excluded, nothing from a log dir that reports an error.
 struct Aggregate<'a> {
     broker: i32,
-    wanted: &'a HashMap<&'a str, i32>,
-    sizes: &'a mut HashMap<(String, i32), i64>,
+    wanted: &'a HashMap<&'a str, usize>,
+    /// Indexes of the topics this response counts for.
+    counted: Range<usize>,
+    sizes: &'a mut PartitionTable<Option<i64>>,
     errors: &'a mut DirErrors,
     dir_ok: bool,
 }
@@ -414,18 +502,17 @@ impl LogDirsVisitor for Aggregate<'_> {
         if !self.dir_ok || p.is_future_key {
             return;
         }
-        let Some(&count) = self.wanted.get(p.topic) else {
+        let Some(&topic) = self.wanted.get(p.topic) else {
             return;
         };
-        if p.partition_index < 0 || p.partition_index >= count {
+        if !self.counted.contains(&topic) {
             return;
         }
+        let Some(total) = self.sizes.get_mut(topic, p.partition_index) else {
+            return;
+        };
         // Saturating: a broker's claim of i64::MAX bytes must not overflow the sum.
-        let total = self
-            .sizes
-            .entry((p.topic.to_string(), p.partition_index))
-            .or_insert(0);
-        *total = total.saturating_add(p.size);
+        *total = Some(total.unwrap_or(0).saturating_add(p.size));
     }
 }
 
@@ -583,17 +670,54 @@ impl Conn {
     /// response header), within the timeout. Decoding the body is the
     /// caller's, with the `krawl-wire` decoder of `R::Response`.
     async fn call<R: Call>(&mut self, request: &R, version: i16) -> Result<Bytes, LogDirsError> {
+        let correlation_id = self.send(request, version).await?;
+        self.recv::<R>(correlation_id, version).await
+    }
+
+    /// Writes `request` at `version` (within the timeout); returns its
+    /// correlation id, for [`Self::recv`]. Several may be sent before their
+    /// answers are read: a broker answers one connection's requests in order.
+    async fn send<R: Call>(&mut self, request: &R, version: i16) -> Result<i32, LogDirsError> {
         let broker = self.broker;
-        timeout(self.timeout, self.round_trip(request, version))
+        timeout(self.timeout, self.write_request(request, version))
             .await
             .map_err(|_| LogDirsError::Timeout { broker })?
     }
 
-    async fn round_trip<R: Call>(
+    /// Reads the answer to the request sent with `correlation_id` (the
+    /// oldest one not yet read) within the timeout; returns its body.
+    async fn recv<R: Call>(
+        &mut self,
+        correlation_id: i32,
+        version: i16,
+    ) -> Result<Bytes, LogDirsError> {
+        let broker = self.broker;
+        timeout(
+            self.timeout,
+            self.read_response::<R>(correlation_id, version),
+        )
+        .await
+        .map_err(|_| LogDirsError::Timeout { broker })?
+    }
+
+    /// A transport error while speaking `key`: TLS 1.3 reports a refused
+    /// client certificate after the handshake, on the first read, so rustls
+    /// errors are classified as TLS, not transport.
+    fn io_error(&self, key: i16, e: std::io::Error) -> LogDirsError {
+        let cause = format!("{}: {e}", api(key));
+        let broker = self.broker;
+        if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            LogDirsError::Tls { broker, cause }
+        } else {
+            LogDirsError::Connect { broker, cause }
+        }
+    }
+
+    async fn write_request<R: Call>(
         &mut self,
         request: &R,
         version: i16,
-    ) -> Result<Bytes, LogDirsError> {
+    ) -> Result<i32, LogDirsError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let correlation_id = self.correlation_id;
         let header = RequestHeader::default()
@@ -614,21 +738,26 @@ impl Conn {
             .map_err(|_| self.protocol(format!("{} request too large", api(R::KEY as i16))))?;
         buf[..4].copy_from_slice(&len.to_be_bytes());
 
-        // TLS 1.3 reports a refused client certificate after the handshake,
-        // on the first read: classify rustls errors as TLS, not transport.
-        let io_err = |e: std::io::Error| {
-            let cause = format!("{}: {e}", api(R::KEY as i16));
-            let broker = self.broker;
-            if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-                LogDirsError::Tls { broker, cause }
-            } else {
-                LogDirsError::Connect { broker, cause }
-            }
-        };
-        self.io.write_all(&buf).await.map_err(io_err)?;
-        self.io.flush().await.map_err(io_err)?;
+        let key = R::KEY as i16;
+        if let Err(e) = self.io.write_all(&buf).await {
+            return Err(self.io_error(key, e));
+        }
+        if let Err(e) = self.io.flush().await {
+            return Err(self.io_error(key, e));
+        }
+        Ok(correlation_id)
+    }
 
-        let size = self.io.read_i32().await.map_err(io_err)?;
+    async fn read_response<R: Call>(
+        &mut self,
+        correlation_id: i32,
+        version: i16,
+    ) -> Result<Bytes, LogDirsError> {
+        let key = R::KEY as i16;
+        let size = match self.io.read_i32().await {
+            Ok(size) => size,
+            Err(e) => return Err(self.io_error(key, e)),
+        };
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         if !(4..=MAX_RESPONSE_BYTES).contains(&size) {
             return Err(self.protocol(format!(
@@ -637,11 +766,13 @@ impl Conn {
             )));
         }
         let mut frame = Vec::with_capacity(size.min(64 * 1024));
-        (&mut self.io)
+        if let Err(e) = (&mut self.io)
             .take(size as u64)
             .read_to_end(&mut frame)
             .await
-            .map_err(io_err)?;
+        {
+            return Err(self.io_error(key, e));
+        }
         if frame.len() != size {
             return Err(LogDirsError::Connect {
                 broker: self.broker,
@@ -978,24 +1109,27 @@ mod tests {
 
     #[test]
     fn requests_are_chunked() {
-        let topics: Vec<(String, i32)> = (0..2500).map(|i| (format!("t{i}"), 3)).collect();
-        let r = build_requests(&topics);
-        let sizes: Vec<usize> = r.iter().map(|r| r.topics.as_ref().unwrap().len()).collect();
-        assert_eq!(sizes, vec![1000, 1000, 500]);
-        assert_eq!(r[0].topics.as_ref().unwrap()[0].partitions, vec![0, 1, 2]);
-        // By partitions: 4,000-partition topics go 2 per request; a huge one alone.
-        let topics = vec![
-            ("a".to_string(), 4000),
-            ("b".to_string(), 4000),
-            ("c".to_string(), 4000),
-            ("huge".to_string(), 20_000),
-            ("empty".to_string(), 0),
+        let names: Vec<String> = (0..2500).map(|i| format!("t{i}")).collect();
+        let topics: Vec<(&str, i32)> = names.iter().map(|n| (n.as_str(), 3)).collect();
+        let ranges = request_ranges(&topics);
+        assert_eq!(ranges, vec![0..1000, 1000..2000, 2000..2500]);
+        let r = request(&topics[ranges[0].clone()]);
+        assert_eq!(r.topics.as_ref().unwrap().len(), 1000);
+        assert_eq!(r.topics.as_ref().unwrap()[0].partitions, vec![0, 1, 2]);
+        // By partitions: 4,000-partition topics go 2 per request; a huge one alone; a topic
+        // without partitions is in a range but not in its request.
+        let topics = [
+            ("a", 4000),
+            ("b", 4000),
+            ("c", 4000),
+            ("huge", 20_000),
+            ("empty", 0),
         ];
-        let sizes: Vec<usize> = build_requests(&topics)
-            .iter()
-            .map(|r| r.topics.as_ref().unwrap().len())
-            .collect();
-        assert_eq!(sizes, vec![2, 1, 1]);
+        let ranges = request_ranges(&topics);
+        assert_eq!(ranges, vec![0..2, 2..3, 3..5]);
+        let last = request(&topics[3..5]);
+        assert_eq!(last.topics.as_ref().unwrap().len(), 1);
+        assert!(request_ranges(&[("empty", 0)]).is_empty());
     }
 
     // -- Aggregation ---------------------------------------------------------------------------
@@ -1004,12 +1138,14 @@ mod tests {
     /// sums that saturate instead of overflowing, and a bounded list of log-dir errors.
     #[test]
     fn aggregate_counts_only_what_was_asked() {
-        let wanted: HashMap<&str, i32> = HashMap::from([("t", 2)]);
-        let mut sizes = HashMap::new();
+        // Topics 0 ("before") and 2 ("after") exist but are outside this response's range.
+        let wanted: HashMap<&str, usize> = HashMap::from([("before", 0), ("t", 1), ("after", 2)]);
+        let mut sizes = PartitionTable::new([1, 2, 1], None);
         let mut errors = DirErrors::default();
         let mut v = Aggregate {
             broker: 4,
             wanted: &wanted,
+            counted: 1..2,
             sizes: &mut sizes,
             errors: &mut errors,
             dir_ok: false,
@@ -1029,6 +1165,8 @@ mod tests {
             p("t", 2, 1000, false),  // not requested
             p("t", -1, 1000, false), // not a partition
             p("other", 0, 1000, false),
+            p("before", 0, 1000, false), // not in this response's range
+            p("after", 0, 1000, false),
         ] {
             v.partition(part);
         }
@@ -1036,10 +1174,7 @@ mod tests {
             v.log_dir(56, &format!("/broken{i}\n"));
             v.partition(p("t", 1, 1000, false));
         }
-        assert_eq!(
-            sizes,
-            HashMap::from([(("t".to_string(), 0), i64::MAX), (("t".to_string(), 1), 7)])
-        );
+        assert_eq!(sizes.values(), &[None, Some(i64::MAX), Some(7), None]);
         let errors = errors.finish(4);
         assert_eq!(errors.len(), MAX_LOG_DIR_ERRORS + 1);
         assert!(
@@ -1182,8 +1317,8 @@ mod tests {
         }
     }
 
-    fn topics(list: &[(&str, i32)]) -> Vec<(String, i32)> {
-        list.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    fn topics<'a>(list: &[(&'a str, i32)]) -> Vec<(&'a str, i32)> {
+        list.to_vec()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1198,11 +1333,11 @@ mod tests {
             .unwrap();
         eprintln!("noida sizes: {:?}", got.sizes);
         assert!(got.broker_errors.is_empty(), "{:?}", got.broker_errors);
-        let size = |p: i32| got.sizes.get(&("sized".to_string(), p)).copied();
+        let size = |p: i32| got.sizes.get(0, p).flatten();
         assert!(size(0).unwrap() > 0);
         assert!(size(1).unwrap() > size(0).unwrap());
         assert_eq!(size(2), Some(0));
-        assert!(!got.sizes.keys().any(|(t, _)| t == "missing-topic"));
+        assert_eq!(got.sizes.get(1, 0), Some(None), "missing-topic");
 
         // SASL_PLAINTEXT with PLAIN (noida accepts any password).
         let sasl = LogDirsSettings {
@@ -1232,7 +1367,7 @@ mod tests {
             ..sasl.clone()
         };
         let got = partition_sizes(&scram, &brokers, &want).await.unwrap();
-        assert!(got.sizes.is_empty());
+        assert!(got.sizes.values().iter().all(Option::is_none));
         let [(NOIDA_NODE_ID, LogDirsError::Auth { cause, .. })] = &got.broker_errors[..] else {
             panic!("{:?}", got.broker_errors)
         };
@@ -1254,6 +1389,41 @@ mod tests {
             partition_sizes(&oauth, &brokers, &want).await,
             Err(LogDirsError::Unsupported(m)) if m == "OAUTHBEARER"
         ));
+    }
+
+    /// noida-db answers every DescribeLogDirs request with all its partitions. Split over
+    /// several requests, each partition is still counted once (it was counted once per request,
+    /// a size 2× too large here and 50× on the 50,000-topic benchmark), and the broker is asked
+    /// once, not once per request.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broker_answering_beyond_the_request_is_counted_once() {
+        let n = noida();
+        seed(n.port, "counted-once", &[7, 3]).await;
+        let brokers = [(NOIDA_NODE_ID, "127.0.0.1".to_string(), n.port)];
+        let alone = partition_sizes(&plaintext(), &brokers, &[("counted-once", 2)])
+            .await
+            .unwrap();
+        let (a0, a1) = (
+            alone.sizes.get(0, 0).flatten(),
+            alone.sizes.get(0, 1).flatten(),
+        );
+        assert!(a0.unwrap() > a1.unwrap(), "{alone:?}");
+
+        // The real topic sorts into the second request (TOPICS_PER_REQUEST names before it).
+        let names: Vec<String> = (0..TOPICS_PER_REQUEST + 10)
+            .map(|i| format!("absent-{i:05}"))
+            .collect();
+        let mut want: Vec<(&str, i32)> = names.iter().map(|n| (n.as_str(), 1)).collect();
+        want.insert(TOPICS_PER_REQUEST + 5, ("counted-once", 2));
+        assert_eq!(request_ranges(&want).len(), 2);
+        let got = partition_sizes(&plaintext(), &brokers, &want)
+            .await
+            .unwrap();
+        assert!(got.broker_errors.is_empty(), "{:?}", got.broker_errors);
+        let t = TOPICS_PER_REQUEST + 5;
+        assert_eq!(got.sizes.get(t, 0).flatten(), a0);
+        assert_eq!(got.sizes.get(t, 1).flatten(), a1);
+        assert!(got.sizes.get(0, 0).unwrap().is_none());
     }
 
     /// A broker that accepts connections and never answers.
@@ -1323,7 +1493,7 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
-        assert!(got.sizes.is_empty());
+        assert!(got.sizes.values().iter().all(Option::is_none));
         let errs: Vec<String> = got
             .broker_errors
             .iter()
@@ -1361,7 +1531,7 @@ mod tests {
         let got = partition_sizes(&plaintext(), &brokers, &topics(&[("mixed", 1)]))
             .await
             .unwrap();
-        assert!(got.sizes[&("mixed".to_string(), 0)] > 0);
+        assert!(got.sizes.get(0, 0).flatten().unwrap() > 0);
         assert!(
             matches!(&got.broker_errors[..], [(7, LogDirsError::Unsupported(_))]),
             "{:?}",
@@ -1515,7 +1685,7 @@ mod tests {
         let honest = partition_sizes(&plaintext(), &noida_only, &want)
             .await
             .unwrap();
-        assert!(honest.sizes[&("sized".to_string(), 0)] > 0, "{honest:?}");
+        assert!(honest.sizes.get(0, 0).flatten().unwrap() > 0, "{honest:?}");
         let cases = [
             (11, Hostile::ApiVersionsHugeCount, "ApiVersions"),
             (12, Hostile::ApiVersionsFallbackHugeCount, "ApiVersions"),
@@ -1660,7 +1830,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(plain.sizes[&("tls".to_string(), 0)] > 0);
+        assert!(plain.sizes.get(0, 0).flatten().unwrap() > 0);
 
         let ssl = |tls: TlsSettings| LogDirsSettings {
             security_protocol: SecurityProtocol::Ssl,
@@ -1720,7 +1890,7 @@ mod tests {
         assert!(got.broker_errors.is_empty(), "{:?}", got.broker_errors);
         assert_eq!(got.sizes, plain.sizes);
         let got = run(ssl(ca.clone()), "127.0.0.1", mtls_port).await.unwrap();
-        assert!(got.sizes.is_empty());
+        assert!(got.sizes.values().iter().all(Option::is_none));
         assert!(
             matches!(&got.broker_errors[..], [(_, LogDirsError::Tls { .. })]),
             "{:?}",

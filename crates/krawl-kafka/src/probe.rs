@@ -769,7 +769,7 @@ async fn log_dirs_permission(
         }
     };
     let settings = conn.log_dirs_settings();
-    match log_dirs::partition_sizes(&settings, &brokers, &[(topic.clone(), 1)]).await {
+    match log_dirs::partition_sizes(&settings, &brokers, &[(topic.as_str(), 1)]).await {
         Err(log_dirs::LogDirsError::Unsupported(what)) => record(
             P,
             None,
@@ -800,7 +800,7 @@ async fn log_dirs_permission(
                     .map(|(b, e)| format!("broker {b}: {e}"))
                     .collect();
                 record(P, None, format!("DescribeLogDirs failed: {}", errs.join("; ")), None)
-            } else if sizes.sizes.contains_key(&(topic.clone(), 0)) {
+            } else if sizes.sizes.get(0, 0).flatten().is_some() {
                 record(
                     P,
                     Some(true),
