@@ -6,8 +6,8 @@
 #  2. end to end: BENCH_TOPICS (10,000) topics x BENCH_PARTITIONS (3) and BENCH_GROUPS (500)
 #     groups on noida-db; `krawl extract` alone vs the same extraction submitted as a
 #     kafka.extract job through the control plane and an agent, from submit to succeeded
-#     (BENCH_RUNS each, interleaved; medians); floor: within 1.5x. The job's records are checked
-#     against the direct run's (same topic count).
+#     (BENCH_RUNS each, interleaved; medians); floor: within 1.2x. The job's records are checked
+#     against the direct run's (same topic count); the agent's peak RSS (VmHWM) is printed.
 #
 #   scripts/bench-agent.sh
 #   BENCH_IDLE_SECS=60 BENCH_TOPICS=1000 BENCH_GROUPS=50 scripts/bench-agent.sh   # quick
@@ -107,8 +107,11 @@ n = int(sys.argv[1]); d = list(map(float, sys.argv[2:2 + n])); v = list(map(floa
 md, mv = statistics.median(d), statistics.median(v)
 print(f'{md:.2f} {mv:.2f} {mv / md:.2f}')
 " "$RUNS" "${DIRECT[@]:1}" "${VIA[@]:1}")
-    echo "| $TOPICS topics x $PARTITIONS, $GROUPS_N groups | krawl extract ${MD} s | through control plane + agent ${MV} s | ratio ${RATIO} |"
-    "$PYTHON" -c "import sys; sys.exit(0 if float(sys.argv[1]) <= 1.5 else 1)" "$RATIO" ||
-        { say "end-to-end floor missed (ratio > 1.5)"; FAIL=1; }
+    # The agent's peak RSS over its whole life (idle part and these jobs included): what the
+    # Helm chart's memory limit must hold.
+    AGENT_HWM_MB=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$AGENT_PID/status")
+    echo "| $TOPICS topics x $PARTITIONS, $GROUPS_N groups | krawl extract ${MD} s | through control plane + agent ${MV} s | ratio ${RATIO} | agent peak RSS ${AGENT_HWM_MB} MiB |"
+    "$PYTHON" -c "import sys; sys.exit(0 if float(sys.argv[1]) <= 1.2 else 1)" "$RATIO" ||
+        { say "end-to-end floor missed (ratio > 1.2, issue 12)"; FAIL=1; }
 fi
 exit "$FAIL"
