@@ -5,10 +5,12 @@
 //! Lossless and duplicate-free across retries and control-plane restarts: a chunk keeps its
 //! (seq, bytes) until it is acknowledged and is re-sent unchanged after a transport error, a 5xx
 //! or a 429/503 (honouring `Retry-After`), until the job is cancelled or `upload_retry_secs`
-//! pass; the control plane stores a repeated (seq, sha256) once. Chunks go up in order, one at a
-//! time, but the upload of a full chunk runs in its own task while the extraction fills the next
-//! one (on a control plane 50 ms away, uploading inline stalled the extraction for a round trip
-//! and the compression of every chunk). Memory: the chunk being filled and the one in flight.
+//! pass; the control plane stores a repeated (seq, sha256) once. Each full chunk is uploaded by
+//! its own task while the extraction fills the next one, up to [`UPLOADS_IN_FLIGHT`] at once (the
+//! protocol identifies a chunk by its seq, so they may arrive in any order; on a control plane
+//! 50 ms away, uploading inline stalled the extraction for a round trip and the compression of
+//! every chunk). Acknowledgements are counted in seq order, so the stream hash is the hash of the
+//! chunks in order. Memory: the chunk being filled and at most [`UPLOADS_IN_FLIGHT`] in flight.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,9 @@ use crate::client::{Backoff, ClientError, ControlPlaneClient};
 use crate::config::AgentSection;
 use crate::health::Telemetry;
 use crate::progress::JobProgress;
+
+/// Chunks being uploaded at the same time, per job.
+pub const UPLOADS_IN_FLIGHT: usize = 3;
 
 /// Chunking and retry settings (from `[agent]`).
 #[derive(Debug, Clone)]
@@ -102,13 +107,16 @@ pub struct ChunkUploader {
     bytes: u64,
     hash: StreamHash,
     failure: Option<UploadError>,
-    /// The chunk being uploaded while the next one fills (its task is aborted on drop).
-    in_flight: Option<(u32, tokio::task::JoinHandle<Result<Sent, UploadError>>)>,
+    /// The next chunk's seq (`next_seq` counts the acknowledged ones).
+    next_to_send: u32,
+    /// Chunks being uploaded while the next one fills, oldest first (aborted on drop).
+    in_flight:
+        std::collections::VecDeque<(u32, tokio::task::JoinHandle<Result<Sent, UploadError>>)>,
 }
 
 impl Drop for ChunkUploader {
     fn drop(&mut self) {
-        if let Some((_, task)) = self.in_flight.take() {
+        for (_, task) in self.in_flight.drain(..) {
             task.abort();
         }
     }
@@ -218,7 +226,8 @@ impl ChunkUploader {
             bytes: 0,
             hash: StreamHash::default(),
             failure: None,
-            in_flight: None,
+            next_to_send: 0,
+            in_flight: std::collections::VecDeque::new(),
         }
     }
 
@@ -244,8 +253,10 @@ impl ChunkUploader {
             return Err(f.clone());
         }
         self.flush().await?;
-        let acked = self.acknowledged().await;
-        self.record(acked)?;
+        while !self.in_flight.is_empty() {
+            let acked = self.acknowledged().await;
+            self.record(acked)?;
+        }
         Ok(self.summary())
     }
 
@@ -272,11 +283,16 @@ impl ChunkUploader {
         result
     }
 
-    /// Waits for the chunk in flight (so that chunks go up in order, one at a time), then starts
-    /// the upload of the buffered chunk, if any.
+    /// Starts the upload of the buffered chunk, if any, once fewer than [`UPLOADS_IN_FLIGHT`]
+    /// are in flight (waiting for the oldest).
     async fn flush(&mut self) -> Result<(), UploadError> {
-        let acked = self.acknowledged().await;
-        self.record(acked)?;
+        if self.cutter.is_empty() {
+            return Ok(());
+        }
+        while self.in_flight.len() >= UPLOADS_IN_FLIGHT {
+            let acked = self.acknowledged().await;
+            self.record(acked)?;
+        }
         if self.cutter.is_empty() {
             return Ok(());
         }
@@ -284,9 +300,9 @@ impl ChunkUploader {
         self.record(started)
     }
 
-    /// Waits for the chunk in flight, if any, and counts it.
+    /// Waits for the oldest chunk in flight, if any, and counts it.
     async fn acknowledged(&mut self) -> Result<(), UploadError> {
-        let Some((seq, task)) = self.in_flight.take() else {
+        let Some((seq, task)) = self.in_flight.pop_front() else {
             return Ok(());
         };
         let sent = match task.await {
@@ -318,7 +334,8 @@ impl ChunkUploader {
 
     /// Hands the buffered chunk to its own task (compression and `PUT` until acknowledged).
     fn start_upload(&mut self) -> Result<(), UploadError> {
-        let seq = self.next_seq;
+        let seq = self.next_to_send;
+        self.next_to_send += 1;
         let (ndjson, records) = self.cutter.take();
         let put = ChunkPut {
             client: self.client.clone(),
@@ -331,7 +348,7 @@ impl ChunkUploader {
         let task = tokio::spawn(
             async move { put.until_acknowledged(ndjson, records).await }.in_current_span(),
         );
-        self.in_flight = Some((seq, task));
+        self.in_flight.push_back((seq, task));
         Ok(())
     }
 }
