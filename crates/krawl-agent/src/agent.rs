@@ -357,6 +357,8 @@ impl Agent {
         // Draining: no new jobs.
         this.telemetry.set_draining(true);
         sd_notify("STOPPING=1");
+        // Jobs that ended since the last poll are still in the set until joined: not running.
+        while tasks.try_join_next().is_some() {}
         let running = tasks.len();
         if running > 0 {
             tracing::info!(
