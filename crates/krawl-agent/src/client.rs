@@ -494,11 +494,19 @@ impl ControlPlaneClient {
     /// the attempt is no longer this agent's: `409 lease_lost`, `404` (no such attempt for this
     /// agent), or a 401 while the agent uses the token register issued: the control plane no
     /// longer knows that token (it lost its state, or revoked the agent), so the attempts leased
-    /// with it are gone too; the poll loop registers again.
+    /// with it are gone too; the poll loop registers again. With a bootstrap credential the
+    /// attempt endpoints are only ever called with an issued token, so a 401 there means the
+    /// same even when the poll loop has already forgotten the registration, and a call made
+    /// after that (`NotRegistered`) cannot belong to the attempt either. (A chunk upload racing
+    /// the poll loop's re-registration failed the job instead of dropping the attempt.)
     pub fn attempt_gone(&self, err: &ClientError) -> bool {
         match err {
-            ClientError::LeaseLost { .. } | ClientError::Server { status: 404, .. } => true,
-            ClientError::Unauthorized { .. } => self.has_agent_token(),
+            ClientError::LeaseLost { .. }
+            | ClientError::Server { status: 404, .. }
+            | ClientError::NotRegistered => true,
+            ClientError::Unauthorized { .. } => {
+                self.has_agent_token() || matches!(self.credential, Credential::Bootstrap(_))
+            }
             _ => false,
         }
     }
