@@ -180,24 +180,11 @@ impl ChunkCutter {
         self.records == 0
     }
 
-    /// The buffered NDJSON bytes and their record count (left in place until [`Self::clear`]).
-    pub fn pending(&self) -> (&[u8], u64) {
-        (&self.buf, self.records)
-    }
-
-    /// Takes the buffered NDJSON bytes and their record count out; the cutter starts empty.
+    /// Takes the buffered NDJSON bytes and their record count out; the cutter starts empty (with
+    /// no allocation: the chunk's buffer leaves with it).
     pub fn take(&mut self) -> (Vec<u8>, u64) {
         let records = std::mem::take(&mut self.records);
         (std::mem::take(&mut self.buf), records)
-    }
-
-    pub fn clear(&mut self) {
-        self.buf.clear();
-        self.records = 0;
-        // Do not keep a large allocation around between chunks of a small job.
-        if self.buf.capacity() > 2 * self.max_bytes {
-            self.buf.shrink_to(self.max_bytes);
-        }
     }
 }
 
@@ -253,10 +240,7 @@ impl ChunkUploader {
             return Err(f.clone());
         }
         self.flush().await?;
-        while !self.in_flight.is_empty() {
-            let acked = self.acknowledged().await;
-            self.record(acked)?;
-        }
+        self.settle_to(0).await?;
         Ok(self.summary())
     }
 
@@ -289,22 +273,29 @@ impl ChunkUploader {
         if self.cutter.is_empty() {
             return Ok(());
         }
-        while self.in_flight.len() >= UPLOADS_IN_FLIGHT {
-            let acked = self.acknowledged().await;
-            self.record(acked)?;
-        }
-        if self.cutter.is_empty() {
-            return Ok(());
-        }
-        let started = self.start_upload();
-        self.record(started)
+        self.settle_to(UPLOADS_IN_FLIGHT - 1).await?;
+        self.start_upload();
+        Ok(())
     }
 
-    /// Waits for the oldest chunk in flight, if any, and counts it.
-    async fn acknowledged(&mut self) -> Result<(), UploadError> {
-        let Some((seq, task)) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
+    /// Waits, oldest first, until at most `n` chunks are in flight; the first failure is kept.
+    async fn settle_to(&mut self, n: usize) -> Result<(), UploadError> {
+        while self.in_flight.len() > n {
+            let Some((seq, task)) = self.in_flight.pop_front() else {
+                break;
+            };
+            let acked = self.acknowledged(seq, task).await;
+            self.record(acked)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the upload of chunk `seq` and counts it.
+    async fn acknowledged(
+        &mut self,
+        seq: u32,
+        task: tokio::task::JoinHandle<Result<Sent, UploadError>>,
+    ) -> Result<(), UploadError> {
         let sent = match task.await {
             Ok(result) => result?,
             Err(e) => {
@@ -333,7 +324,7 @@ impl ChunkUploader {
     }
 
     /// Hands the buffered chunk to its own task (compression and `PUT` until acknowledged).
-    fn start_upload(&mut self) -> Result<(), UploadError> {
+    fn start_upload(&mut self) {
         let seq = self.next_to_send;
         self.next_to_send += 1;
         let (ndjson, records) = self.cutter.take();
@@ -349,7 +340,6 @@ impl ChunkUploader {
             async move { put.until_acknowledged(ndjson, records).await }.in_current_span(),
         );
         self.in_flight.push_back((seq, task));
-        Ok(())
     }
 }
 
@@ -447,16 +437,15 @@ mod tests {
         assert!(!c.push(warning(0)).unwrap());
         assert!(!c.push(warning(1)).unwrap());
         assert!(c.push(warning(2)).unwrap());
-        let (bytes, n) = c.pending();
+        let (bytes, n) = c.take();
         assert_eq!(n, 3);
         assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 3);
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let env: Envelope = serde_json::from_slice(line).unwrap();
             assert_eq!(env.schema_version, krawl_model::SCHEMA_VERSION);
         }
-        c.clear();
         assert!(c.is_empty());
-        assert_eq!(c.pending().0.len(), 0);
+        assert_eq!(c.take(), (Vec::new(), 0));
     }
 
     #[test]
@@ -466,7 +455,7 @@ mod tests {
         while !c.push(warning(pushed)).unwrap() {
             pushed += 1;
         }
-        let (bytes, n) = c.pending();
+        let (bytes, n) = c.take();
         assert!(bytes.len() >= 200);
         assert_eq!(n, pushed as u64 + 1);
         // The previous line still fitted.
@@ -484,19 +473,18 @@ mod tests {
         let mut all = Vec::new();
         for i in 0..5 {
             if c.push(warning(i)).unwrap() {
-                let (b, _) = c.pending();
-                stream.update(b);
-                all.extend_from_slice(b);
-                let enc = chunk::encode(b, Encoding::Zstd).unwrap();
+                let (b, _) = c.take();
+                stream.update(&b);
+                all.extend_from_slice(&b);
+                let enc = chunk::encode(&b, Encoding::Zstd).unwrap();
                 let dec = chunk::decode(&enc, Encoding::Zstd, 1 << 20).unwrap();
-                chunk::verify(&dec, &chunk::sha256_hex(b)).unwrap();
-                c.clear();
+                chunk::verify(&dec, &chunk::sha256_hex(&b)).unwrap();
             }
         }
-        let (b, n) = c.pending();
+        let (b, n) = c.take();
         assert_eq!(n, 1);
-        stream.update(b);
-        all.extend_from_slice(b);
+        stream.update(&b);
+        all.extend_from_slice(&b);
         assert_eq!(stream.hex(), chunk::sha256_hex(&all));
     }
 }

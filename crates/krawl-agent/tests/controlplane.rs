@@ -327,9 +327,10 @@ async fn a_chunk_whose_ack_was_lost_is_stored_once() {
     for i in 0..10 {
         cutter.push(warning(i)).unwrap();
     }
-    let (bytes, n) = cutter.pending();
-    let body = krawl_protocol::chunk::encode(bytes, krawl_protocol::chunk::Encoding::Zstd).unwrap();
-    let sha = krawl_protocol::chunk::sha256_hex(bytes);
+    let (bytes, n) = cutter.take();
+    let body =
+        krawl_protocol::chunk::encode(&bytes, krawl_protocol::chunk::Encoding::Zstd).unwrap();
+    let sha = krawl_protocol::chunk::sha256_hex(&bytes);
     let ack = client
         .put_chunk(&job, lease.attempt, 0, body.into(), &sha, n)
         .await
