@@ -82,22 +82,11 @@ if [[ "${BENCH_SKIP_E2E:-0}" != 1 ]]; then
     "$PYTHON" scripts/seed.py --bootstrap "$BOOT" --topics "$TOPICS" --partitions "$PARTITIONS" \
         --groups "$GROUPS_N" --messages 100 --message-topics 200 --json >"$WORK/seed.out" ||
         { cat "$WORK/seed.out" >&2; die "seeding failed"; }
-    printf '{"kafka":{"bootstrap_servers":["%s"]}}\n' "$BOOT" >"$WORK/spec.json"
-    now() { date +%s.%N; }
     declare -a DIRECT VIA
     for i in $(seq 1 "$RUNS"); do
-        t0=$(now)
-        "$KRAWL" extract --bootstrap-servers "$BOOT" --output "$WORK/direct-$i.ndjson" 2>"$WORK/direct-$i.err" ||
-            { cat "$WORK/direct-$i.err" >&2; die "krawl extract failed"; }
-        DIRECT[i]=$("$PYTHON" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$(now)")
-        t0=$(now)
-        "$KRAWL" jobs submit --kind kafka.extract --spec "$WORK/spec.json" --wait --json >"$WORK/job-$i.json" ||
-            { cat "$WORK/job-$i.json" "$WORK/agent.log" >&2; die "the job failed"; }
-        VIA[i]=$("$PYTHON" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$(now)")
-        id=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['id'])" "$WORK/job-$i.json")
-        "$KRAWL" jobs results "$id" --output "$WORK/via-$i.ndjson"
-        d=$(grep -c '"kind":"topic"' "$WORK/direct-$i.ndjson")
-        v=$(grep -c '"kind":"topic"' "$WORK/via-$i.ndjson")
+        extract_vs_job "$KRAWL" "$BOOT" "$WORK" "$i" "$WORK/agent.log" || die "round $i failed"
+        DIRECT[i]=$EVJ_DIRECT VIA[i]=$EVJ_VIA
+        d=$EVJ_DIRECT_TOPICS v=$EVJ_VIA_TOPICS
         [[ $d == "$v" && $d -ge $TOPICS ]] || { say "topic records differ: direct $d, via the agent $v"; FAIL=1; }
         say "run $i: extract ${DIRECT[i]}s, through the control plane ${VIA[i]}s ($v topic records)"
     done

@@ -353,22 +353,11 @@ if [[ "${BENCH_SKIP_CP:-0}" != 1 ]]; then
         sleep 0.2
     done
     curl -fsS "http://$HEALTH/readyz" >/dev/null 2>&1 || { cat "$WORK/cp/agent.log" >&2; die "the agent did not become ready"; }
-    printf '{"kafka":{"bootstrap_servers":["%s"]}}\n' "$BOOT" >"$WORK/cp/spec.json"
-    now() { date +%s.%N; }
     DIRECT=() VIA=()
     for i in $(seq 1 "$CP_RUNS"); do
-        t0=$(now)
-        "$KRAWL" extract --bootstrap-servers "$BOOT" --output "$WORK/cp/direct-$i.ndjson" 2>"$WORK/cp/direct-$i.err" ||
-            { cat "$WORK/cp/direct-$i.err" >&2; die "krawl extract failed"; }
-        DIRECT+=("$("$PYTHON" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$(now)")")
-        t0=$(now)
-        "$KRAWL" jobs submit --kind kafka.extract --spec "$WORK/cp/spec.json" --wait --json >"$WORK/cp/job-$i.json" ||
-            { cat "$WORK/cp/job-$i.json" "$WORK/cp/agent.log" >&2; die "the job failed"; }
-        VIA+=("$("$PYTHON" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$(now)")")
-        id=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['id'])" "$WORK/cp/job-$i.json")
-        "$KRAWL" jobs results "$id" --output "$WORK/cp/via-$i.ndjson"
-        d=$(grep -c '"kind":"topic"' "$WORK/cp/direct-$i.ndjson")
-        v=$(grep -c '"kind":"topic"' "$WORK/cp/via-$i.ndjson")
+        extract_vs_job "$KRAWL" "$BOOT" "$WORK/cp" "$i" "$WORK/cp/agent.log" || die "round $i failed"
+        DIRECT+=("$EVJ_DIRECT") VIA+=("$EVJ_VIA")
+        d=$EVJ_DIRECT_TOPICS v=$EVJ_VIA_TOPICS
         [[ $d == "$v" && $d -ge $SIZE ]] || { say "topic records differ: direct $d, via the agent $v"; FAIL=1; }
         say "[control plane] run $i: extract ${DIRECT[-1]}s, job through the control plane at ${CP_RTT} ms ${VIA[-1]}s"
     done

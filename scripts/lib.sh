@@ -176,3 +176,30 @@ stop_krawl_stack() {
     done
     AGENT_PID="" CP_PID=""
 }
+
+# extract_vs_job KRAWL BOOT DIR I AGENT_LOG: one round of "krawl extract alone vs the same
+# extraction as a kafka.extract job through the running control plane and agent"
+# (scripts/bench-agent.sh, scripts/bench-latency.sh). Writes DIR/spec.json once,
+# DIR/direct-I.ndjson and DIR/via-I.ndjson; sets EVJ_DIRECT and EVJ_VIA (wall seconds, submit to
+# succeeded for the job) and EVJ_DIRECT_TOPICS, EVJ_VIA_TOPICS (topic records in each). Returns 1
+# (after printing the logs) when the extract or the job failed.
+# shellcheck disable=SC2034  # the EVJ_* globals are this function's results, read by the caller
+extract_vs_job() {
+    local krawl=$1 boot=$2 dir=$3 i=$4 agent_log=$5 t0 id
+    local py=${PYTHON:-python3}
+    _evj_now() { date +%s.%N; }
+    _evj_since() { "$py" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(_evj_now)"; }
+    [[ -f "$dir/spec.json" ]] || printf '{"kafka":{"bootstrap_servers":["%s"]}}\n' "$boot" >"$dir/spec.json"
+    t0=$(_evj_now)
+    "$krawl" extract --bootstrap-servers "$boot" --output "$dir/direct-$i.ndjson" 2>"$dir/direct-$i.err" ||
+        { cat "$dir/direct-$i.err" >&2; echo "extract_vs_job: krawl extract failed" >&2; return 1; }
+    EVJ_DIRECT=$(_evj_since "$t0")
+    t0=$(_evj_now)
+    "$krawl" jobs submit --kind kafka.extract --spec "$dir/spec.json" --wait --json >"$dir/job-$i.json" ||
+        { cat "$dir/job-$i.json" "$agent_log" >&2; echo "extract_vs_job: the job failed" >&2; return 1; }
+    EVJ_VIA=$(_evj_since "$t0")
+    id=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['id'])" "$dir/job-$i.json")
+    "$krawl" jobs results "$id" --output "$dir/via-$i.ndjson"
+    EVJ_DIRECT_TOPICS=$(grep -c '"kind":"topic"' "$dir/direct-$i.ndjson")
+    EVJ_VIA_TOPICS=$(grep -c '"kind":"topic"' "$dir/via-$i.ndjson")
+}
