@@ -1,17 +1,19 @@
-//! Every Kafka response decoder of krawl's DescribeLogDirs client (krawl-wire) on bytes a hostile
+//! Every Kafka response decoder of krawl's own Kafka client (krawl-wire) on bytes a hostile
 //! broker chooses: the first byte picks the API and version (see `DECODERS`), the rest is the body
 //! (or, for the response header, the frame). A decoder returns a value or an error, never panics,
 //! and never allocates more bytes than the input has: a counting allocator measures the heap
-//! growth of each run. A DescribeLogDirs body that parses is visited whole, and the visitor sees
-//! no more partitions than the bytes could encode.
+//! growth of each run. A DescribeLogDirs, Metadata or ListOffsets body that parses is visited
+//! whole, and the visitor sees no more partitions than the bytes could encode.
 #![no_main]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use krawl_wire::{
-    ApiVersionsResponse, DescribeLogDirsResponse, LogDirPartition, LogDirsVisitor, ResponseHeader,
-    SaslAuthenticateResponse, SaslHandshakeResponse,
+    ApiVersionsResponse, DescribeLogDirsResponse, ListOffsetsPartition, ListOffsetsResponse,
+    ListOffsetsVisitor, LogDirPartition, LogDirsVisitor, MetadataBroker, MetadataPartition,
+    MetadataResponse, MetadataTopic, MetadataVisitor, ResponseHeader, SaslAuthenticateResponse,
+    SaslHandshakeResponse,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -60,11 +62,13 @@ enum Decoder {
     SaslHandshake(i16),
     SaslAuthenticate(i16),
     DescribeLogDirs(i16),
+    Metadata(i16),
+    ListOffsets(i16),
 }
 
-/// Indexed by the first input byte modulo 16 (krawl-wire's `write_fuzz_seeds` test writes the
+/// Indexed by the first input byte modulo 24 (krawl-wire's `write_fuzz_seeds` test writes the
 /// seeds in this order).
-const DECODERS: [Decoder; 16] = [
+const DECODERS: [Decoder; 24] = [
     Decoder::Header(1),
     Decoder::Header(4),
     Decoder::ApiVersions(0),
@@ -81,6 +85,14 @@ const DECODERS: [Decoder; 16] = [
     Decoder::DescribeLogDirs(2),
     Decoder::DescribeLogDirs(3),
     Decoder::DescribeLogDirs(4),
+    Decoder::Metadata(1),
+    Decoder::Metadata(5),
+    Decoder::Metadata(9),
+    Decoder::Metadata(12),
+    Decoder::ListOffsets(1),
+    Decoder::ListOffsets(4),
+    Decoder::ListOffsets(6),
+    Decoder::ListOffsets(10),
 ];
 
 /// Counts what it is shown; allocates nothing.
@@ -102,6 +114,31 @@ impl LogDirsVisitor for Count {
             .bytes
             .wrapping_add(p.size)
             .wrapping_add(p.topic.len() as i64);
+    }
+}
+
+impl MetadataVisitor for Count {
+    fn broker(&mut self, b: MetadataBroker<'_>) {
+        self.dirs += 1;
+        self.bytes = self.bytes.wrapping_add(b.host.len() as i64);
+    }
+    fn cluster(&mut self, id: Option<&str>, _: i32) {
+        self.bytes = self.bytes.wrapping_add(id.map_or(0, str::len) as i64);
+    }
+    fn topic(&mut self, t: MetadataTopic<'_>) {
+        self.bytes = self.bytes.wrapping_add(t.name.len() as i64);
+    }
+    fn partition(&mut self, p: MetadataPartition<'_>) {
+        self.partitions += 1;
+        let ids = p.replicas.iter().chain(p.isr.iter());
+        self.bytes = ids.fold(self.bytes, |b, id| b.wrapping_add(i64::from(id)));
+    }
+}
+
+impl ListOffsetsVisitor for Count {
+    fn partition(&mut self, p: ListOffsetsPartition<'_>) {
+        self.partitions += 1;
+        self.bytes = self.bytes.wrapping_add(p.offset);
     }
 }
 
@@ -142,6 +179,25 @@ fn decode(decoder: Decoder, body: &[u8]) {
                 // The smallest partition is 21 bytes, the smallest log dir 5.
                 assert!(count.partitions * 21 <= body.len(), "{}", count.partitions);
                 assert!(count.dirs * 5 <= body.len(), "{}", count.dirs);
+            }
+        }
+        Decoder::Metadata(version) => {
+            if let Ok(r) = MetadataResponse::parse(body, version) {
+                let mut count = Count::default();
+                r.visit(&mut count)
+                    .expect("a response that parsed visits without error");
+                // The smallest partition is 13 bytes (v9+), the smallest broker 11.
+                assert!(count.partitions * 13 <= body.len(), "{}", count.partitions);
+                assert!(count.dirs * 11 <= body.len(), "{}", count.dirs);
+            }
+        }
+        Decoder::ListOffsets(version) => {
+            if let Ok(r) = ListOffsetsResponse::parse(body, version) {
+                let mut count = Count::default();
+                ListOffsetsResponse::visit(&r, &mut count)
+                    .expect("a response that parsed visits without error");
+                // The smallest partition is 22 bytes.
+                assert!(count.partitions * 22 <= body.len(), "{}", count.partitions);
             }
         }
     }

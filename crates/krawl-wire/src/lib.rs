@@ -1,5 +1,6 @@
-//! What krawl's DescribeLogDirs client (`krawl_kafka::log_dirs`) reads from a broker, decoded
-//! with every length checked before it is used; and the SASL SCRAM client exchange.
+//! What krawl's own Kafka client (`krawl_kafka::broker_client` and the modules over it) reads
+//! from a broker, decoded with every length checked before it is used; and the SASL SCRAM
+//! client exchange.
 //!
 //! # Why this exists
 //!
@@ -20,6 +21,8 @@
 //!   v1–v4, by Kafka's published message schemas. DescribeLogDirs is checked whole, then walked
 //!   by a [`LogDirsVisitor`]: a response with 150,000 partitions costs no memory beyond what the
 //!   caller aggregates.
+//! - [`metadata`]: MetadataResponse v1–v12 and ListOffsetsResponse v1–v10, checked whole and
+//!   walked the same way (the extraction's index of the cluster and its offsets).
 //! - [`scram`]: SCRAM-SHA-256/512 client messages and the checks of the server's answers.
 //!
 //! # Invariants
@@ -42,6 +45,7 @@
 
 pub mod error;
 pub mod messages;
+pub mod metadata;
 pub mod reader;
 pub mod scram;
 
@@ -50,6 +54,10 @@ pub use messages::{
     ApiVersion, ApiVersionsResponse, DescribeLogDirsResponse, LogDirPartition, LogDirsVisitor,
     Message, ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse, StrList,
     UNSUPPORTED_VERSION,
+};
+pub use metadata::{
+    I32s, ListOffsetsPartition, ListOffsetsResponse, ListOffsetsVisitor, MetadataBroker,
+    MetadataPartition, MetadataResponse, MetadataTopic, MetadataVisitor,
 };
 pub use reader::Reader;
 

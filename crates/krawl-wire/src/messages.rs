@@ -26,7 +26,7 @@ pub trait Message {
 /// Kafka's UNSUPPORTED_VERSION error code.
 pub const UNSUPPORTED_VERSION: i16 = 35;
 
-fn body_reader<M: Message>(body: &[u8], version: i16) -> Result<Reader<'_>> {
+pub(crate) fn body_reader<M: Message>(body: &[u8], version: i16) -> Result<Reader<'_>> {
     let r = Reader::new(
         body,
         Context {

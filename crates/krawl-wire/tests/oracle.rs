@@ -9,14 +9,18 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response as kav;
 use kafka_protocol::messages::describe_log_dirs_response as kdl;
+use kafka_protocol::messages::list_offsets_response as klo;
+use kafka_protocol::messages::metadata_response as kmd;
 use kafka_protocol::messages::{
-    ResponseHeader as KHeader, SaslAuthenticateResponse as KAuth,
+    BrokerId, ResponseHeader as KHeader, SaslAuthenticateResponse as KAuth,
     SaslHandshakeResponse as KHandshake, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use krawl_wire::{
-    ApiVersion, ApiVersionsResponse, DescribeLogDirsResponse, LogDirPartition, LogDirsVisitor,
-    Problem, ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse, WireError,
+    ApiVersion, ApiVersionsResponse, DescribeLogDirsResponse, ListOffsetsPartition,
+    ListOffsetsResponse, ListOffsetsVisitor, LogDirPartition, LogDirsVisitor, MetadataBroker,
+    MetadataPartition, MetadataResponse, MetadataTopic, MetadataVisitor, Problem, ResponseHeader,
+    SaslAuthenticateResponse, SaslHandshakeResponse, WireError,
 };
 
 fn encode<M: Encodable>(m: &M, version: i16) -> Vec<u8> {
@@ -534,6 +538,343 @@ fn describe_log_dirs_large_response() {
     assert_eq!(sum.0, (0..150_000i64).sum::<i64>());
 }
 
+// -- Metadata ---------------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq)]
+enum Md {
+    Broker(i32, String, i32, Option<String>),
+    Cluster(Option<String>, i32),
+    Topic(i16, String, bool),
+    Partition(i16, i32, i32, Vec<i32>, Vec<i32>),
+}
+
+#[derive(Default)]
+struct MdRecord(Vec<Md>);
+
+impl MetadataVisitor for MdRecord {
+    fn broker(&mut self, b: MetadataBroker<'_>) {
+        self.0.push(Md::Broker(
+            b.node_id,
+            b.host.to_string(),
+            b.port,
+            b.rack.map(str::to_string),
+        ));
+    }
+    fn cluster(&mut self, cluster_id: Option<&str>, controller_id: i32) {
+        self.0
+            .push(Md::Cluster(cluster_id.map(str::to_string), controller_id));
+    }
+    fn topic(&mut self, t: MetadataTopic<'_>) {
+        self.0
+            .push(Md::Topic(t.error_code, t.name.to_string(), t.is_internal));
+    }
+    fn partition(&mut self, p: MetadataPartition<'_>) {
+        assert_eq!(p.replicas.len(), p.replicas.iter().count());
+        self.0.push(Md::Partition(
+            p.error_code,
+            p.partition_index,
+            p.leader_id,
+            p.replicas.iter().collect(),
+            p.isr.iter().collect(),
+        ));
+    }
+}
+
+/// A Metadata answer with every field `version` has set (kafka-protocol refuses to encode a
+/// field its version lacks).
+fn k_metadata(version: i16) -> kmd::MetadataResponse {
+    let v = |min: i16, max: i16| (min..=max).contains(&version);
+    let partition = |i: i32, leader: i32, replicas: &[i32], isr: &[i32]| {
+        kmd::MetadataResponsePartition::default()
+            .with_error_code(if i < 0 { 9 } else { 0 })
+            .with_partition_index(i)
+            .with_leader_id(BrokerId(leader))
+            .with_leader_epoch(if v(7, 13) { 4 } else { -1 })
+            .with_replica_nodes(replicas.iter().copied().map(BrokerId).collect())
+            .with_isr_nodes(isr.iter().copied().map(BrokerId).collect())
+            .with_offline_replicas(if v(5, 13) { vec![BrokerId(9)] } else { vec![] })
+            .with_unknown_tagged_fields(unknown_tags())
+    };
+    kmd::MetadataResponse::default()
+        .with_throttle_time_ms(if v(3, 13) { 5 } else { 0 })
+        .with_brokers(vec![
+            kmd::MetadataResponseBroker::default()
+                .with_node_id(BrokerId(1))
+                .with_host(s("b1.internal"))
+                .with_port(9092)
+                .with_rack(Some(s("eu-1a")))
+                .with_unknown_tagged_fields(unknown_tags()),
+            kmd::MetadataResponseBroker::default()
+                .with_node_id(BrokerId(2))
+                .with_host(s("b2.internal"))
+                .with_port(9093),
+        ])
+        .with_cluster_id(v(2, 13).then(|| s("kRaWl-cluster")))
+        .with_controller_id(BrokerId(2))
+        .with_topics(vec![
+            kmd::MetadataResponseTopic::default()
+                .with_name(Some(TopicName(s("orders"))))
+                .with_topic_id(if v(10, 13) {
+                    uuid::Uuid::from_u128(7)
+                } else {
+                    uuid::Uuid::nil()
+                })
+                .with_partitions(vec![
+                    partition(0, 1, &[1, 2], &[1, 2]),
+                    partition(1, 2, &[2, 1], &[2]),
+                ])
+                .with_topic_authorized_operations(if v(8, 13) { 8 } else { i32::MIN })
+                .with_unknown_tagged_fields(unknown_tags()),
+            kmd::MetadataResponseTopic::default()
+                .with_error_code(29)
+                .with_name(Some(TopicName(s("secret")))),
+            kmd::MetadataResponseTopic::default()
+                .with_name(Some(TopicName(s("__consumer_offsets"))))
+                .with_is_internal(true)
+                .with_partitions(vec![partition(-1, -1, &[], &[])]),
+        ])
+        .with_cluster_authorized_operations(if v(8, 10) { 3 } else { i32::MIN })
+        .with_unknown_tagged_fields(unknown_tags())
+}
+
+fn md_seen(k: &kmd::MetadataResponse) -> Vec<Md> {
+    let mut out: Vec<Md> = k
+        .brokers
+        .iter()
+        .map(|b| {
+            Md::Broker(
+                b.node_id.0,
+                b.host.to_string(),
+                b.port,
+                b.rack.as_ref().map(|r| r.to_string()),
+            )
+        })
+        .collect();
+    out.push(Md::Cluster(
+        k.cluster_id.as_ref().map(|c| c.to_string()),
+        k.controller_id.0,
+    ));
+    for t in &k.topics {
+        out.push(Md::Topic(
+            t.error_code,
+            t.name.as_ref().unwrap().0.to_string(),
+            t.is_internal,
+        ));
+        for p in &t.partitions {
+            out.push(Md::Partition(
+                p.error_code,
+                p.partition_index,
+                p.leader_id.0,
+                p.replica_nodes.iter().map(|b| b.0).collect(),
+                p.isr_nodes.iter().map(|b| b.0).collect(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn metadata_v1_to_v12_match_kafka_protocol() {
+    for version in 1..=12 {
+        let k = k_metadata(version);
+        let bytes = encode(&k, version);
+        let got = MetadataResponse::parse(&bytes, version).unwrap();
+        assert_eq!(got.throttle_time_ms, if version >= 3 { 5 } else { 0 });
+        let mut seen = MdRecord::default();
+        got.visit(&mut seen).unwrap();
+        assert_eq!(seen.0, md_seen(&k), "v{version}");
+        refuses_cut_and_extended(&format!("Metadata v{version}"), &bytes, |b| {
+            MetadataResponse::parse(b, version).map(|_| ())
+        });
+    }
+    for version in [0, 13] {
+        assert!(matches!(
+            MetadataResponse::parse(&[], version).unwrap_err().problem,
+            Problem::UnsupportedVersion { min: 1, max: 12 }
+        ));
+    }
+}
+
+#[test]
+fn metadata_hostile_counts() {
+    // v12: no brokers, no cluster id, controller 1, one topic whose replica list claims
+    // 2^32 - 2 broker ids with 20 bytes left.
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.push(1); // brokers: 0
+    b.push(0); // cluster_id: null
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.push(2); // topics: 1
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&[2, b't']);
+    b.extend_from_slice(&[0; 16]); // topic id
+    b.push(0); // is_internal
+    b.push(2); // partitions: 1
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    b.extend_from_slice(&[0; 20]);
+    let e = MetadataResponse::parse(&b, 12).unwrap_err();
+    assert_eq!(e.field, "topics.partitions.replica_nodes");
+    assert!(
+        matches!(
+            e.problem,
+            Problem::ArrayTooLong {
+                count: 4_294_967_294,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // v1: 2^31 - 1 topics in 10 bytes.
+    let mut b = 0i32.to_be_bytes().to_vec(); // brokers: 0
+    b.extend_from_slice(&1i32.to_be_bytes()); // controller
+    b.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    b.extend_from_slice(&[0; 10]);
+    let e = MetadataResponse::parse(&b, 1).unwrap_err();
+    assert_eq!(e.field, "topics");
+    // A null topic name (v12 allows it on the wire; krawl asked by name) is refused.
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&[1, 0]);
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.push(0); // name: null
+    b.extend_from_slice(&[0; 30]);
+    let e = MetadataResponse::parse(&b, 12).unwrap_err();
+    assert_eq!((e.field, e.problem), ("topics.name", Problem::Null));
+}
+
+/// 100,000 topics × 3 partitions in one answer: parsed and visited without building it.
+#[test]
+fn metadata_large_response() {
+    let topics: Vec<_> = (0..100_000)
+        .map(|i| {
+            kmd::MetadataResponseTopic::default()
+                .with_name(Some(TopicName(s(&format!("topic-{i:06}")))))
+                .with_partitions(
+                    (0..3)
+                        .map(|p| {
+                            kmd::MetadataResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_leader_id(BrokerId(p))
+                                .with_replica_nodes(vec![BrokerId(p)])
+                                .with_isr_nodes(vec![BrokerId(p)])
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let bytes = encode(&kmd::MetadataResponse::default().with_topics(topics), 12);
+    struct Count(usize, usize, i64);
+    impl MetadataVisitor for Count {
+        fn broker(&mut self, _: MetadataBroker<'_>) {}
+        fn cluster(&mut self, _: Option<&str>, _: i32) {}
+        fn topic(&mut self, _: MetadataTopic<'_>) {
+            self.0 += 1;
+        }
+        fn partition(&mut self, p: MetadataPartition<'_>) {
+            self.1 += 1;
+            self.2 += i64::from(p.leader_id);
+        }
+    }
+    let mut count = Count(0, 0, 0);
+    MetadataResponse::parse(&bytes, 12)
+        .unwrap()
+        .visit(&mut count)
+        .unwrap();
+    assert_eq!((count.0, count.1, count.2), (100_000, 300_000, 300_000));
+}
+
+// -- ListOffsets ------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct LoRecord(Vec<(String, i32, i16, i64, i64)>);
+
+impl ListOffsetsVisitor for LoRecord {
+    fn partition(&mut self, p: ListOffsetsPartition<'_>) {
+        self.0.push((
+            p.topic.to_string(),
+            p.partition_index,
+            p.error_code,
+            p.timestamp,
+            p.offset,
+        ));
+    }
+}
+
+fn k_list_offsets(version: i16) -> klo::ListOffsetsResponse {
+    let partition = |i: i32, error: i16, offset: i64| {
+        klo::ListOffsetsPartitionResponse::default()
+            .with_partition_index(i)
+            .with_error_code(error)
+            .with_timestamp(-1)
+            .with_offset(offset)
+            .with_leader_epoch(if version >= 4 { 3 } else { -1 })
+            .with_unknown_tagged_fields(unknown_tags())
+    };
+    klo::ListOffsetsResponse::default()
+        .with_throttle_time_ms(if version >= 2 { 5 } else { 0 })
+        .with_topics(vec![
+            klo::ListOffsetsTopicResponse::default()
+                .with_name(TopicName(s("orders")))
+                .with_partitions(vec![partition(0, 0, 42), partition(1, 6, -1)])
+                .with_unknown_tagged_fields(unknown_tags()),
+            klo::ListOffsetsTopicResponse::default().with_name(TopicName(s("empty"))),
+            klo::ListOffsetsTopicResponse::default()
+                .with_name(TopicName(s("big")))
+                .with_partitions(vec![partition(7, 0, i64::MAX)]),
+        ])
+        .with_unknown_tagged_fields(unknown_tags())
+}
+
+#[test]
+fn list_offsets_v1_to_v10_match_kafka_protocol() {
+    let expected: Vec<_> = k_list_offsets(10)
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    p.error_code,
+                    p.timestamp,
+                    p.offset,
+                )
+            })
+        })
+        .collect();
+    for version in 1..=10 {
+        let bytes = encode(&k_list_offsets(version), version);
+        let got = ListOffsetsResponse::parse(&bytes, version).unwrap();
+        assert_eq!(got.throttle_time_ms, if version >= 2 { 5 } else { 0 });
+        let mut seen = LoRecord::default();
+        got.visit(&mut seen).unwrap();
+        assert_eq!(seen.0, expected, "v{version}");
+        refuses_cut_and_extended(&format!("ListOffsets v{version}"), &bytes, |b| {
+            ListOffsetsResponse::parse(b, version).map(|_| ())
+        });
+    }
+    for version in [0, 11] {
+        assert!(matches!(
+            ListOffsetsResponse::parse(&[], version)
+                .unwrap_err()
+                .problem,
+            Problem::UnsupportedVersion { min: 1, max: 10 }
+        ));
+    }
+    // 2^31 - 1 partitions in 10 bytes.
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&[0, 1, b't']);
+    b.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    b.extend_from_slice(&[0; 10]);
+    let e = ListOffsetsResponse::parse(&b, 2).unwrap_err();
+    assert_eq!(e.field, "topics.partitions");
+}
+
 // -- Fuzz seeds ------------------------------------------------------------------------------
 
 /// Writes the seed corpus of the `kafka_responses` fuzz target: one valid response per decoder,
@@ -618,4 +959,18 @@ fn write_fuzz_seeds() {
     ]);
     b.extend_from_slice(&[0; 10]);
     write("hostile_describe_log_dirs_v4_partitions", 15, &b);
+    for (i, version) in [1i16, 5, 9, 12].into_iter().enumerate() {
+        write(
+            &format!("metadata_v{version}"),
+            16 + i as u8,
+            &encode(&k_metadata(version), version),
+        );
+    }
+    for (i, version) in [1i16, 4, 6, 10].into_iter().enumerate() {
+        write(
+            &format!("list_offsets_v{version}"),
+            20 + i as u8,
+            &encode(&k_list_offsets(version), version),
+        );
+    }
 }
