@@ -951,8 +951,8 @@ impl KafkaConfig {
 
 impl KafkaConfig {
     /// Settings for the DescribeLogDirs client ([`crate::log_dirs`]).
-    pub fn log_dirs_settings(&self, secrets: &KafkaSecrets) -> crate::log_dirs::LogDirsSettings {
-        use crate::log_dirs::{LogDirsSettings, SaslSettings, TlsSettings};
+    pub fn broker_settings(&self, secrets: &KafkaSecrets) -> crate::broker_client::BrokerSettings {
+        use crate::broker_client::{BrokerSettings, SaslSettings, TlsSettings};
         let proto = self.security_protocol;
         let sasl = match self.sasl.as_ref().filter(|_| proto.uses_sasl()) {
             Some(s) if s.mechanism != SaslMechanism::OauthBearer => Some(SaslSettings {
@@ -981,7 +981,7 @@ impl KafkaConfig {
                 client_key_pem: secrets.tls_client_key.clone(),
                 verify_hostname: t.verify_hostname,
             });
-        LogDirsSettings {
+        BrokerSettings {
             security_protocol: proto,
             sasl,
             tls,
@@ -1674,7 +1674,7 @@ mod no_panic {
                     accepted += 1;
                     if let Ok(secrets) = super::resolve_locally(&cfg.kafka) {
                         let _ = cfg.kafka.client_config(&secrets);
-                        let _ = cfg.kafka.log_dirs_settings(&secrets);
+                        let _ = cfg.kafka.broker_settings(&secrets);
                     }
                 }
                 Err(e) => {

@@ -218,8 +218,18 @@ impl Connection {
     }
 
     /// Settings for [`crate::log_dirs`], with this connection's secrets.
-    pub fn log_dirs_settings(&self) -> crate::log_dirs::LogDirsSettings {
-        self.config.log_dirs_settings(&self.secrets)
+    pub fn broker_settings(&self) -> crate::broker_client::BrokerSettings {
+        self.config.broker_settings(&self.secrets)
+    }
+
+    /// The bootstrap servers as `(host, port)` (validated when the config was).
+    pub fn bootstrap_servers(&self) -> Vec<(String, u16)> {
+        self.config
+            .bootstrap_servers
+            .iter()
+            .filter_map(|entry| krawl_policy::HostPort::parse(entry).ok())
+            .map(|hp| (hp.host(), hp.port()))
+            .collect()
     }
 }
 

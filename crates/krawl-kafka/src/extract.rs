@@ -40,18 +40,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::stream::{self, StreamExt};
 use futures::FutureExt;
+use kafka_protocol::error::ResponseError;
 use krawl_model::{
     ApiVersionRange, Broker, ClusterRecord, CommittedOffset, ConsumerGroupRecord, Counts,
     GroupMember, PartitionRecord, Phase, Record, SummaryRecord, TopicConfig, TopicPartition,
     TopicRecord, WarningRecord,
 };
+use krawl_wire::{MetadataBroker, MetadataPartition, MetadataTopic, MetadataVisitor};
 
 use crate::admin_ext::{self, AdminExtError, OffsetSpec};
 use crate::api_keys::api_name;
+use crate::broker_client::BrokerClient;
 use crate::config::{ExtractOptions, Filters};
 use crate::connection::Connection;
 use crate::error::ExtractError;
 use crate::log_dirs;
+use crate::metadata;
+use crate::offsets;
 use crate::partition_table::PartitionTable;
 use krawl_schema_registry::{
     Binding, RegistryClient, RegistryExtractError, RegistrySink, SchemaRegistryConfig, SubjectIndex,
@@ -173,6 +178,154 @@ impl ClusterMeta {
     }
 }
 
+/// Builds the compact index from a Metadata answer, topic by topic and
+/// partition by partition, whichever client read it: krawl's own (walked by
+/// `krawl-wire`, [`MetadataVisitor`]) or librdkafka's ([`Self::add_librdkafka`]).
+struct IndexBuilder<'f> {
+    filters: &'f Filters,
+    /// Selected topics, in answer order (sorted by the caller).
+    topics: Vec<TopicMeta>,
+    nodes: Vec<i32>,
+    /// Partitions of every listed topic, selected or not.
+    partition_count: usize,
+    /// Topics listed without an error.
+    listed: usize,
+    /// Topics listed with an error, and the error.
+    topic_errors: Vec<(String, String)>,
+    brokers: Vec<Broker>,
+    cluster_id: Option<String>,
+    controller_id: Option<i32>,
+    /// Where the partitions being read go: `Some(selected)` for a listed topic.
+    current: Option<bool>,
+    too_many_replicas: bool,
+}
+
+impl<'f> IndexBuilder<'f> {
+    fn new(filters: &'f Filters) -> Self {
+        Self {
+            filters,
+            topics: Vec::new(),
+            nodes: Vec::new(),
+            partition_count: 0,
+            listed: 0,
+            topic_errors: Vec::new(),
+            brokers: Vec::new(),
+            cluster_id: None,
+            controller_id: None,
+            current: None,
+            too_many_replicas: false,
+        }
+    }
+
+    fn add_topic(&mut self, name: &str, error: Option<String>) {
+        if let Some(err) = error {
+            self.topic_errors.push((name.to_string(), err));
+            self.current = None;
+            return;
+        }
+        self.listed += 1;
+        let internal = is_internal_topic(name);
+        let selected = self.filters.topic(name, internal);
+        if selected {
+            self.topics.push(TopicMeta {
+                name: name.to_string(),
+                internal,
+                partitions: Vec::new(),
+            });
+        }
+        self.current = Some(selected);
+    }
+
+    fn add_partition(
+        &mut self,
+        id: i32,
+        leader: i32,
+        replicas: impl Iterator<Item = i32>,
+        isr: impl Iterator<Item = i32>,
+    ) {
+        let Some(selected) = self.current else {
+            return;
+        };
+        self.partition_count += 1;
+        if !selected {
+            return;
+        }
+        let Ok(start) = u32::try_from(self.nodes.len()) else {
+            self.too_many_replicas = true;
+            return;
+        };
+        // A broker list longer than u16::MAX is cut: no real cluster has one.
+        let before = self.nodes.len();
+        self.nodes.extend(replicas.take(usize::from(u16::MAX)));
+        let replicas = self.nodes.len() - before;
+        self.nodes.extend(isr.take(usize::from(u16::MAX)));
+        let isr = self.nodes.len() - before - replicas;
+        if let Some(topic) = self.topics.last_mut() {
+            topic.partitions.push(PartitionMeta {
+                id,
+                leader,
+                start,
+                replicas: replicas as u16,
+                isr: isr as u16,
+            });
+        }
+    }
+
+    fn add_librdkafka(&mut self, md: &rdkafka::metadata::Metadata) {
+        for t in md.topics() {
+            self.add_topic(t.name(), t.error().map(|e| format!("{e:?}")));
+            for p in t.partitions() {
+                self.add_partition(
+                    p.id(),
+                    p.leader(),
+                    p.replicas().iter().copied(),
+                    p.isr().iter().copied(),
+                );
+            }
+        }
+        self.brokers = md
+            .brokers()
+            .iter()
+            .map(|b| Broker {
+                id: b.id(),
+                host: b.host().to_string(),
+                port: u16::try_from(b.port()).unwrap_or(0),
+                rack: None,
+            })
+            .collect();
+    }
+}
+
+impl MetadataVisitor for IndexBuilder<'_> {
+    fn broker(&mut self, b: MetadataBroker<'_>) {
+        self.brokers.push(Broker {
+            id: b.node_id,
+            host: b.host.to_string(),
+            port: u16::try_from(b.port).unwrap_or(0),
+            rack: b.rack.map(str::to_string),
+        });
+    }
+
+    fn cluster(&mut self, cluster_id: Option<&str>, controller_id: i32) {
+        self.cluster_id = cluster_id.map(str::to_string);
+        self.controller_id = (controller_id >= 0).then_some(controller_id);
+    }
+
+    fn topic(&mut self, t: MetadataTopic<'_>) {
+        let error = ResponseError::try_from_code(t.error_code).map(|e| format!("{e:?}"));
+        self.add_topic(t.name, error);
+    }
+
+    fn partition(&mut self, p: MetadataPartition<'_>) {
+        self.add_partition(
+            p.partition_index,
+            p.leader_id,
+            p.replicas.iter(),
+            p.isr.iter(),
+        );
+    }
+}
+
 /// What the topic records are completed with.
 #[derive(Debug)]
 struct Lookups<'c> {
@@ -193,9 +346,8 @@ type OffsetPair = (Option<i64>, Option<i64>);
 #[derive(Debug, Default)]
 struct Offsets(PartitionTable<[i64; 2]>);
 
-/// An offset that was not fetched (Kafka offsets are never negative but for
-/// the -1 of "none"; this is outside what a broker sends as an offset).
-const UNKNOWN: i64 = i64::MIN;
+/// An offset that was not fetched (see [`offsets::UNKNOWN`]).
+use offsets::UNKNOWN;
 
 impl Offsets {
     /// `None` when the partition is not one of the selected topics'.
@@ -444,79 +596,65 @@ impl<'a> Extractor<'a> {
         &self,
         out: &mut Out<'_, S>,
     ) -> Result<ClusterMeta, ExtractError> {
-        let mut attempt = 0;
-        let md = loop {
-            self.calls.add("Metadata");
-            match self.conn.metadata().await {
-                Ok(md) => break md,
-                Err(e) if attempt < self.opts.retries => {
-                    attempt += 1;
-                    tracing::debug!(attempt, error = %e, "retrying Metadata");
-                    tokio::time::sleep(backoff(attempt)).await;
+        let mut index = IndexBuilder::new(&self.filters);
+        // krawl's own client first (no copy of the cluster in librdkafka's
+        // cache); librdkafka when it cannot (OAUTHBEARER) or fails.
+        let wire = match BrokerClient::new(&self.conn.broker_settings()) {
+            Ok(client) => {
+                self.calls.add("Metadata");
+                let servers = self.conn.bootstrap_servers();
+                match metadata::all_topics(&client, &servers, &mut index).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::info!(error = %e, "Metadata over krawl's own client failed; asking librdkafka");
+                        index = IndexBuilder::new(&self.filters);
+                        false
+                    }
                 }
-                Err(e) => return Err(e),
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "krawl's own client cannot connect; Metadata from librdkafka");
+                false
             }
         };
-        let mut all = Vec::with_capacity(md.topics().len());
-        let mut nodes = Vec::new();
-        let mut partition_count = 0usize;
-        let mut listed = 0usize;
-        let mut topic_errors = Vec::new();
-        for t in md.topics() {
-            if let Some(err) = t.error() {
-                topic_errors.push((t.name().to_string(), format!("{err:?}")));
-                continue;
-            }
-            partition_count += t.partitions().len();
-            listed += 1;
-            let internal = is_internal_topic(t.name());
-            if !self.filters.topic(t.name(), internal) {
-                continue;
-            }
-            let mut partitions = Vec::with_capacity(t.partitions().len());
-            for p in t.partitions() {
-                // A broker list longer than u16::MAX is cut: no real cluster has one.
-                let (replicas, isr) = (p.replicas(), p.isr());
-                let replicas = &replicas[..replicas.len().min(usize::from(u16::MAX))];
-                let isr = &isr[..isr.len().min(usize::from(u16::MAX))];
-                let Ok(start) = u32::try_from(nodes.len()) else {
-                    return Err(ExtractError::Call {
-                        api: "Metadata",
-                        message: format!(
-                            "more than {} partition replicas; krawl cannot index this cluster",
-                            u32::MAX
-                        ),
-                    });
-                };
-                nodes.extend_from_slice(replicas);
-                nodes.extend_from_slice(isr);
-                partitions.push(PartitionMeta {
-                    id: p.id(),
-                    leader: p.leader(),
-                    start,
-                    replicas: replicas.len() as u16,
-                    isr: isr.len() as u16,
-                });
-            }
-            all.push(TopicMeta {
-                name: t.name().to_string(),
-                internal,
-                partitions,
+        if !wire {
+            let mut attempt = 0;
+            let md = loop {
+                self.calls.add("Metadata");
+                match self.conn.metadata().await {
+                    Ok(md) => break md,
+                    Err(e) if attempt < self.opts.retries => {
+                        attempt += 1;
+                        tracing::debug!(attempt, error = %e, "retrying Metadata");
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            index.add_librdkafka(&md);
+        }
+        if index.too_many_replicas {
+            return Err(ExtractError::Call {
+                api: "Metadata",
+                message: format!(
+                    "more than {} partition replicas; krawl cannot index this cluster",
+                    u32::MAX
+                ),
             });
         }
+        let IndexBuilder {
+            topics: mut all,
+            mut nodes,
+            partition_count,
+            listed,
+            topic_errors,
+            brokers: md_brokers,
+            cluster_id: md_cluster_id,
+            controller_id: md_controller,
+            ..
+        } = index;
         nodes.shrink_to_fit();
-        let md_brokers: Vec<Broker> = md
-            .brokers()
-            .iter()
-            .map(|b| Broker {
-                id: b.id(),
-                host: b.host().to_string(),
-                port: u16::try_from(b.port()).unwrap_or(0),
-                rack: None,
-            })
-            .collect();
         let topic_count = listed + topic_errors.len();
-        drop(md);
 
         let api = self
             .conn
@@ -525,35 +663,41 @@ impl<'a> Extractor<'a> {
             .await;
         let timeout = self.conn.timeout();
         let admin = self.conn.admin();
-        // librdkafka's DescribeCluster (answered from Metadata v10+) also
-        // gives racks; cluster id and controller alone are the fallback.
-        let described = match self
-            .call("DescribeCluster", || {
-                admin_ext::describe_cluster(admin, timeout)
-            })
-            .await
-        {
-            Ok(d) => Some(d),
-            Err(e) => {
-                out.warn(
-                    "describe_cluster_failed",
-                    "cluster",
-                    None,
-                    format!("DescribeCluster failed ({e}); broker racks are unknown, cluster id and controller come from Metadata"),
-                )
-                .await?;
-                None
-            }
-        };
-        let (cluster_id, controller_id, mut brokers) = match described {
-            Some(d) => (
-                d.cluster_id,
-                d.controller.map(|c| c.id),
-                d.nodes.into_iter().map(broker).collect(),
-            ),
-            None => {
-                let (id, ctl) = admin_ext::cluster_id_and_controller(admin, timeout).await;
-                (id, ctl, md_brokers)
+        // krawl's own Metadata carries the cluster id, the controller and
+        // the racks: nothing more to ask. After librdkafka's, DescribeCluster
+        // (answered from Metadata v10+) gives racks; cluster id and
+        // controller alone are the fallback.
+        let (cluster_id, controller_id, mut brokers) = if wire {
+            (md_cluster_id, md_controller, md_brokers)
+        } else {
+            let described = match self
+                .call("DescribeCluster", || {
+                    admin_ext::describe_cluster(admin, timeout)
+                })
+                .await
+            {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    out.warn(
+                        "describe_cluster_failed",
+                        "cluster",
+                        None,
+                        format!("DescribeCluster failed ({e}); broker racks are unknown, cluster id and controller come from Metadata"),
+                    )
+                    .await?;
+                    None
+                }
+            };
+            match described {
+                Some(d) => (
+                    d.cluster_id,
+                    d.controller.map(|c| c.id),
+                    d.nodes.into_iter().map(broker).collect(),
+                ),
+                None => {
+                    let (id, ctl) = admin_ext::cluster_id_and_controller(admin, timeout).await;
+                    (id, ctl, md_brokers)
+                }
             }
         };
         brokers.sort_by_key(|b| b.id);
@@ -669,7 +813,7 @@ impl<'a> Extractor<'a> {
             .await?;
             return Ok(unknown());
         }
-        let settings = self.conn.log_dirs_settings();
+        let settings = self.conn.broker_settings();
         let wanted: Vec<log_dirs::TopicPartitionCount> = meta
             .topics
             .iter()
@@ -740,14 +884,37 @@ impl<'a> Extractor<'a> {
             meta.topics.iter().map(TopicMeta::slots),
             [UNKNOWN; 2],
         ));
+        // First each leader directly, over krawl's own client.
+        if let Ok(client) = BrokerClient::new(&self.conn.broker_settings()) {
+            let names: Vec<&str> = meta.topics.iter().map(|t| t.name.as_str()).collect();
+            let leaders = self.leaders(meta);
+            let filled = offsets::fill(&client, &names, &leaders, &mut offsets.0).await;
+            self.calls.add_n("ListOffsets", filled.requests);
+            for (broker, e) in &filled.broker_errors {
+                tracing::info!(broker, error = %e, "ListOffsets over krawl's own client failed; asking librdkafka for that broker's partitions");
+            }
+        }
+        // Then librdkafka, which retries and follows leader changes, for
+        // every partition still unknown (all of them with OAUTHBEARER).
         // (topic index, partition): 8 bytes a partition; a batch's names are
         // made when its request is.
         let all: Vec<(u32, i32)> = meta
             .topics
             .iter()
-            .zip(0u32..)
-            .flat_map(|(t, i)| t.partitions.iter().map(move |p| (i, p.id)))
+            .enumerate()
+            .flat_map(|(i, t)| {
+                let offsets = &offsets;
+                t.partitions.iter().filter_map(move |p| {
+                    let known = offsets
+                        .0
+                        .get(i, p.id)
+                        .is_some_and(|o| o[0] != UNKNOWN && o[1] != UNKNOWN);
+                    (!known).then_some((i as u32, p.id))
+                })
+            })
             .collect();
+        let total: usize = meta.topics.iter().map(|t| t.partitions.len()).sum();
+        self.progress.advance((total - all.len()) as u64);
         let admin = self.conn.admin();
         let timeout = self.conn.timeout();
         // The batch futures are built up front (unstarted, one small box per batch; they borrow
@@ -822,6 +989,40 @@ impl<'a> Extractor<'a> {
             self.progress.advance(batch.len() as u64);
         }
         Ok(offsets)
+    }
+
+    /// The selected partitions grouped by leader, for brokers Metadata
+    /// named and the policy allows (the others are left to librdkafka).
+    fn leaders(&self, meta: &ClusterMeta) -> Vec<offsets::Leader> {
+        let mut by_broker: BTreeMap<i32, Vec<(u32, i32)>> = BTreeMap::new();
+        for (i, t) in meta.topics.iter().enumerate() {
+            for p in &t.partitions {
+                if p.leader >= 0 {
+                    by_broker
+                        .entry(p.leader)
+                        .or_default()
+                        .push((i as u32, p.id));
+                }
+            }
+        }
+        meta.brokers
+            .iter()
+            .filter(|(_, host, port)| {
+                self.broker_check
+                    .as_ref()
+                    .is_none_or(|allowed| allowed(host, *port))
+            })
+            .filter_map(|(id, host, port)| {
+                let mut partitions = by_broker.remove(id)?;
+                partitions.sort_unstable();
+                Some(offsets::Leader {
+                    broker: *id,
+                    host: host.clone(),
+                    port: *port,
+                    partitions,
+                })
+            })
+            .collect()
     }
 
     async fn groups_phase<S: RecordSink>(

@@ -6,20 +6,28 @@
 //!   connect errors.
 //! - [`admin_ext`]: safe async wrappers over librdkafka admin calls the
 //!   `rdkafka` crate lacks. The only `unsafe` code in krawl lives there.
+//! - [`broker_client`]: krawl's own small Kafka client (rustls, SASL, bounded
+//!   decoding by `krawl-wire`) for DescribeLogDirs ([`log_dirs`]), Metadata
+//!   ([`metadata`]) and ListOffsets ([`offsets`]).
 //! - [`extract`]: the extraction itself, streaming records to a sink.
 //! - [`probe`]: the read-only probes of the agent's short jobs (connection test, preflight
 //!   permissions, topic list).
 
 pub mod admin_ext;
 pub mod api_keys;
+pub mod broker_client;
 pub mod config;
 pub mod connection;
 pub mod context;
 pub mod error;
 pub mod extract;
 pub mod log_dirs;
+pub mod metadata;
+pub mod offsets;
 pub mod partition_table;
 pub mod probe;
+#[cfg(test)]
+mod test_broker;
 
 pub use config::{ExtractConfig, ExtractOptions, KafkaConfig, KafkaSecrets};
 pub use connection::Connection;

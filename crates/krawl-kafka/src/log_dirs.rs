@@ -3,34 +3,13 @@
 //! # Why this exists
 //!
 //! librdkafka (and so `rdkafka`) has no DescribeLogDirs API, so the admin
-//! client cannot tell how many bytes a topic takes on disk. This module is a
-//! minimal, separate Kafka client that asks each broker directly.
-//!
-//! # What it may send
-//!
-//! Exactly four API keys, all in [`crate::api_keys::READ_ONLY_APIS`]:
-//! ApiVersions (18), SaslHandshake (17), SaslAuthenticate (36) and
-//! DescribeLogDirs (35). Nothing else is ever written to a broker socket.
-//!
-//! # Wire format
-//!
-//! Everything a broker sends is decoded by [`krawl_wire`], which checks every
-//! count and length against the bytes left before it is used: a hostile
-//! broker costs its own entry in [`LogDirSizes::broker_errors`], never the
-//! process. Requests are still encoded with the `kafka-protocol` crate: they
-//! carry only our own data (topic names from Metadata, the client id), and
-//! its encoders are generated from Kafka's schemas, so writing them by hand
-//! would add code without removing a risk. Nothing from the wire reaches
-//! `kafka-protocol`'s decoders (its `Decodable` is not imported here).
+//! client cannot tell how many bytes a topic takes on disk. This module asks
+//! each broker directly, over krawl's own client ([`crate::broker_client`]:
+//! connection, TLS, SASL, bounded decoding); a hostile broker costs its own
+//! entry in [`LogDirSizes::broker_errors`], never the process.
 //!
 //! # Invariants
 //!
-//! - **Read-only**: only the four APIs above; [`SENT_API_KEYS`] lists them and
-//!   a test checks it against `READ_ONLY_APIS`.
-//! - **Secrets stay secret**: the SASL password and the client key are
-//!   [`SecretString`]s; `.expose()` is called only where their bytes go to the
-//!   socket (PLAIN), into PBKDF2 (SCRAM, with the derived keys zeroized on
-//!   drop) or into rustls (the client key). No error message contains them.
 //! - **Bounded**: at most [`MAX_CONCURRENT_BROKERS`] brokers at a time, one
 //!   connection each; requests carry at most [`TOPICS_PER_REQUEST`] topics and
 //!   about [`PARTITIONS_PER_REQUEST`] partitions; a response larger than
@@ -47,110 +26,37 @@
 //!   answer counted for every topic not yet counted, and is asked nothing
 //!   more: before this rule every size was multiplied by the number of
 //!   requests, and the work grew with the square of the topic count.
-//! - **Time-bounded**: `timeout` applies to the TCP connect, to the TLS
-//!   handshake and to each request/response round trip.
 //! - **Failures are per broker**: a broker that cannot be reached, refuses the
 //!   login or reports a log-dir error becomes an entry in
 //!   [`LogDirSizes::broker_errors`]; the other brokers still count.
-//! - TLS verifies the certificate chain always; only the host name check can
-//!   be turned off (`verify_hostname = false`).
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, DescribeLogDirsRequest, RequestHeader, SaslAuthenticateRequest,
-    SaslHandshakeRequest, TopicName,
-};
-use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
-use krawl_secrets::SecretString;
-use krawl_wire::scram::{ScramClient, ScramHash};
-use krawl_wire::{
-    shown, ApiVersionsResponse, DescribeLogDirsResponse, LogDirPartition, LogDirsVisitor, Message,
-    ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse, WireError,
-};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
-use zeroize::Zeroizing;
+use kafka_protocol::messages::{ApiKey, DescribeLogDirsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use krawl_wire::{shown, DescribeLogDirsResponse, LogDirPartition, LogDirsVisitor};
 
-pub use crate::config::{SaslMechanism, SecurityProtocol};
+use crate::broker_client::{kafka_error, BrokerClient};
+pub use crate::broker_client::{
+    BrokerError, BrokerSettings, SaslMechanism, SaslSettings, SecurityProtocol, TlsSettings,
+    MAX_CONCURRENT_BROKERS, PIPELINE_DEPTH,
+};
 use crate::partition_table::PartitionTable;
 
-/// The only API keys this module sends.
-pub const SENT_API_KEYS: &[i16] = &[
-    ApiKey::ApiVersions as i16,
-    ApiKey::SaslHandshake as i16,
-    ApiKey::SaslAuthenticate as i16,
-    ApiKey::DescribeLogDirs as i16,
-];
-
-/// Brokers queried at the same time.
-pub const MAX_CONCURRENT_BROKERS: usize = 8;
 /// Topics per DescribeLogDirs request.
 pub const TOPICS_PER_REQUEST: usize = 1000;
 /// Partitions per DescribeLogDirs request (a single larger topic goes alone).
 pub const PARTITIONS_PER_REQUEST: usize = 10_000;
-/// DescribeLogDirs requests in flight on one connection (answers come back in order).
-pub const PIPELINE_DEPTH: usize = 4;
-/// Largest response accepted (Kafka's default `socket.request.max.bytes`).
-pub const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
 /// Log-dir errors kept per broker; the rest are counted in one more entry.
 pub const MAX_LOG_DIR_ERRORS: usize = 16;
 
-/// Newest versions this client speaks (all decoded by `krawl-wire` and
-/// encoded by `kafka-protocol`).
-const API_VERSIONS_VERSION: i16 = 3;
-const SASL_HANDSHAKE_VERSION: i16 = 1;
-const SASL_AUTHENTICATE_MAX: i16 = 2;
 const DESCRIBE_LOG_DIRS_MIN: i16 = 1;
 const DESCRIBE_LOG_DIRS_MAX: i16 = 4;
-
-/// How to reach and authenticate to the brokers.
-#[derive(Debug, Clone)]
-pub struct LogDirsSettings {
-    pub security_protocol: SecurityProtocol,
-    /// Required when `security_protocol` uses SASL.
-    pub sasl: Option<SaslSettings>,
-    /// Used when `security_protocol` uses TLS; `None` means system roots,
-    /// no client certificate, host name verified.
-    pub tls: Option<TlsSettings>,
-    pub client_id: String,
-    /// Applies to the TCP connect, the TLS handshake and each request.
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct SaslSettings {
-    pub mechanism: SaslMechanism,
-    pub username: String,
-    pub password: SecretString,
-}
-
-#[derive(Debug, Clone)]
-pub struct TlsSettings {
-    /// PEM CA bundle; the system roots when `None`.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate chain for mTLS (needs `client_key_pem`).
-    pub client_cert_file: Option<PathBuf>,
-    /// PEM private key for mTLS (PKCS#8, PKCS#1 or SEC1; not encrypted).
-    pub client_key_pem: Option<SecretString>,
-    /// When false the chain is still verified, only the name is not.
-    pub verify_hostname: bool,
-}
 
 /// What [`partition_sizes`] found.
 #[derive(Debug, Default)]
@@ -162,34 +68,7 @@ pub struct LogDirSizes {
     /// replicas are on a failed broker): unknown, not 0.
     pub sizes: PartitionTable<Option<i64>>,
     /// Brokers (or log dirs of a broker) that could not be described.
-    pub broker_errors: Vec<(i32, LogDirsError)>,
-}
-
-/// A failure of the DescribeLogDirs client. `broker` is the broker id, or -1
-/// for a failure that concerns no single broker (bad TLS files, missing SASL
-/// settings). Messages never contain a password or a key.
-#[derive(Debug, thiserror::Error)]
-pub enum LogDirsError {
-    #[error("{}cannot connect: {cause}", who(*broker))]
-    Connect { broker: i32, cause: String },
-    #[error("{}TLS: {cause}", who(*broker))]
-    Tls { broker: i32, cause: String },
-    #[error("{}authentication or authorization failed: {cause}", who(*broker))]
-    Auth { broker: i32, cause: String },
-    #[error("unsupported: {0}")]
-    Unsupported(String),
-    #[error("{}protocol error: {cause}", who(*broker))]
-    Protocol { broker: i32, cause: String },
-    #[error("{}no answer within the timeout", who(*broker))]
-    Timeout { broker: i32 },
-}
-
-fn who(broker: i32) -> String {
-    if broker < 0 {
-        String::new()
-    } else {
-        format!("broker {broker}: ")
-    }
+    pub broker_errors: Vec<(i32, BrokerError)>,
 }
 
 /// A topic to describe: its name and partition count (partitions `0..count`).
@@ -212,30 +91,11 @@ pub type TopicPartitionCount<'a> = (&'a str, i32);
 ///
 /// With no brokers or no topics nothing is contacted and the result is empty.
 pub async fn partition_sizes(
-    settings: &LogDirsSettings,
+    settings: &BrokerSettings,
     brokers: &[(i32, String, u16)],
     topics: &[TopicPartitionCount<'_>],
-) -> Result<LogDirSizes, LogDirsError> {
-    let sasl = if settings.security_protocol.uses_sasl() {
-        let sasl = settings.sasl.as_ref().ok_or_else(|| LogDirsError::Auth {
-            broker: -1,
-            cause: format!(
-                "security protocol {} needs SASL settings",
-                settings.security_protocol.as_str()
-            ),
-        })?;
-        if sasl.mechanism == SaslMechanism::OauthBearer {
-            return Err(LogDirsError::Unsupported("OAUTHBEARER".to_string()));
-        }
-        Some(sasl)
-    } else {
-        None
-    };
-    let tls = if settings.security_protocol.uses_tls() {
-        Some(tls_connector(settings.tls.as_ref())?)
-    } else {
-        None
-    };
+) -> Result<LogDirSizes, BrokerError> {
+    let client = BrokerClient::new(settings)?;
     let mut out = LogDirSizes {
         sizes: PartitionTable::new(topics.iter().map(|(_, n)| *n), None),
         broker_errors: Vec::new(),
@@ -255,9 +115,7 @@ pub async fn partition_sizes(
     // so the lock is never contended).
     let sizes = Mutex::new(std::mem::take(&mut out.sizes));
     let ctx = BrokerCtx {
-        settings,
-        sasl,
-        tls: tls.as_ref(),
+        client: &client,
         topics,
         ranges: &ranges,
         wanted: &wanted,
@@ -287,7 +145,7 @@ pub async fn partition_sizes(
     drop(results);
     out.sizes = sizes.into_inner().unwrap_or_else(|e| e.into_inner());
     if answered > 0 && supported == 0 {
-        return Err(LogDirsError::Unsupported(
+        return Err(BrokerError::Unsupported(
             "DescribeLogDirs (API key 35, v1 or later): no broker advertises it".to_string(),
         ));
     }
@@ -336,9 +194,7 @@ fn request(topics: &[TopicPartitionCount<'_>]) -> DescribeLogDirsRequest {
 }
 
 struct BrokerCtx<'a> {
-    settings: &'a LogDirsSettings,
-    sasl: Option<&'a SaslSettings>,
-    tls: Option<&'a tokio_rustls::TlsConnector>,
+    client: &'a BrokerClient<'a>,
     topics: &'a [TopicPartitionCount<'a>],
     ranges: &'a [Range<usize>],
     /// Topic name → index in `topics`.
@@ -350,7 +206,7 @@ struct BrokerOutcome {
     broker: i32,
     answered_api_versions: bool,
     advertises: bool,
-    errors: Vec<LogDirsError>,
+    errors: Vec<BrokerError>,
 }
 
 impl BrokerCtx<'_> {
@@ -379,8 +235,8 @@ impl BrokerCtx<'_> {
         port: u16,
         outcome: &mut BrokerOutcome,
         dir_errors: &mut DirErrors,
-    ) -> Result<(), LogDirsError> {
-        let mut conn = Conn::connect(self.settings, self.tls, broker, host, port).await?;
+    ) -> Result<(), BrokerError> {
+        let mut conn = self.client.connect(broker, host, port).await?;
         let versions = conn.api_versions().await?;
         outcome.answered_api_versions = true;
 
@@ -389,15 +245,13 @@ impl BrokerCtx<'_> {
             DESCRIBE_LOG_DIRS_MIN,
             DESCRIBE_LOG_DIRS_MAX,
         ) else {
-            return Err(LogDirsError::Unsupported(format!(
+            return Err(BrokerError::Unsupported(format!(
                 "broker {broker} does not advertise DescribeLogDirs (API key 35) v{DESCRIBE_LOG_DIRS_MIN} or later"
             )));
         };
         outcome.advertises = true;
 
-        if let Some(sasl) = self.sasl {
-            conn.authenticate(sasl, &versions).await?;
-        }
+        self.client.authenticate(&mut conn, &versions).await?;
 
         // Pipelined: up to PIPELINE_DEPTH requests in flight, answers read in order.
         let mut next = self.ranges.iter();
@@ -520,12 +374,12 @@ impl LogDirsVisitor for Aggregate<'_> {
 /// rest counted (a response can name millions of failed dirs).
 #[derive(Default)]
 struct DirErrors {
-    kept: Vec<LogDirsError>,
+    kept: Vec<BrokerError>,
     more: usize,
 }
 
 impl DirErrors {
-    fn push(&mut self, error: impl FnOnce() -> LogDirsError) {
+    fn push(&mut self, error: impl FnOnce() -> BrokerError) {
         if self.kept.len() < MAX_LOG_DIR_ERRORS {
             self.kept.push(error());
         } else {
@@ -533,9 +387,9 @@ impl DirErrors {
         }
     }
 
-    fn finish(mut self, broker: i32) -> Vec<LogDirsError> {
+    fn finish(mut self, broker: i32) -> Vec<BrokerError> {
         if self.more > 0 {
-            self.kept.push(LogDirsError::Protocol {
+            self.kept.push(BrokerError::Protocol {
                 broker,
                 cause: format!("{} more log dirs reported errors", self.more),
             });
@@ -544,568 +398,19 @@ impl DirErrors {
     }
 }
 
-/// A Kafka error code as a [`LogDirsError`]; authorization failures are `Auth`.
-fn kafka_error(broker: i32, what: &str, err: ResponseError, message: Option<&str>) -> LogDirsError {
-    let detail = match message {
-        Some(m) if !m.is_empty() => format!(" ({m})"),
-        _ => String::new(),
-    };
-    let cause = format!("{what}: {err} (error code {}){detail}", err.code());
-    match err {
-        ResponseError::ClusterAuthorizationFailed => LogDirsError::Auth {
-            broker,
-            cause: format!("{cause}; DescribeLogDirs needs DESCRIBE on the cluster resource"),
-        },
-        ResponseError::SaslAuthenticationFailed
-        | ResponseError::IllegalSaslState
-        | ResponseError::UnsupportedSaslMechanism
-        | ResponseError::TopicAuthorizationFailed => LogDirsError::Auth { broker, cause },
-        _ => LogDirsError::Protocol { broker, cause },
-    }
-}
-
-// ------------------------------------------------------------------------------------------------
-// Connection and framing
-// ------------------------------------------------------------------------------------------------
-
-/// The requests this module can send: implemented for exactly the four
-/// [`SENT_API_KEYS`], so sending anything else does not compile. The
-/// response type (a `krawl-wire` decoder) gives the response header version.
-trait Call: Encodable + HeaderVersion {
-    const KEY: ApiKey;
-    type Response: Message;
-}
-
-impl Call for ApiVersionsRequest {
-    const KEY: ApiKey = ApiKey::ApiVersions;
-    type Response = ApiVersionsResponse;
-}
-
-impl Call for SaslHandshakeRequest {
-    const KEY: ApiKey = ApiKey::SaslHandshake;
-    type Response = SaslHandshakeResponse<'static>;
-}
-
-impl Call for SaslAuthenticateRequest {
-    const KEY: ApiKey = ApiKey::SaslAuthenticate;
-    type Response = SaslAuthenticateResponse<'static>;
-}
-
-impl Call for DescribeLogDirsRequest {
-    const KEY: ApiKey = ApiKey::DescribeLogDirs;
-    type Response = DescribeLogDirsResponse<'static>;
-}
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// One broker connection: length-prefixed request/response, in order.
-struct Conn {
-    io: Box<dyn Io>,
-    broker: i32,
-    client_id: StrBytes,
-    correlation_id: i32,
-    timeout: Duration,
-}
-
-impl Conn {
-    async fn connect(
-        settings: &LogDirsSettings,
-        tls: Option<&tokio_rustls::TlsConnector>,
-        broker: i32,
-        host: &str,
-        port: u16,
-    ) -> Result<Self, LogDirsError> {
-        let t = settings.timeout;
-        let tcp = timeout(t, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| LogDirsError::Timeout { broker })?
-            .map_err(|e| LogDirsError::Connect {
-                broker,
-                cause: format!("{host}:{port}: {e}"),
-            })?;
-        // Latency only; a failure here changes nothing that matters.
-        let _ = tcp.set_nodelay(true);
-        let io: Box<dyn Io> = match tls {
-            None => Box::new(tcp),
-            Some(connector) => {
-                let name =
-                    ServerName::try_from(host.to_string()).map_err(|e| LogDirsError::Tls {
-                        broker,
-                        cause: format!("{host} is not a valid TLS server name: {e}"),
-                    })?;
-                let stream = timeout(t, connector.connect(name, tcp))
-                    .await
-                    .map_err(|_| LogDirsError::Timeout { broker })?
-                    .map_err(|e| LogDirsError::Tls {
-                        broker,
-                        cause: format!("handshake with {host}:{port}: {e}"),
-                    })?;
-                Box::new(stream)
-            }
-        };
-        Ok(Self {
-            io,
-            broker,
-            client_id: StrBytes::from_string(settings.client_id.clone()),
-            correlation_id: 0,
-            timeout: t,
-        })
-    }
-
-    fn protocol(&self, cause: String) -> LogDirsError {
-        LogDirsError::Protocol {
-            broker: self.broker,
-            cause,
-        }
-    }
-
-    /// A response that does not decode: the broker's protocol error. The
-    /// message names the API, the version and the field.
-    fn decode_error(&self, e: WireError) -> LogDirsError {
-        self.protocol(e.to_string())
-    }
-
-    /// Sends `request` at `version`; returns the response body (after the
-    /// response header), within the timeout. Decoding the body is the
-    /// caller's, with the `krawl-wire` decoder of `R::Response`.
-    async fn call<R: Call>(&mut self, request: &R, version: i16) -> Result<Bytes, LogDirsError> {
-        let correlation_id = self.send(request, version).await?;
-        self.recv::<R>(correlation_id, version).await
-    }
-
-    /// Writes `request` at `version` (within the timeout); returns its
-    /// correlation id, for [`Self::recv`]. Several may be sent before their
-    /// answers are read: a broker answers one connection's requests in order.
-    async fn send<R: Call>(&mut self, request: &R, version: i16) -> Result<i32, LogDirsError> {
-        let broker = self.broker;
-        timeout(self.timeout, self.write_request(request, version))
-            .await
-            .map_err(|_| LogDirsError::Timeout { broker })?
-    }
-
-    /// Reads the answer to the request sent with `correlation_id` (the
-    /// oldest one not yet read) within the timeout; returns its body.
-    async fn recv<R: Call>(
-        &mut self,
-        correlation_id: i32,
-        version: i16,
-    ) -> Result<Bytes, LogDirsError> {
-        let broker = self.broker;
-        timeout(
-            self.timeout,
-            self.read_response::<R>(correlation_id, version),
-        )
-        .await
-        .map_err(|_| LogDirsError::Timeout { broker })?
-    }
-
-    /// A transport error while speaking `key`: TLS 1.3 reports a refused
-    /// client certificate after the handshake, on the first read, so rustls
-    /// errors are classified as TLS, not transport.
-    fn io_error(&self, key: i16, e: std::io::Error) -> LogDirsError {
-        let cause = format!("{}: {e}", api(key));
-        let broker = self.broker;
-        if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-            LogDirsError::Tls { broker, cause }
-        } else {
-            LogDirsError::Connect { broker, cause }
-        }
-    }
-
-    async fn write_request<R: Call>(
-        &mut self,
-        request: &R,
-        version: i16,
-    ) -> Result<i32, LogDirsError> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let correlation_id = self.correlation_id;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(self.client_id.clone()));
-
-        let mut buf = BytesMut::with_capacity(256);
-        buf.put_i32(0); // length, filled in below
-        header
-            .encode(&mut buf, R::header_version(version))
-            .and_then(|()| request.encode(&mut buf, version))
-            .map_err(|e| {
-                self.protocol(format!("encoding {} v{version}: {e}", api(R::KEY as i16)))
-            })?;
-        let len = i32::try_from(buf.len() - 4)
-            .map_err(|_| self.protocol(format!("{} request too large", api(R::KEY as i16))))?;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-
-        let key = R::KEY as i16;
-        if let Err(e) = self.io.write_all(&buf).await {
-            return Err(self.io_error(key, e));
-        }
-        if let Err(e) = self.io.flush().await {
-            return Err(self.io_error(key, e));
-        }
-        Ok(correlation_id)
-    }
-
-    async fn read_response<R: Call>(
-        &mut self,
-        correlation_id: i32,
-        version: i16,
-    ) -> Result<Bytes, LogDirsError> {
-        let key = R::KEY as i16;
-        let size = match self.io.read_i32().await {
-            Ok(size) => size,
-            Err(e) => return Err(self.io_error(key, e)),
-        };
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        if !(4..=MAX_RESPONSE_BYTES).contains(&size) {
-            return Err(self.protocol(format!(
-                "{} response length {size} is not plausible (is the listener's security protocol right?)",
-                api(R::KEY as i16)
-            )));
-        }
-        let mut frame = Vec::with_capacity(size.min(64 * 1024));
-        if let Err(e) = (&mut self.io)
-            .take(size as u64)
-            .read_to_end(&mut frame)
-            .await
-        {
-            return Err(self.io_error(key, e));
-        }
-        if frame.len() != size {
-            return Err(LogDirsError::Connect {
-                broker: self.broker,
-                cause: format!("{}: connection closed mid-response", api(R::KEY as i16)),
-            });
-        }
-        let (header, body) = ResponseHeader::split::<R::Response>(&frame, version)
-            .map_err(|e| self.decode_error(e))?;
-        if header.correlation_id != correlation_id {
-            return Err(self.protocol(format!(
-                "{} response has correlation id {}, expected {correlation_id}",
-                api(R::KEY as i16),
-                header.correlation_id
-            )));
-        }
-        let header_len = frame.len() - body.len();
-        Ok(Bytes::from(frame).slice(header_len..))
-    }
-
-    /// ApiVersions v3; a broker that does not know v3 answers in the v0
-    /// format with UNSUPPORTED_VERSION and its ranges (KIP-511), which we use.
-    async fn api_versions(&mut self) -> Result<ApiVersionsResponse, LogDirsError> {
-        let request = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("krawl"))
-            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let body = self.call(&request, API_VERSIONS_VERSION).await?;
-        let (response, _version) = ApiVersionsResponse::decode_answer(&body, API_VERSIONS_VERSION)
-            .map_err(|e| self.decode_error(e))?;
-        if response.api_keys.is_empty() {
-            if let Some(err) = ResponseError::try_from_code(response.error_code) {
-                return Err(kafka_error(self.broker, "ApiVersions", err, None));
-            }
-        }
-        Ok(response)
-    }
-
-    /// SaslHandshake v1, then the mechanism's exchange over SaslAuthenticate.
-    async fn authenticate(
-        &mut self,
-        sasl: &SaslSettings,
-        versions: &ApiVersionsResponse,
-    ) -> Result<(), LogDirsError> {
-        let broker = self.broker;
-        let mech = sasl.mechanism.as_str();
-        let auth_err = |cause: String| LogDirsError::Auth { broker, cause };
-        let (Some(_), Some(auth_version)) = (
-            versions.pick(
-                ApiKey::SaslHandshake as i16,
-                SASL_HANDSHAKE_VERSION,
-                SASL_HANDSHAKE_VERSION,
-            ),
-            versions.pick(ApiKey::SaslAuthenticate as i16, 0, SASL_AUTHENTICATE_MAX),
-        ) else {
-            return Err(auth_err(
-                "broker lacks SaslHandshake v1 / SaslAuthenticate (Kafka 1.0 or later needed)"
-                    .to_string(),
-            ));
-        };
-
-        let body = self
-            .call(
-                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mech)),
-                SASL_HANDSHAKE_VERSION,
-            )
-            .await?;
-        let hs = SaslHandshakeResponse::decode(&body, SASL_HANDSHAKE_VERSION)
-            .map_err(|e| self.decode_error(e))?;
-        if let Some(err) = ResponseError::try_from_code(hs.error_code) {
-            const SHOWN_MECHANISMS: usize = 16;
-            let mut enabled: Vec<String> = hs
-                .mechanisms
-                .iter()
-                .take(SHOWN_MECHANISMS)
-                .map(shown)
-                .collect();
-            if hs.mechanisms.len() > SHOWN_MECHANISMS {
-                enabled.push("…".to_string());
-            }
-            return Err(auth_err(format!(
-                "SaslHandshake {mech}: {err}; the broker enables [{}]",
-                enabled.join(", ")
-            )));
-        }
-
-        match sasl.mechanism {
-            SaslMechanism::Plain => {
-                let password = sasl.password.expose();
-                let mut msg =
-                    Zeroizing::new(Vec::with_capacity(sasl.username.len() + password.len() + 2));
-                msg.push(0);
-                msg.extend_from_slice(sasl.username.as_bytes());
-                msg.push(0);
-                msg.extend_from_slice(password.as_bytes());
-                self.sasl_authenticate(mech, Bytes::copy_from_slice(&msg), auth_version)
-                    .await?;
-            }
-            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
-                let hash = if sasl.mechanism == SaslMechanism::ScramSha256 {
-                    ScramHash::Sha256
-                } else {
-                    ScramHash::Sha512
-                };
-                let scram = ScramClient::with_random_nonce(hash, &sasl.username)
-                    .map_err(|e| auth_err(format!("{mech}: {e}")))?;
-                let server_first = self
-                    .sasl_authenticate(mech, Bytes::from(scram.client_first()), auth_version)
-                    .await?;
-                let fin = scram
-                    .client_final(sasl.password.expose(), &server_first)
-                    .map_err(|e| auth_err(format!("{mech}: {e}")))?;
-                let server_final = self
-                    .sasl_authenticate(
-                        mech,
-                        Bytes::copy_from_slice(fin.message().as_bytes()),
-                        auth_version,
-                    )
-                    .await?;
-                fin.verify_server_final(&server_final)
-                    .map_err(|e| auth_err(format!("{mech}: {e}")))?;
-            }
-            SaslMechanism::OauthBearer => {
-                return Err(LogDirsError::Unsupported("OAUTHBEARER".to_string()))
-            }
-        }
-        Ok(())
-    }
-
-    /// One SaslAuthenticate round trip; returns the server's auth bytes.
-    async fn sasl_authenticate(
-        &mut self,
-        mech: &str,
-        auth_bytes: Bytes,
-        version: i16,
-    ) -> Result<Bytes, LogDirsError> {
-        let body = self
-            .call(
-                &SaslAuthenticateRequest::default().with_auth_bytes(auth_bytes),
-                version,
-            )
-            .await?;
-        let response =
-            SaslAuthenticateResponse::decode(&body, version).map_err(|e| self.decode_error(e))?;
-        if let Some(err) = ResponseError::try_from_code(response.error_code) {
-            let message = response.error_message.map(shown);
-            return Err(LogDirsError::Auth {
-                broker: self.broker,
-                cause: match kafka_error(
-                    self.broker,
-                    &format!("SASL {mech}"),
-                    err,
-                    message.as_deref(),
-                ) {
-                    LogDirsError::Auth { cause, .. } | LogDirsError::Protocol { cause, .. } => {
-                        cause
-                    }
-                    other => other.to_string(),
-                },
-            });
-        }
-        Ok(body.slice_ref(response.auth_bytes))
-    }
-}
-
-fn api(key: i16) -> &'static str {
-    crate::api_keys::api_name(key)
-}
-
-// ------------------------------------------------------------------------------------------------
-// TLS
-// ------------------------------------------------------------------------------------------------
-
-fn tls_connector(tls: Option<&TlsSettings>) -> Result<tokio_rustls::TlsConnector, LogDirsError> {
-    let err = |cause: String| LogDirsError::Tls { broker: -1, cause };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-
-    let mut roots = RootCertStore::empty();
-    match tls.and_then(|t| t.ca_file.as_ref()) {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| err(format!("reading CA file {}: {e}", path.display())))?;
-            let (added, _ignored) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(err(format!(
-                    "CA file {} holds no usable certificate",
-                    path.display()
-                )));
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                return Err(err(format!(
-                    "no system CA certificates found ({} errors); set a CA file",
-                    native.errors.len()
-                )));
-            }
-        }
-    }
-    let roots = Arc::new(roots);
-
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(format!("TLS setup: {e}")))?;
-    let verify_hostname = tls.is_none_or(|t| t.verify_hostname);
-    let builder = if verify_hostname {
-        builder.with_root_certificates(roots)
-    } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnlyVerifier {
-                roots,
-                algorithms: provider.signature_verification_algorithms,
-            }))
-    };
-
-    let cert_file = tls.and_then(|t| t.client_cert_file.as_ref());
-    let key_pem = tls.and_then(|t| t.client_key_pem.as_ref());
-    let config = match (cert_file, key_pem) {
-        (None, None) => builder.with_no_client_auth(),
-        (Some(path), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    err(format!(
-                        "reading client certificate {}: {e}",
-                        path.display()
-                    ))
-                })?;
-            if chain.is_empty() {
-                return Err(err(format!(
-                    "client certificate file {} holds no certificate",
-                    path.display()
-                )));
-            }
-            // The key error must not echo the key: name the problem only.
-            let key = PrivateKeyDer::from_pem_slice(key.expose().as_bytes()).map_err(|_| {
-                err("the client key is not an unencrypted PEM private key".to_string())
-            })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| err(format!("client certificate and key: {e}")))?
-        }
-        _ => {
-            return Err(err(
-                "mTLS needs both a client certificate file and a client key".to_string(),
-            ))
-        }
-    };
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-/// Verifies the server's chain to a trusted root (and its handshake
-/// signatures) but not that the certificate names the host: what
-/// `verify_hostname = false` asks for, and nothing more.
-struct ChainOnlyVerifier {
-    roots: Arc<RootCertStore>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl fmt::Debug for ChainOnlyVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChainOnlyVerifier").finish_non_exhaustive()
-    }
-}
-
-impl ServerCertVerifier for ChainOnlyVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use std::net::TcpListener as StdListener;
-    use std::os::unix::process::CommandExt as _;
-    use std::process::{Child, Command, Stdio};
-    use std::time::Instant;
+    use crate::test_broker::*;
+    use std::path::PathBuf;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
 
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    use rdkafka::ClientConfig;
+    use krawl_secrets::SecretString;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     // -- Requests ------------------------------------------------------------------------------
-
-    #[test]
-    fn sends_only_read_only_apis() {
-        assert_eq!(SENT_API_KEYS, &[18, 17, 36, 35]);
-        for k in SENT_API_KEYS {
-            assert!(crate::api_keys::READ_ONLY_APIS.contains(k), "{k}");
-        }
-    }
 
     #[test]
     fn requests_are_chunked() {
@@ -1178,7 +483,7 @@ mod tests {
         let errors = errors.finish(4);
         assert_eq!(errors.len(), MAX_LOG_DIR_ERRORS + 1);
         assert!(
-            matches!(&errors[0], LogDirsError::Protocol { broker: 4, cause }
+            matches!(&errors[0], BrokerError::Protocol { broker: 4, cause }
                 if cause.starts_with("log dir /broken0\\n: ")),
             "{}",
             errors[0]
@@ -1190,132 +495,6 @@ mod tests {
     }
 
     // -- Brokers -------------------------------------------------------------------------------
-
-    /// A free port never handed out before in this process (see krawl_tests::free_port: two
-    /// bind(0) calls may get the same port, and these tests start servers concurrently).
-    fn free_port() -> u16 {
-        static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-        loop {
-            let l = StdListener::bind("127.0.0.1:0").unwrap();
-            let port = l.local_addr().unwrap().port();
-            let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-            if !given.contains(&port) {
-                given.push(port);
-                return port;
-            }
-        }
-    }
-
-    /// A process group started by the test, killed (by its id) on drop.
-    struct Proc(Child);
-
-    impl Drop for Proc {
-        fn drop(&mut self) {
-            if let Ok(pgid) = i32::try_from(self.0.id()) {
-                // SAFETY: kill(2) on the process group this test created.
-                unsafe {
-                    libc::kill(-pgid, libc::SIGKILL);
-                }
-            }
-            let _ = self.0.wait();
-        }
-    }
-
-    fn spawn(cmd: &mut Command, port: u16) -> Proc {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-        let proc = Proc(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{cmd:?} did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        proc
-    }
-
-    struct Noida {
-        port: u16,
-        _proc: Proc,
-        _dir: tempfile::TempDir,
-    }
-
-    fn noida() -> Noida {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let proc = spawn(
-            Command::new(std::env::var("KRAWL_NOIDA_BIN").unwrap_or("noida-db".into()))
-                .args(["start", "--only", "kafka", "--kafka-port"])
-                .arg(port.to_string())
-                .arg("--data-dir")
-                .arg(dir.path().join("data")),
-            port,
-        );
-        Noida {
-            port,
-            _proc: proc,
-            _dir: dir,
-        }
-    }
-
-    const NOIDA_NODE_ID: i32 = 1;
-
-    /// Creates `topic` with `counts.len()` partitions and `counts[p]` messages of
-    /// 100 bytes in partition `p`.
-    async fn seed(port: u16, topic: &str, counts: &[i64]) {
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", format!("127.0.0.1:{port}"));
-        let admin: AdminClient<DefaultClientContext> = cfg.create().unwrap();
-        let partitions = i32::try_from(counts.len()).unwrap();
-        let res = admin
-            .create_topics(
-                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-                &AdminOptions::new(),
-            )
-            .await
-            .unwrap();
-        assert!(res.iter().all(Result::is_ok), "{res:?}");
-        let producer: FutureProducer = cfg
-            .clone()
-            .set("linger.ms", "0")
-            .set("message.timeout.ms", "20000")
-            .create()
-            .unwrap();
-        let payload = "x".repeat(100);
-        for (p, &n) in counts.iter().enumerate() {
-            for i in 0..n {
-                let key = format!("k{i}");
-                producer
-                    .send(
-                        FutureRecord::to(topic)
-                            .partition(i32::try_from(p).unwrap())
-                            .key(&key)
-                            .payload(&payload),
-                        Duration::from_secs(20),
-                    )
-                    .await
-                    .map_err(|(e, _)| e)
-                    .unwrap();
-            }
-        }
-    }
-
-    fn plaintext() -> LogDirsSettings {
-        LogDirsSettings {
-            security_protocol: SecurityProtocol::Plaintext,
-            sasl: None,
-            tls: None,
-            client_id: "krawl-test".into(),
-            timeout: Duration::from_secs(10),
-        }
-    }
 
     fn topics<'a>(list: &[(&'a str, i32)]) -> Vec<(&'a str, i32)> {
         list.to_vec()
@@ -1340,7 +519,7 @@ mod tests {
         assert_eq!(got.sizes.get(1, 0), Some(None), "missing-topic");
 
         // SASL_PLAINTEXT with PLAIN (noida accepts any password).
-        let sasl = LogDirsSettings {
+        let sasl = BrokerSettings {
             security_protocol: SecurityProtocol::SaslPlaintext,
             sasl: Some(SaslSettings {
                 mechanism: SaslMechanism::Plain,
@@ -1359,7 +538,7 @@ mod tests {
 
         // noida has no SCRAM: a clear Auth error naming the enabled mechanisms,
         // without the password.
-        let scram = LogDirsSettings {
+        let scram = BrokerSettings {
             sasl: Some(SaslSettings {
                 mechanism: SaslMechanism::ScramSha256,
                 ..sasl.sasl.clone().unwrap()
@@ -1368,7 +547,7 @@ mod tests {
         };
         let got = partition_sizes(&scram, &brokers, &want).await.unwrap();
         assert!(got.sizes.values().iter().all(Option::is_none));
-        let [(NOIDA_NODE_ID, LogDirsError::Auth { cause, .. })] = &got.broker_errors[..] else {
+        let [(NOIDA_NODE_ID, BrokerError::Auth { cause, .. })] = &got.broker_errors[..] else {
             panic!("{:?}", got.broker_errors)
         };
         eprintln!("noida SCRAM: {cause}");
@@ -1378,7 +557,7 @@ mod tests {
         );
 
         // OAUTHBEARER is refused before anything is contacted.
-        let oauth = LogDirsSettings {
+        let oauth = BrokerSettings {
             sasl: Some(SaslSettings {
                 mechanism: SaslMechanism::OauthBearer,
                 ..sasl.sasl.clone().unwrap()
@@ -1387,7 +566,7 @@ mod tests {
         };
         assert!(matches!(
             partition_sizes(&oauth, &brokers, &want).await,
-            Err(LogDirsError::Unsupported(m)) if m == "OAUTHBEARER"
+            Err(BrokerError::Unsupported(m)) if m == "OAUTHBEARER"
         ));
     }
 
@@ -1476,7 +655,7 @@ mod tests {
     async fn unreachable_and_silent_brokers_are_broker_errors() {
         let refused = free_port();
         let (silent, task) = silent_broker().await;
-        let settings = LogDirsSettings {
+        let settings = BrokerSettings {
             timeout: Duration::from_secs(1),
             ..plaintext()
         };
@@ -1502,11 +681,11 @@ mod tests {
         eprintln!("{errs:?}");
         assert!(matches!(
             got.broker_errors[0],
-            (1, LogDirsError::Connect { broker: 1, .. })
+            (1, BrokerError::Connect { broker: 1, .. })
         ));
         assert!(matches!(
             got.broker_errors[1],
-            (2, LogDirsError::Timeout { broker: 2 })
+            (2, BrokerError::Timeout { broker: 2 })
         ));
         task.abort();
     }
@@ -1518,7 +697,7 @@ mod tests {
         let e = partition_sizes(&plaintext(), &old_only, &topics(&[("t", 1)]))
             .await
             .unwrap_err();
-        assert!(matches!(e, LogDirsError::Unsupported(_)), "{e}");
+        assert!(matches!(e, BrokerError::Unsupported(_)), "{e}");
         eprintln!("{e}");
 
         // Mixed with a broker that has it: the old one is a broker error.
@@ -1533,7 +712,7 @@ mod tests {
             .unwrap();
         assert!(got.sizes.get(0, 0).flatten().unwrap() > 0);
         assert!(
-            matches!(&got.broker_errors[..], [(7, LogDirsError::Unsupported(_))]),
+            matches!(&got.broker_errors[..], [(7, BrokerError::Unsupported(_))]),
             "{:?}",
             got.broker_errors
         );
@@ -1717,7 +896,7 @@ mod tests {
             eprintln!("{mode:?}: {shown}");
             assert_eq!(broker, id, "{shown}");
             assert!(
-                matches!(e, LogDirsError::Protocol { broker, .. } if broker == id),
+                matches!(e, BrokerError::Protocol { broker, .. } if broker == id),
                 "{mode:?}: {shown}"
             );
             assert!(
@@ -1832,7 +1011,7 @@ mod tests {
         .unwrap();
         assert!(plain.sizes.get(0, 0).flatten().unwrap() > 0);
 
-        let ssl = |tls: TlsSettings| LogDirsSettings {
+        let ssl = |tls: TlsSettings| BrokerSettings {
             security_protocol: SecurityProtocol::Ssl,
             tls: Some(tls),
             timeout: Duration::from_secs(5),
@@ -1844,7 +1023,7 @@ mod tests {
             client_key_pem: None,
             verify_hostname: true,
         };
-        let run = |settings: LogDirsSettings, host: &'static str, port: u16| async move {
+        let run = |settings: BrokerSettings, host: &'static str, port: u16| async move {
             partition_sizes(&settings, &[(NOIDA_NODE_ID, host.to_string(), port)], want).await
         };
 
@@ -1855,7 +1034,7 @@ mod tests {
 
         // "localhost" is not in the certificate: refused, unless the name check is off.
         let got = run(ssl(ca.clone()), "localhost", tls_port).await.unwrap();
-        let [(_, LogDirsError::Tls { cause, .. })] = &got.broker_errors[..] else {
+        let [(_, BrokerError::Tls { cause, .. })] = &got.broker_errors[..] else {
             panic!("{:?}", got.broker_errors)
         };
         eprintln!("wrong name: {cause}");
@@ -1875,7 +1054,7 @@ mod tests {
             ..no_name
         };
         let got = run(ssl(wrong_ca), "localhost", tls_port).await.unwrap();
-        let [(_, LogDirsError::Tls { cause, .. })] = &got.broker_errors[..] else {
+        let [(_, BrokerError::Tls { cause, .. })] = &got.broker_errors[..] else {
             panic!("{:?}", got.broker_errors)
         };
         eprintln!("wrong CA, no name check: {cause}");
@@ -1892,14 +1071,14 @@ mod tests {
         let got = run(ssl(ca.clone()), "127.0.0.1", mtls_port).await.unwrap();
         assert!(got.sizes.values().iter().all(Option::is_none));
         assert!(
-            matches!(&got.broker_errors[..], [(_, LogDirsError::Tls { .. })]),
+            matches!(&got.broker_errors[..], [(_, BrokerError::Tls { .. })]),
             "{:?}",
             got.broker_errors
         );
         eprintln!("mTLS without certificate: {}", got.broker_errors[0].1);
 
         // SASL_SSL with PLAIN through the same tunnel.
-        let sasl_ssl = LogDirsSettings {
+        let sasl_ssl = BrokerSettings {
             security_protocol: SecurityProtocol::SaslSsl,
             sasl: Some(SaslSettings {
                 mechanism: SaslMechanism::Plain,
@@ -1919,7 +1098,7 @@ mod tests {
             ..ca
         };
         let e = run(ssl(bad_key), "127.0.0.1", tls_port).await.unwrap_err();
-        assert!(matches!(e, LogDirsError::Tls { broker: -1, .. }), "{e}");
+        assert!(matches!(e, BrokerError::Tls { broker: -1, .. }), "{e}");
         assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
         eprintln!("bad key: {e}");
     }

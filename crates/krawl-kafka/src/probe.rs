@@ -768,9 +768,9 @@ async fn log_dirs_permission(
             )
         }
     };
-    let settings = conn.log_dirs_settings();
+    let settings = conn.broker_settings();
     match log_dirs::partition_sizes(&settings, &brokers, &[(topic.as_str(), 1)]).await {
-        Err(log_dirs::LogDirsError::Unsupported(what)) => record(
+        Err(log_dirs::BrokerError::Unsupported(what)) => record(
             P,
             None,
             format!("DescribeLogDirs cannot be used here: {what} unsupported; extractions report size_bytes as null"),
@@ -782,7 +782,7 @@ async fn log_dirs_permission(
                 .broker_errors
                 .iter()
                 .filter(|(_, e)| {
-                    matches!(e, log_dirs::LogDirsError::Auth { cause, .. } if cause.to_ascii_lowercase().contains("authorization"))
+                    matches!(e, log_dirs::BrokerError::Auth { cause, .. } if cause.to_ascii_lowercase().contains("authorization"))
                 })
                 .map(|(b, e)| format!("broker {b}: {e}"))
                 .collect();
