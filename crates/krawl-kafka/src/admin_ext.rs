@@ -969,8 +969,9 @@ pub async fn probe_brokers<C: ClientContext + 'static>(
         let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
         let mut md: *const rd::rd_kafka_metadata_t = ptr::null();
         // SAFETY: rk is live; all_topics = 0 with no topic handle asks for
-        // the locally known topics, of which an admin client has none, so
-        // the broker answers with brokers only. `md` is ours to destroy.
+        // the locally known topics: none, or the MetadataAnchor's invalid
+        // name, so the broker answers with brokers only (and an error for the
+        // anchor). `md` is ours to destroy.
         let err = unsafe { rd::rd_kafka_metadata(rk, 0, ptr::null_mut(), &mut md, ms) };
         if err != RespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
             return Err(AdminExtError::from_resp(err, None));
@@ -1004,6 +1005,75 @@ pub async fn probe_brokers<C: ClientContext + 'static>(
         Ok(brokers)
     })
     .await
+}
+
+/// The topic name a [`MetadataAnchor`] holds: `:` is not a legal character
+/// of a Kafka topic name, so no broker has such a topic or can create one
+/// (the broker answers INVALID_TOPIC_EXCEPTION, whatever its auto-create
+/// settings).
+pub const METADATA_ANCHOR_TOPIC: &str = "krawl:brokers-only";
+
+/// A topic handle that keeps librdkafka from sending Metadata requests for
+/// an empty topic list.
+///
+/// An admin client knows no topics, so librdkafka's own refreshes (on every
+/// broker connection, and `probe_brokers`) ask for "no topics" to learn the
+/// brokers. Apache Kafka answers that with brokers only; noida-db and Tansu
+/// answer it with every topic, and librdkafka then parses and caches the
+/// whole cluster: 106 MB at 100,000 topics, more than the rest of the
+/// extraction. With this handle alive librdkafka's "locally known topics"
+/// are this one invalid name, and every such request asks for it alone.
+///
+/// Invariants: holds an `Arc` of the client, so `rk` outlives the handle;
+/// the handle is destroyed exactly once, on drop.
+pub struct MetadataAnchor<C: ClientContext + 'static> {
+    client: Arc<AdminClient<C>>,
+    rkt: *mut rd::rd_kafka_topic_t,
+}
+
+// SAFETY: a librdkafka topic handle may be used and destroyed from any
+// thread (librdkafka locks internally); the pointer is only destroyed.
+unsafe impl<C: ClientContext + 'static> Send for MetadataAnchor<C> {}
+// SAFETY: as above; no method reads through the pointer.
+unsafe impl<C: ClientContext + 'static> Sync for MetadataAnchor<C> {}
+
+impl<C: ClientContext + 'static> std::fmt::Debug for MetadataAnchor<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataAnchor")
+            .field("topic", &METADATA_ANCHOR_TOPIC)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: ClientContext + 'static> MetadataAnchor<C> {
+    pub fn new(client: &Arc<AdminClient<C>>) -> Result<Self, AdminExtError> {
+        let name = CString::new(METADATA_ANCHOR_TOPIC)
+            .map_err(|_| AdminExtError::invalid_arg("anchor topic name"))?;
+        // SAFETY: rk is live (we hold the client); `name` is a valid C string
+        // that librdkafka copies; a NULL conf means the defaults. The handle
+        // is ours to destroy.
+        let rkt = unsafe {
+            rd::rd_kafka_topic_new(client.inner().native_ptr(), name.as_ptr(), ptr::null_mut())
+        };
+        if rkt.is_null() {
+            return Err(AdminExtError::Internal(
+                "librdkafka refused the metadata anchor topic handle".into(),
+            ));
+        }
+        Ok(Self {
+            client: Arc::clone(client),
+            rkt,
+        })
+    }
+}
+
+impl<C: ClientContext + 'static> Drop for MetadataAnchor<C> {
+    fn drop(&mut self) {
+        // SAFETY: rkt came from rd_kafka_topic_new on this client, which is
+        // still alive (self.client), and is destroyed only here.
+        unsafe { rd::rd_kafka_topic_destroy(self.rkt) };
+        let _ = &self.client;
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::metadata::Metadata;
 
-use crate::admin_ext::{self, MainQueuePoller};
+use crate::admin_ext::{self, MainQueuePoller, MetadataAnchor};
 use krawl_secrets::JobSecrets;
 
 use crate::config::{KafkaConfig, KafkaSecrets, SaslMechanism, SecurityProtocol};
@@ -29,6 +29,9 @@ pub type Admin = AdminClient<KrawlContext>;
 pub struct Connection {
     admin: Arc<Admin>,
     _poller: Arc<MainQueuePoller>,
+    /// Keeps librdkafka's own Metadata requests naming one topic (see
+    /// [`MetadataAnchor`]); dropped before the client.
+    _anchor: Arc<MetadataAnchor<KrawlContext>>,
     hosts: String,
     timeout: Duration,
     security_protocol: SecurityProtocol,
@@ -98,7 +101,13 @@ impl Connection {
             class: FailureClass::Other,
             cause: e.to_string(),
         })?;
+        let anchor = MetadataAnchor::new(&admin).map_err(|e| ExtractError::Connect {
+            hosts: hosts.clone(),
+            class: FailureClass::Other,
+            cause: e.to_string(),
+        })?;
         let conn = Self {
+            _anchor: Arc::new(anchor),
             _poller: Arc::new(poller),
             admin,
             hosts,
