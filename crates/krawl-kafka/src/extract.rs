@@ -283,16 +283,7 @@ impl<'f> IndexBuilder<'f> {
                 );
             }
         }
-        self.brokers = md
-            .brokers()
-            .iter()
-            .map(|b| Broker {
-                id: b.id(),
-                host: b.host().to_string(),
-                port: u16::try_from(b.port()).unwrap_or(0),
-                rack: None,
-            })
-            .collect();
+        self.brokers = librdkafka_brokers(md);
     }
 }
 
@@ -1391,6 +1382,19 @@ impl<'a> Extractor<'a> {
         }
         Ok(())
     }
+}
+
+/// The brokers of a librdkafka Metadata answer (it carries no racks).
+pub(crate) fn librdkafka_brokers(md: &rdkafka::metadata::Metadata) -> Vec<Broker> {
+    md.brokers()
+        .iter()
+        .map(|b| Broker {
+            id: b.id(),
+            host: b.host().to_string(),
+            port: u16::try_from(b.port()).unwrap_or(0),
+            rack: None,
+        })
+        .collect()
 }
 
 fn broker(n: admin_ext::Node) -> Broker {

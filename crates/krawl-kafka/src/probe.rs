@@ -85,16 +85,7 @@ pub async fn cluster_info(conn: &Connection) -> Result<ClusterInfo, ExtractError
             ),
             Err(_) => {
                 let md = conn.metadata().await?;
-                let brokers = md
-                    .brokers()
-                    .iter()
-                    .map(|b| Broker {
-                        id: b.id(),
-                        host: b.host().to_string(),
-                        port: u16::try_from(b.port()).unwrap_or(0),
-                        rack: None,
-                    })
-                    .collect();
+                let brokers = crate::extract::librdkafka_brokers(&md);
                 let (id, ctl) = admin_ext::cluster_id_and_controller(admin, timeout).await;
                 (id, ctl, brokers)
             }
