@@ -345,6 +345,13 @@ impl Conn {
             })?;
         // Latency only; a failure here changes nothing that matters.
         let _ = tcp.set_nodelay(true);
+        tracing::debug!(
+            broker,
+            host,
+            port,
+            tls = tls.is_some(),
+            "krawl's Kafka client connected"
+        );
         let io: Box<dyn Io> = match tls {
             None => Box::new(tcp),
             Some(connector) => {
@@ -466,6 +473,14 @@ impl Conn {
         buf[..4].copy_from_slice(&len.to_be_bytes());
 
         let key = R::KEY as i16;
+        tracing::trace!(
+            broker = self.broker,
+            api = api(key),
+            version,
+            correlation_id,
+            bytes = buf.len(),
+            "request sent"
+        );
         if let Err(e) = self.io.write_all(&buf).await {
             return Err(self.io_error(key, e));
         }
@@ -624,6 +639,7 @@ impl Conn {
                 return Err(BrokerError::Unsupported("OAUTHBEARER".to_string()))
             }
         }
+        tracing::debug!(broker, mechanism = mech, username = %sasl.username, "SASL authenticated");
         Ok(())
     }
 
