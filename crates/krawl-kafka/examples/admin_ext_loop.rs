@@ -161,6 +161,7 @@ async fn seed(args: &Args) -> Result<(), String> {
 
 #[derive(Default)]
 struct Totals {
+    anchored_brokers: usize,
     groups: usize,
     broker_errors: usize,
     described: usize,
@@ -189,6 +190,19 @@ async fn one_iteration(
     t: &mut Totals,
 ) {
     let timeout = args.timeout;
+
+    // The metadata anchor (a topic handle) made and destroyed around a
+    // brokers-only Metadata request, which then names the anchor's topic.
+    match admin_ext::MetadataAnchor::new(client) {
+        Ok(anchor) => {
+            match admin_ext::probe_brokers(client, timeout).await {
+                Ok(brokers) => t.anchored_brokers += brokers.len(),
+                Err(e) => eprintln!("probe_brokers with anchor: {e}"),
+            }
+            drop(anchor);
+        }
+        Err(e) => eprintln!("metadata anchor: {e}"),
+    }
 
     let group_ids = match admin_ext::list_consumer_groups(client, timeout).await {
         Ok((groups, errors)) => {
