@@ -10,10 +10,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use krawl_wire::{
-    ApiVersionsResponse, DescribeLogDirsResponse, ListOffsetsPartition, ListOffsetsResponse,
-    ListOffsetsVisitor, LogDirPartition, LogDirsVisitor, MetadataBroker, MetadataPartition,
-    MetadataResponse, MetadataTopic, MetadataVisitor, ResponseHeader, SaslAuthenticateResponse,
-    SaslHandshakeResponse,
+    ApiVersionsResponse, CommittedPartition, DescribeLogDirsResponse, ListOffsetsPartition,
+    ListOffsetsResponse, ListOffsetsVisitor, LogDirPartition, LogDirsVisitor, MetadataBroker,
+    MetadataPartition, MetadataResponse, MetadataTopic, MetadataVisitor, OffsetFetchResponse,
+    OffsetFetchVisitor, ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -64,11 +64,12 @@ enum Decoder {
     DescribeLogDirs(i16),
     Metadata(i16),
     ListOffsets(i16),
+    OffsetFetch(i16),
 }
 
-/// Indexed by the first input byte modulo 24 (krawl-wire's `write_fuzz_seeds` test writes the
+/// Indexed by the first input byte modulo 26 (krawl-wire's `write_fuzz_seeds` test writes the
 /// seeds in this order).
-const DECODERS: [Decoder; 24] = [
+const DECODERS: [Decoder; 26] = [
     Decoder::Header(1),
     Decoder::Header(4),
     Decoder::ApiVersions(0),
@@ -93,6 +94,8 @@ const DECODERS: [Decoder; 24] = [
     Decoder::ListOffsets(4),
     Decoder::ListOffsets(6),
     Decoder::ListOffsets(10),
+    Decoder::OffsetFetch(8),
+    Decoder::OffsetFetch(9),
 ];
 
 /// Counts what it is shown; allocates nothing.
@@ -140,6 +143,18 @@ impl ListOffsetsVisitor for Count {
         self.partitions += 1;
         self.bytes = self.bytes.wrapping_add(p.offset);
     }
+}
+
+impl OffsetFetchVisitor for Count {
+    fn group(&mut self, id: &str) {
+        self.dirs += 1;
+        self.bytes = self.bytes.wrapping_add(id.len() as i64);
+    }
+    fn partition(&mut self, p: CommittedPartition<'_>) {
+        self.partitions += 1;
+        self.bytes = self.bytes.wrapping_add(p.committed_offset);
+    }
+    fn group_error(&mut self, _: i16) {}
 }
 
 fn decode(decoder: Decoder, body: &[u8]) {
@@ -198,6 +213,16 @@ fn decode(decoder: Decoder, body: &[u8]) {
                     .expect("a response that parsed visits without error");
                 // The smallest partition is 22 bytes.
                 assert!(count.partitions * 22 <= body.len(), "{}", count.partitions);
+            }
+        }
+        Decoder::OffsetFetch(version) => {
+            if let Ok(r) = OffsetFetchResponse::parse(body, version) {
+                let mut count = Count::default();
+                OffsetFetchResponse::visit(&r, &mut count)
+                    .expect("a response that parsed visits without error");
+                // The smallest partition is 20 bytes, the smallest group 5.
+                assert!(count.partitions * 20 <= body.len(), "{}", count.partitions);
+                assert!(count.dirs * 5 <= body.len(), "{}", count.dirs);
             }
         }
     }

@@ -21,8 +21,9 @@
 //!   v1–v4, by Kafka's published message schemas. DescribeLogDirs is checked whole, then walked
 //!   by a [`LogDirsVisitor`]: a response with 150,000 partitions costs no memory beyond what the
 //!   caller aggregates.
-//! - [`metadata`]: MetadataResponse v1–v12 and ListOffsetsResponse v1–v10, checked whole and
-//!   walked the same way (the extraction's index of the cluster and its offsets).
+//! - [`metadata`]: MetadataResponse v1–v12, ListOffsetsResponse v1–v10 and the multi-group
+//!   OffsetFetchResponse v8–v9, checked whole and walked the same way (the extraction's index
+//!   of the cluster, its offsets, its groups' committed offsets).
 //! - [`scram`]: SCRAM-SHA-256/512 client messages and the checks of the server's answers.
 //!
 //! # Invariants
@@ -56,8 +57,9 @@ pub use messages::{
     UNSUPPORTED_VERSION,
 };
 pub use metadata::{
-    I32s, ListOffsetsPartition, ListOffsetsResponse, ListOffsetsVisitor, MetadataBroker,
-    MetadataPartition, MetadataResponse, MetadataTopic, MetadataVisitor,
+    CommittedPartition, I32s, ListOffsetsPartition, ListOffsetsResponse, ListOffsetsVisitor,
+    MetadataBroker, MetadataPartition, MetadataResponse, MetadataTopic, MetadataVisitor,
+    OffsetFetchResponse, OffsetFetchVisitor,
 };
 pub use reader::Reader;
 

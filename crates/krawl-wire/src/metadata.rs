@@ -1,6 +1,7 @@
-//! MetadataResponse v1–v12 and ListOffsetsResponse v1–v10, by Kafka's published schemas
-//! (`MetadataResponse.json`, `ListOffsetsResponse.json`): the two answers that grow with the
-//! cluster when krawl indexes it and reads its offsets.
+//! MetadataResponse v1–v12, ListOffsetsResponse v1–v10 and OffsetFetchResponse v8–v9, by
+//! Kafka's published schemas (`MetadataResponse.json`, `ListOffsetsResponse.json`,
+//! `OffsetFetchResponse.json`): the answers that grow with the cluster when krawl indexes it and
+//! reads its offsets and its groups' committed offsets.
 //!
 //! Like DescribeLogDirs, each is checked whole by `parse` (every count, length, string and the
 //! end) and then walked by a visitor, never built: a Metadata answer for 100,000 topics is 12 MB
@@ -339,6 +340,117 @@ fn walk_offsets<V: ListOffsetsVisitor + ?Sized>(
     if flexible {
         r.skip_tagged_fields("_tagged_fields")?;
     }
+    r.finish()?;
+    Ok(throttle_time_ms)
+}
+
+// ------------------------------------------------------------------------------------------------
+// OffsetFetch (multi-group)
+// ------------------------------------------------------------------------------------------------
+
+/// One committed offset, as [`OffsetFetchVisitor::partition`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommittedPartition<'a> {
+    pub topic: &'a str,
+    pub partition_index: i32,
+    /// -1 when the group has no committed offset for the partition.
+    pub committed_offset: i64,
+    pub error_code: i16,
+}
+
+/// Receives a multi-group OffsetFetch response in wire order: each group's partitions, then
+/// the group's own error code.
+pub trait OffsetFetchVisitor {
+    /// A group; its partitions follow.
+    fn group(&mut self, group_id: &str);
+    fn partition(&mut self, partition: CommittedPartition<'_>);
+    /// After the group's partitions: its error code (0: none).
+    fn group_error(&mut self, error_code: i16);
+}
+
+struct CheckOffsetFetch;
+
+impl OffsetFetchVisitor for CheckOffsetFetch {
+    fn group(&mut self, _: &str) {}
+    fn partition(&mut self, _: CommittedPartition<'_>) {}
+    fn group_error(&mut self, _: i16) {}
+}
+
+/// OffsetFetchResponse v8–v9, the versions that answer for many groups at once (KIP-709),
+/// checked whole by [`Self::parse`] and walked by [`Self::visit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetFetchResponse<'a> {
+    pub throttle_time_ms: i32,
+    body: &'a [u8],
+    version: i16,
+}
+
+impl Message for OffsetFetchResponse<'_> {
+    const NAME: &'static str = "OffsetFetch";
+    const API_KEY: i16 = 9;
+    const MIN_VERSION: i16 = 8;
+    const MAX_VERSION: i16 = 9;
+    fn header_version(_version: i16) -> i16 {
+        1
+    }
+}
+
+impl<'a> OffsetFetchResponse<'a> {
+    pub fn parse(body: &'a [u8], version: i16) -> Result<Self> {
+        let throttle_time_ms = walk_offset_fetch(body, version, &mut CheckOffsetFetch)?;
+        Ok(Self {
+            throttle_time_ms,
+            body,
+            version,
+        })
+    }
+
+    /// Hands each group and partition to `visitor` (the response was checked by [`Self::parse`]).
+    pub fn visit<V: OffsetFetchVisitor + ?Sized>(&self, visitor: &mut V) -> Result<()> {
+        walk_offset_fetch(self.body, self.version, visitor).map(|_| ())
+    }
+}
+
+fn walk_offset_fetch<V: OffsetFetchVisitor + ?Sized>(
+    body: &[u8],
+    version: i16,
+    visitor: &mut V,
+) -> Result<i32> {
+    let mut r = body_reader::<OffsetFetchResponse<'_>>(body, version)?;
+    // Always flexible: compact strings and arrays, tagged fields at every level.
+    let min_partition = 4 + 8 + 4 + 1 + 2 + 1;
+    let min_topic = 1 + 1 + 1;
+    let min_group = 1 + 1 + 2 + 1;
+    let throttle_time_ms = r.i32("throttle_time_ms")?;
+    let groups = r.array_len("groups", true, min_group)?;
+    for _ in 0..groups {
+        let group_id = r.string("groups.group_id", true)?;
+        visitor.group(group_id);
+        let topics = r.array_len("groups.topics", true, min_topic)?;
+        for _ in 0..topics {
+            let topic = r.string("groups.topics.name", true)?;
+            let partitions = r.array_len("groups.topics.partitions", true, min_partition)?;
+            for _ in 0..partitions {
+                let partition_index = r.i32("groups.topics.partitions.partition_index")?;
+                let committed_offset = r.i64("groups.topics.partitions.committed_offset")?;
+                r.i32("groups.topics.partitions.committed_leader_epoch")?;
+                r.nullable_string("groups.topics.partitions.metadata", true)?;
+                let error_code = r.i16("groups.topics.partitions.error_code")?;
+                r.skip_tagged_fields("groups.topics.partitions._tagged_fields")?;
+                visitor.partition(CommittedPartition {
+                    topic,
+                    partition_index,
+                    committed_offset,
+                    error_code,
+                });
+            }
+            r.skip_tagged_fields("groups.topics._tagged_fields")?;
+        }
+        let error_code = r.i16("groups.error_code")?;
+        visitor.group_error(error_code);
+        r.skip_tagged_fields("groups._tagged_fields")?;
+    }
+    r.skip_tagged_fields("_tagged_fields")?;
     r.finish()?;
     Ok(throttle_time_ms)
 }

@@ -11,16 +11,18 @@ use kafka_protocol::messages::api_versions_response as kav;
 use kafka_protocol::messages::describe_log_dirs_response as kdl;
 use kafka_protocol::messages::list_offsets_response as klo;
 use kafka_protocol::messages::metadata_response as kmd;
+use kafka_protocol::messages::offset_fetch_response as kof;
 use kafka_protocol::messages::{
-    BrokerId, ResponseHeader as KHeader, SaslAuthenticateResponse as KAuth,
+    BrokerId, GroupId, ResponseHeader as KHeader, SaslAuthenticateResponse as KAuth,
     SaslHandshakeResponse as KHandshake, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use krawl_wire::{
-    ApiVersion, ApiVersionsResponse, DescribeLogDirsResponse, ListOffsetsPartition,
-    ListOffsetsResponse, ListOffsetsVisitor, LogDirPartition, LogDirsVisitor, MetadataBroker,
-    MetadataPartition, MetadataResponse, MetadataTopic, MetadataVisitor, Problem, ResponseHeader,
-    SaslAuthenticateResponse, SaslHandshakeResponse, WireError,
+    ApiVersion, ApiVersionsResponse, CommittedPartition, DescribeLogDirsResponse,
+    ListOffsetsPartition, ListOffsetsResponse, ListOffsetsVisitor, LogDirPartition, LogDirsVisitor,
+    MetadataBroker, MetadataPartition, MetadataResponse, MetadataTopic, MetadataVisitor,
+    OffsetFetchResponse, OffsetFetchVisitor, Problem, ResponseHeader, SaslAuthenticateResponse,
+    SaslHandshakeResponse, WireError,
 };
 
 fn encode<M: Encodable>(m: &M, version: i16) -> Vec<u8> {
@@ -875,6 +877,99 @@ fn list_offsets_v1_to_v10_match_kafka_protocol() {
     assert_eq!(e.field, "topics.partitions");
 }
 
+// -- OffsetFetch (multi-group) -----------------------------------------------------------------
+
+#[derive(Debug, PartialEq)]
+enum Of {
+    Group(String),
+    Partition(String, i32, i64, i16),
+    GroupError(i16),
+}
+
+#[derive(Default)]
+struct OfRecord(Vec<Of>);
+
+impl OffsetFetchVisitor for OfRecord {
+    fn group(&mut self, group_id: &str) {
+        self.0.push(Of::Group(group_id.to_string()));
+    }
+    fn partition(&mut self, p: CommittedPartition<'_>) {
+        self.0.push(Of::Partition(
+            p.topic.to_string(),
+            p.partition_index,
+            p.committed_offset,
+            p.error_code,
+        ));
+    }
+    fn group_error(&mut self, error_code: i16) {
+        self.0.push(Of::GroupError(error_code));
+    }
+}
+
+fn k_offset_fetch() -> kof::OffsetFetchResponse {
+    let partition = |i: i32, offset: i64, error: i16| {
+        kof::OffsetFetchResponsePartitions::default()
+            .with_partition_index(i)
+            .with_committed_offset(offset)
+            .with_committed_leader_epoch(2)
+            .with_metadata(Some(s("consumer metadata")))
+            .with_error_code(error)
+            .with_unknown_tagged_fields(unknown_tags())
+    };
+    kof::OffsetFetchResponse::default()
+        .with_throttle_time_ms(5)
+        .with_groups(vec![
+            kof::OffsetFetchResponseGroup::default()
+                .with_group_id(GroupId(s("payments")))
+                .with_topics(vec![kof::OffsetFetchResponseTopics::default()
+                    .with_name(TopicName(s("orders")))
+                    .with_partitions(vec![partition(0, 42, 0), partition(1, -1, 0)])
+                    .with_unknown_tagged_fields(unknown_tags())])
+                .with_unknown_tagged_fields(unknown_tags()),
+            kof::OffsetFetchResponseGroup::default()
+                .with_group_id(GroupId(s("forbidden")))
+                .with_error_code(30),
+        ])
+        .with_unknown_tagged_fields(unknown_tags())
+}
+
+#[test]
+fn offset_fetch_v8_v9_match_kafka_protocol() {
+    let expected = vec![
+        Of::Group("payments".into()),
+        Of::Partition("orders".into(), 0, 42, 0),
+        Of::Partition("orders".into(), 1, -1, 0),
+        Of::GroupError(0),
+        Of::Group("forbidden".into()),
+        Of::GroupError(30),
+    ];
+    for version in 8..=9 {
+        let bytes = encode(&k_offset_fetch(), version);
+        let got = OffsetFetchResponse::parse(&bytes, version).unwrap();
+        assert_eq!(got.throttle_time_ms, 5);
+        let mut seen = OfRecord::default();
+        got.visit(&mut seen).unwrap();
+        assert_eq!(seen.0, expected, "v{version}");
+        refuses_cut_and_extended(&format!("OffsetFetch v{version}"), &bytes, |b| {
+            OffsetFetchResponse::parse(b, version).map(|_| ())
+        });
+    }
+    for version in [7, 10] {
+        assert!(matches!(
+            OffsetFetchResponse::parse(&[], version)
+                .unwrap_err()
+                .problem,
+            Problem::UnsupportedVersion { min: 8, max: 9 }
+        ));
+    }
+    // 2^32 - 2 groups in 10 bytes.
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    b.extend_from_slice(&[0; 10]);
+    let e = OffsetFetchResponse::parse(&b, 8).unwrap_err();
+    assert_eq!(e.field, "groups");
+}
+
 // -- Fuzz seeds ------------------------------------------------------------------------------
 
 /// Writes the seed corpus of the `kafka_responses` fuzz target: one valid response per decoder,
@@ -971,6 +1066,13 @@ fn write_fuzz_seeds() {
             &format!("list_offsets_v{version}"),
             20 + i as u8,
             &encode(&k_list_offsets(version), version),
+        );
+    }
+    for (i, version) in [8i16, 9].into_iter().enumerate() {
+        write(
+            &format!("offset_fetch_v{version}"),
+            24 + i as u8,
+            &encode(&k_offset_fetch(), version),
         );
     }
 }
