@@ -122,10 +122,9 @@ impl Drop for ChunkUploader {
     }
 }
 
-/// An acknowledged chunk, for the totals (its NDJSON for the stream hash, in order).
+/// An acknowledged chunk, for the totals.
 #[derive(Debug)]
 struct Sent {
-    ndjson: Vec<u8>,
     records: u64,
     compressed: u64,
 }
@@ -162,6 +161,12 @@ impl ChunkCutter {
     /// Appends one record as a line; `true` when the chunk is full and should be cut.
     /// A record that fails to serialise leaves the chunk as it was (no partial line).
     pub fn push(&mut self, record: Record) -> Result<bool, serde_json::Error> {
+        if self.buf.capacity() == 0 {
+            // A chunk's buffer is sized for the chunk once: grown by doubling it ended at up
+            // to twice `max_bytes` (8 MiB for a 4 MiB chunk), for each chunk in flight.
+            self.buf
+                .reserve_exact(self.max_bytes.saturating_add(self.max_bytes / 16 + 4096));
+        }
         let len = self.buf.len();
         if let Err(e) = serde_json::to_writer(&mut self.buf, &Envelope::new(record)) {
             self.buf.truncate(len);
@@ -305,7 +310,6 @@ impl ChunkUploader {
                 })
             }
         };
-        self.hash.update(&sent.ndjson);
         self.records += sent.records;
         self.bytes += sent.compressed;
         self.next_seq += 1;
@@ -328,6 +332,10 @@ impl ChunkUploader {
         let seq = self.next_to_send;
         self.next_to_send += 1;
         let (ndjson, records) = self.cutter.take();
+        // The stream hash is of the chunks in seq order, which is the order they are cut in; an
+        // upload that fails fails the attempt, so hashing here equals hashing on acknowledgement
+        // and the upload task can drop the NDJSON once it is compressed.
+        self.hash.update(&ndjson);
         let put = ChunkPut {
             client: self.client.clone(),
             job_id: self.job_id.clone(),
@@ -354,6 +362,8 @@ impl ChunkPut {
                 .map_err(|e| UploadError::Encode(e.to_string()))?,
         );
         let compressed = body.len() as u64;
+        // Only the compressed body is kept while the chunk is in flight.
+        drop(ndjson);
         let started = Instant::now();
         let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_cap);
         loop {
@@ -401,7 +411,6 @@ impl ChunkPut {
             }
         }
         Ok(Sent {
-            ndjson,
             records: n,
             compressed,
         })
