@@ -14,8 +14,8 @@
 //! # What it may send
 //!
 //! Exactly the [`SENT_API_KEYS`], all in [`crate::api_keys::READ_ONLY_APIS`]:
-//! ApiVersions, SaslHandshake, SaslAuthenticate, DescribeLogDirs, Metadata and
-//! ListOffsets. The private `Call` trait is implemented for those requests
+//! ApiVersions, SaslHandshake, SaslAuthenticate, DescribeLogDirs, Metadata,
+//! ListOffsets and OffsetFetch. The private `Call` trait is implemented for those requests
 //! alone, so nothing else can be written to a broker socket.
 //!
 //! # Wire format
@@ -52,14 +52,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, DescribeLogDirsRequest, ListOffsetsRequest, MetadataRequest,
-    RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+    OffsetFetchRequest, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use krawl_secrets::SecretString;
 use krawl_wire::scram::{ScramClient, ScramHash};
 use krawl_wire::{
     shown, ApiVersionsResponse, DescribeLogDirsResponse, ListOffsetsResponse, Message,
-    MetadataResponse, ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse, WireError,
+    MetadataResponse, OffsetFetchResponse, ResponseHeader, SaslAuthenticateResponse,
+    SaslHandshakeResponse, WireError,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -81,6 +82,7 @@ pub const SENT_API_KEYS: &[i16] = &[
     ApiKey::DescribeLogDirs as i16,
     ApiKey::Metadata as i16,
     ApiKey::ListOffsets as i16,
+    ApiKey::OffsetFetch as i16,
 ];
 
 /// Brokers asked at the same time.
@@ -313,6 +315,11 @@ impl Call for MetadataRequest {
 impl Call for ListOffsetsRequest {
     const KEY: ApiKey = ApiKey::ListOffsets;
     type Response = ListOffsetsResponse<'static>;
+}
+
+impl Call for OffsetFetchRequest {
+    const KEY: ApiKey = ApiKey::OffsetFetch;
+    type Response = OffsetFetchResponse<'static>;
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -830,7 +837,7 @@ mod tests {
 
     #[test]
     fn sends_only_read_only_apis() {
-        assert_eq!(SENT_API_KEYS, &[18, 17, 36, 35, 3, 2]);
+        assert_eq!(SENT_API_KEYS, &[18, 17, 36, 35, 3, 2, 9]);
         for k in SENT_API_KEYS {
             assert!(crate::api_keys::READ_ONLY_APIS.contains(k), "{k}");
         }

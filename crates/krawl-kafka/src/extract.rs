@@ -54,6 +54,7 @@ use crate::broker_client::BrokerClient;
 use crate::config::{ExtractOptions, Filters};
 use crate::connection::Connection;
 use crate::error::ExtractError;
+use crate::group_offsets;
 use crate::log_dirs;
 use crate::metadata;
 use crate::offsets;
@@ -1066,9 +1067,16 @@ impl<'a> Extractor<'a> {
         // `offset_fetch_concurrency` at a time; GROUP_BATCHES_IN_FLIGHT
         // batches run at once and are written in order. The futures are built
         // up front, as in the offsets phase.
+        // Committed offsets of many groups per request where the
+        // coordinators offer it (group_offsets.rs), librdkafka per group for
+        // the rest.
+        let settings = self.conn.broker_settings();
+        let client = BrokerClient::new(&settings).ok();
+        let pool = client.as_ref().map(group_offsets::CoordinatorPool::new);
+        let pool = pool.as_ref();
         let batches: Vec<_> = ids
             .chunks(self.opts.describe_groups_batch)
-            .map(|batch| self.describe_group_batch(batch).boxed())
+            .map(|batch| self.describe_group_batch(batch, pool).boxed())
             .collect();
         let mut results = stream::iter(batches).buffered(GROUP_BATCHES_IN_FLIGHT);
         while let Some((batch, fetched)) = results.next().await {
@@ -1133,6 +1141,7 @@ impl<'a> Extractor<'a> {
     async fn describe_group_batch<'b>(
         &self,
         batch: &'b [String],
+        pool: Option<&group_offsets::CoordinatorPool<'_>>,
     ) -> (&'b [String], Result<Vec<FetchedGroup>, AdminExtError>) {
         let admin = self.conn.admin();
         let timeout = self.conn.timeout();
@@ -1145,9 +1154,16 @@ impl<'a> Extractor<'a> {
             Ok(d) => d,
             Err(e) => return (batch, Err(e)),
         };
+        let mut committed = match pool {
+            Some(pool) => self.fetch_many(pool, &descriptions).await,
+            None => group_offsets::Committed::new(),
+        };
         let fetches: Vec<_> = descriptions
             .into_iter()
-            .map(|d| self.fetch_committed(d).boxed())
+            .map(|d| match committed.remove(&d.group_id) {
+                Some(offsets) => futures::future::ready((d, Some(Ok(offsets)))).boxed(),
+                None => self.fetch_committed(d).boxed(),
+            })
             .collect();
         let mut fetched: Vec<FetchedGroup> = stream::iter(fetches)
             .buffer_unordered(self.opts.offset_fetch_concurrency)
@@ -1155,6 +1171,47 @@ impl<'a> Extractor<'a> {
             .await;
         fetched.sort_by(|a, b| a.0.group_id.cmp(&b.0.group_id));
         (batch, Ok(fetched))
+    }
+
+    /// Committed offsets of the described groups from their coordinators,
+    /// many groups a request; groups missing from the result go to librdkafka.
+    async fn fetch_many(
+        &self,
+        pool: &group_offsets::CoordinatorPool<'_>,
+        descriptions: &[admin_ext::GroupDescription],
+    ) -> group_offsets::Committed {
+        let mut by_broker: BTreeMap<i32, group_offsets::Coordinator<'_>> = BTreeMap::new();
+        for d in descriptions.iter().filter(|d| d.error.is_none()) {
+            let Some(c) = &d.coordinator else { continue };
+            let port = c.port;
+            if c.id < 0 {
+                continue;
+            }
+            let allowed = self
+                .broker_check
+                .as_ref()
+                .is_none_or(|allowed| allowed(&c.host, port));
+            if !allowed {
+                continue;
+            }
+            by_broker
+                .entry(c.id)
+                .or_insert_with(|| group_offsets::Coordinator {
+                    broker: c.id,
+                    host: c.host.clone(),
+                    port,
+                    groups: Vec::new(),
+                })
+                .groups
+                .push(d.group_id.as_str());
+        }
+        let mut committed = group_offsets::Committed::new();
+        for coordinator in by_broker.values() {
+            let (answered, requests) = pool.fetch(coordinator).await;
+            self.calls.add_n("OffsetFetch", requests);
+            committed.extend(answered);
+        }
+        committed
     }
 
     async fn fetch_committed(&self, d: admin_ext::GroupDescription) -> FetchedGroup {
