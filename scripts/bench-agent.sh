@@ -11,7 +11,8 @@
 #
 #   scripts/bench-agent.sh
 #   BENCH_IDLE_SECS=60 BENCH_TOPICS=1000 BENCH_GROUPS=50 scripts/bench-agent.sh   # quick
-#   BENCH_SKIP_IDLE=1 / BENCH_SKIP_E2E=1 skip a part.
+#   BENCH_SKIP_IDLE=1 / BENCH_SKIP_E2E=1 skip a part; KRAWL_BIN=/path/to/krawl measures that
+#   binary and builds nothing.
 #
 # Exit status: 0 when both floors hold, 1 when one does not, 2 on a setup failure.
 set -euo pipefail
@@ -31,9 +32,14 @@ say() { printf 'bench-agent: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 2; }
 
 ensure_noida || die "cannot install or find noida-db"
-say "building krawl (cargo build --release -p krawl-cli)"
-cargo build --release --quiet -p krawl-cli || die "cargo build failed"
-KRAWL="$ROOT/target/release/krawl"
+if [[ -n "${KRAWL_BIN:-}" ]]; then
+    KRAWL=$KRAWL_BIN
+    [[ -x $KRAWL ]] || die "KRAWL_BIN=$KRAWL is not an executable"
+else
+    say "building krawl (cargo build --release -p krawl-cli)"
+    cargo build --release --quiet -p krawl-cli || die "cargo build failed"
+    KRAWL="$ROOT/target/release/krawl"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/krawl-bench-agent.XXXXXX")
 CP_PID="" AGENT_PID=""
