@@ -539,8 +539,8 @@ async fn a_result_over_the_attempt_quota_fails_the_job_once_and_the_agent_keeps_
 
     // Four topics, one record a chunk: the third chunk is refused (413). The agent starts no
     // chunk after that, sends no refused chunk again, and reports the failure; the job is not
-    // retried. (Chunks already in flight when the refusal arrives, up to three, may each be
-    // refused once.)
+    // retried. (Chunks already in flight when the refusal arrives, up to UPLOADS_IN_FLIGHT, may
+    // each be refused once.)
     let id = cp
         .submit("kafka.list_topics", kafka_spec(&broker.bootstrap()))
         .await;

@@ -10,7 +10,8 @@
 //! protocol identifies a chunk by its seq, so they may arrive in any order; on a control plane
 //! 50 ms away, uploading inline stalled the extraction for a round trip and the compression of
 //! every chunk). Acknowledgements are counted in seq order, so the stream hash is the hash of the
-//! chunks in order. Memory: the chunk being filled and at most [`UPLOADS_IN_FLIGHT`] in flight.
+//! chunks in order. Memory: the chunk being filled (its buffer reserved once) and at most
+//! [`UPLOADS_IN_FLIGHT`] compressed bodies in flight.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,8 +28,10 @@ use crate::config::AgentSection;
 use crate::health::Telemetry;
 use crate::progress::JobProgress;
 
-/// Chunks being uploaded at the same time, per job.
-pub const UPLOADS_IN_FLIGHT: usize = 3;
+/// Chunks being uploaded at the same time, per job. Once compressed an upload holds only its
+/// compressed body (a few hundred KB for a 4 MiB chunk), so this is cheap; with the control plane
+/// 50 ms away a 50,000-topic job (53 chunks) spent about 18 round trips waiting with 3.
+pub const UPLOADS_IN_FLIGHT: usize = 8;
 
 /// Chunking and retry settings (from `[agent]`).
 #[derive(Debug, Clone)]
