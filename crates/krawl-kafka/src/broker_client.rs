@@ -34,8 +34,10 @@
 //!   socket (PLAIN), into PBKDF2 (SCRAM, with the derived keys zeroized on
 //!   drop) or into rustls (the client key). No error message contains them.
 //! - **Bounded**: a response larger than [`MAX_RESPONSE_BYTES`] is refused
-//!   before it is read; callers keep at most [`PIPELINE_DEPTH`] requests in
-//!   flight on a connection and at most [`MAX_CONCURRENT_BROKERS`] brokers.
+//!   before it is read; callers keep a bounded number of requests in flight
+//!   on a connection ([`PIPELINE_DEPTH`]; ListOffsets, whose answers are
+//!   small, `offsets::REQUESTS_IN_FLIGHT`) and at most
+//!   [`MAX_CONCURRENT_BROKERS`] brokers.
 //! - **Time-bounded**: the timeout applies to the TCP connect, to the TLS
 //!   handshake and to each request and each response.
 //! - TLS verifies the certificate chain always; only the host name check can

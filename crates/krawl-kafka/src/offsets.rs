@@ -10,8 +10,8 @@
 //! the partitions by leader (from Metadata); each leader gets one
 //! connection, its partitions go out in requests of at most
 //! [`PARTITIONS_PER_REQUEST`], earliest and latest as two requests, up to
-//! [`PIPELINE_DEPTH`] in flight, and each answer is walked straight into the
-//! offsets table.
+//! [`REQUESTS_IN_FLIGHT`] in flight, and each answer is walked straight into
+//! the offsets table.
 //!
 //! # What is not done here
 //!
@@ -32,11 +32,15 @@ use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use krawl_wire::{ListOffsetsResponse, ListOffsetsVisitor};
 
-use crate::broker_client::{BrokerClient, BrokerError, MAX_CONCURRENT_BROKERS, PIPELINE_DEPTH};
+use crate::broker_client::{BrokerClient, BrokerError, MAX_CONCURRENT_BROKERS};
 use crate::partition_table::PartitionTable;
 
 /// Partitions per ListOffsets request.
 pub const PARTITIONS_PER_REQUEST: usize = 5_000;
+/// ListOffsets requests in flight on one leader's connection. Answers are read one at a time
+/// (about 30 bytes a partition), so depth costs nothing here; with 4, the 60 requests of a
+/// 50,000-topic cluster on one leader took 15 round trips at 20 ms.
+pub const REQUESTS_IN_FLIGHT: usize = 16;
 /// An offset not (yet) known: outside what a broker sends as an offset.
 pub const UNKNOWN: i64 = i64::MIN;
 
@@ -131,9 +135,9 @@ impl Ctx<'_> {
             .partitions
             .chunks(PARTITIONS_PER_REQUEST)
             .flat_map(|batch| [(batch, 0usize), (batch, 1)]);
-        let mut pending: VecDeque<Sent<'_>> = VecDeque::with_capacity(PIPELINE_DEPTH);
+        let mut pending: VecDeque<Sent<'_>> = VecDeque::with_capacity(REQUESTS_IN_FLIGHT);
         loop {
-            while pending.len() < PIPELINE_DEPTH {
+            while pending.len() < REQUESTS_IN_FLIGHT {
                 let Some((batch, slot)) = next.next() else {
                     break;
                 };
