@@ -32,14 +32,7 @@ say() { printf 'bench-agent: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 2; }
 
 ensure_noida || die "cannot install or find noida-db"
-if [[ -n "${KRAWL_BIN:-}" ]]; then
-    KRAWL=$KRAWL_BIN
-    [[ -x $KRAWL ]] || die "KRAWL_BIN=$KRAWL is not an executable"
-else
-    say "building krawl (cargo build --release -p krawl-cli)"
-    cargo build --release --quiet -p krawl-cli || die "cargo build failed"
-    KRAWL="$ROOT/target/release/krawl"
-fi
+KRAWL=$(bench_krawl "$ROOT") || die "no krawl binary to measure (see above)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/krawl-bench-agent.XXXXXX")
 CP_PID="" AGENT_PID=""

@@ -85,14 +85,7 @@ if [[ "${BENCH_SKIP_PEERS:-0}" != 1 && ! -x "$DATAHUB_VENV/bin/datahub" ]]; then
     "$DATAHUB_VENV/bin/pip" install --quiet --disable-pip-version-check 'acryl-datahub[kafka]' ||
         die "cannot install acryl-datahub[kafka]"
 fi
-if [[ -n "${KRAWL_BIN:-}" ]]; then
-    KRAWL=$KRAWL_BIN
-    [[ -x $KRAWL ]] || die "KRAWL_BIN=$KRAWL is not an executable"
-else
-    say "building krawl (cargo build --release -p krawl-cli)"
-    cargo build --release --quiet -p krawl-cli || die "cargo build failed"
-    KRAWL="$ROOT/target/release/krawl"
-fi
+KRAWL=$(bench_krawl "$ROOT") || die "no krawl binary to measure (see above)"
 say "krawl: $KRAWL ($("$KRAWL" --version 2>/dev/null || echo '?'))"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/krawl-bench-latency.XXXXXX")

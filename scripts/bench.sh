@@ -125,15 +125,7 @@ for mod in confluent_kafka:confluent-kafka matplotlib:matplotlib; do
 done
 ensure_noida || die "cannot install or find noida-db (pip install noida-db==0.2.3, or set KRAWL_NOIDA_BIN)"
 
-if [[ -n "${KRAWL_BIN:-}" ]]; then
-    KRAWL=$KRAWL_BIN
-    [[ -x "$KRAWL" ]] || die "KRAWL_BIN: '$KRAWL' is not an executable file"
-    say "using $KRAWL (KRAWL_BIN; nothing is built)"
-else
-    say "building krawl (cargo build --release -p krawl-cli)"
-    cargo build --release --quiet -p krawl-cli || die "cargo build failed"
-    KRAWL="$ROOT/target/release/krawl"
-fi
+KRAWL=$(bench_krawl "$ROOT") || die "no krawl binary to measure (see above)"
 KRAWL_VERSION=$("$KRAWL" --version 2>/dev/null || echo unknown)
 mkdir -p "$OUT" || die "cannot create BENCH_OUT '$OUT'"
 

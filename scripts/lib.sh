@@ -203,3 +203,19 @@ extract_vs_job() {
     EVJ_DIRECT_TOPICS=$(grep -c '"kind":"topic"' "$dir/direct-$i.ndjson")
     EVJ_VIA_TOPICS=$(grep -c '"kind":"topic"' "$dir/via-$i.ndjson")
 }
+
+# bench_krawl ROOT: prints the krawl binary a benchmark measures: $KRAWL_BIN when it is set (it
+# must be executable; nothing is built), else a release build of ROOT's working tree
+# (target/release/krawl). Progress and errors go to stderr; non-zero when there is no binary.
+bench_krawl() {
+    local root=$1
+    if [[ -n "${KRAWL_BIN:-}" ]]; then
+        [[ -x $KRAWL_BIN ]] || { echo "KRAWL_BIN=$KRAWL_BIN is not an executable" >&2; return 1; }
+        echo "using $KRAWL_BIN (KRAWL_BIN; nothing is built)" >&2
+        printf '%s\n' "$KRAWL_BIN"
+    else
+        echo "building krawl (cargo build --release -p krawl-cli)" >&2
+        (cd "$root" && cargo build --release --quiet -p krawl-cli) || return 1
+        printf '%s\n' "$root/target/release/krawl"
+    fi
+}
