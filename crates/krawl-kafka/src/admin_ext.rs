@@ -1027,7 +1027,8 @@ pub const METADATA_ANCHOR_TOPIC: &str = "krawl:brokers-only";
 /// Invariants: holds an `Arc` of the client, so `rk` outlives the handle;
 /// the handle is destroyed exactly once, on drop.
 pub struct MetadataAnchor<C: ClientContext + 'static> {
-    client: Arc<AdminClient<C>>,
+    /// Held, never read: keeps `rk` alive until the handle is destroyed.
+    _client: Arc<AdminClient<C>>,
     rkt: *mut rd::rd_kafka_topic_t,
 }
 
@@ -1061,7 +1062,7 @@ impl<C: ClientContext + 'static> MetadataAnchor<C> {
             ));
         }
         Ok(Self {
-            client: Arc::clone(client),
+            _client: Arc::clone(client),
             rkt,
         })
     }
@@ -1070,9 +1071,8 @@ impl<C: ClientContext + 'static> MetadataAnchor<C> {
 impl<C: ClientContext + 'static> Drop for MetadataAnchor<C> {
     fn drop(&mut self) {
         // SAFETY: rkt came from rd_kafka_topic_new on this client, which is
-        // still alive (self.client), and is destroyed only here.
+        // still alive (self._client), and is destroyed only here.
         unsafe { rd::rd_kafka_topic_destroy(self.rkt) };
-        let _ = &self.client;
     }
 }
 
