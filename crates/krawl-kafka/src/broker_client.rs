@@ -45,6 +45,7 @@
 //! - SASL PLAIN and SCRAM-SHA-256/512; OAUTHBEARER is `Unsupported` (callers
 //!   fall back to librdkafka or report the gap).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -327,6 +328,14 @@ impl Call for OffsetFetchRequest {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// What [`Conn::pipeline`] does after an answer.
+pub(crate) enum Next {
+    /// Send and read the rest.
+    More,
+    /// Stop here (see [`Conn::pipeline`]).
+    Done,
+}
+
 /// One broker connection: length-prefixed request/response, in order.
 pub(crate) struct Conn {
     io: Box<dyn Io>,
@@ -411,6 +420,46 @@ impl Conn {
     ) -> Result<Bytes, BrokerError> {
         let correlation_id = self.send(request, version).await?;
         self.recv::<R>(correlation_id, version).await
+    }
+
+    /// Sends one request per item, built by `build` when it is sent, with up
+    /// to `depth` in flight, and hands each answer's body to `answer` with
+    /// its item, in send order (a broker answers one connection's requests in
+    /// order). On a network with latency this costs a round trip per `depth`
+    /// requests, not per request. [`Next::Done`] from `answer` ends the
+    /// pipeline early; the answers still in flight are then never read, so
+    /// the caller must not reuse the connection.
+    pub(crate) async fn pipeline<R, T, I, B, A>(
+        &mut self,
+        version: i16,
+        depth: usize,
+        items: I,
+        mut build: B,
+        mut answer: A,
+    ) -> Result<(), BrokerError>
+    where
+        R: Call + Send + Sync,
+        I: Iterator<Item = T>,
+        B: FnMut(&T) -> R,
+        A: FnMut(&Self, &[u8], T) -> Result<Next, BrokerError>,
+    {
+        let mut items = items;
+        let mut pending = VecDeque::with_capacity(depth.max(1));
+        loop {
+            while pending.len() < depth.max(1) {
+                let Some(item) = items.next() else { break };
+                let request = build(&item);
+                let correlation_id = self.send(&request, version).await?;
+                pending.push_back((correlation_id, item));
+            }
+            let Some((correlation_id, item)) = pending.pop_front() else {
+                return Ok(());
+            };
+            let body = self.recv::<R>(correlation_id, version).await?;
+            if let Next::Done = answer(self, &body, item)? {
+                return Ok(());
+            }
+        }
     }
 
     /// Writes `request` at `version` (within the timeout); returns its

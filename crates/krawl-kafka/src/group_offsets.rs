@@ -27,7 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use krawl_wire::{CommittedPartition, OffsetFetchResponse, OffsetFetchVisitor};
 
 use crate::admin_ext::CommittedOffset;
-use crate::broker_client::{BrokerClient, BrokerError, Conn, PIPELINE_DEPTH};
+use crate::broker_client::{BrokerClient, BrokerError, Conn, Next, PIPELINE_DEPTH};
 
 /// Groups per OffsetFetch request.
 pub const GROUPS_PER_REQUEST: usize = 50;
@@ -130,32 +130,29 @@ impl<'c> CoordinatorPool<'c> {
                 (conn, version)
             }
         };
-        let mut batches = coordinator.groups.chunks(GROUPS_PER_REQUEST);
-        let mut pending = std::collections::VecDeque::with_capacity(PIPELINE_DEPTH);
-        loop {
-            while pending.len() < PIPELINE_DEPTH {
-                let Some(batch) = batches.next() else { break };
-                let correlation_id = conn.send(&request(batch), version).await?;
+        conn.pipeline(
+            version,
+            PIPELINE_DEPTH,
+            coordinator.groups.chunks(GROUPS_PER_REQUEST),
+            |batch| {
                 *requests += 1;
-                pending.push_back((correlation_id, batch));
-            }
-            let Some((correlation_id, batch)) = pending.pop_front() else {
-                break;
-            };
-            let body = conn
-                .recv::<OffsetFetchRequest>(correlation_id, version)
-                .await?;
-            let response =
-                OffsetFetchResponse::parse(&body, version).map_err(|e| conn.decode_error(e))?;
-            let mut visitor = Collect {
-                asked: batch,
-                current: None,
-                out,
-            };
-            response
-                .visit(&mut visitor)
-                .map_err(|e| conn.decode_error(e))?;
-        }
+                request(batch)
+            },
+            |conn, body, batch| {
+                let response =
+                    OffsetFetchResponse::parse(body, version).map_err(|e| conn.decode_error(e))?;
+                let mut visitor = Collect {
+                    asked: batch,
+                    current: None,
+                    out: &mut *out,
+                };
+                response
+                    .visit(&mut visitor)
+                    .map_err(|e| conn.decode_error(e))?;
+                Ok(Next::More)
+            },
+        )
+        .await?;
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())

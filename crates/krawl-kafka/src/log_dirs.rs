@@ -30,7 +30,7 @@
 //!   login or reports a log-dir error becomes an entry in
 //!   [`LogDirSizes::broker_errors`]; the other brokers still count.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
 
@@ -41,7 +41,7 @@ use kafka_protocol::messages::{ApiKey, DescribeLogDirsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use krawl_wire::{shown, DescribeLogDirsResponse, LogDirPartition, LogDirsVisitor};
 
-use crate::broker_client::{kafka_error, BrokerClient};
+use crate::broker_client::{kafka_error, BrokerClient, Next};
 pub use crate::broker_client::{
     BrokerError, BrokerSettings, SaslMechanism, SaslSettings, SecurityProtocol, TlsSettings,
     MAX_CONCURRENT_BROKERS, PIPELINE_DEPTH,
@@ -254,62 +254,55 @@ impl BrokerCtx<'_> {
         self.client.authenticate(&mut conn, &versions).await?;
 
         // Pipelined: up to PIPELINE_DEPTH requests in flight, answers read in order.
-        let mut next = self.ranges.iter();
-        let mut pending: VecDeque<(i32, Range<usize>)> = VecDeque::with_capacity(PIPELINE_DEPTH);
-        loop {
-            while pending.len() < PIPELINE_DEPTH {
-                let Some(range) = next.next() else { break };
-                let correlation_id = conn
-                    .send(&request(&self.topics[range.clone()]), version)
-                    .await?;
-                pending.push_back((correlation_id, range.clone()));
-            }
-            let Some((correlation_id, range)) = pending.pop_front() else {
-                return Ok(());
-            };
-            let body = conn
-                .recv::<DescribeLogDirsRequest>(correlation_id, version)
-                .await?;
-            let response =
-                DescribeLogDirsResponse::parse(&body, version).map_err(|e| conn.decode_error(e))?;
-            if let Some(err) = ResponseError::try_from_code(response.error_code) {
-                return Err(kafka_error(broker, "DescribeLogDirs", err, None));
-            }
-            // An answer beyond the request stands for every topic not yet counted.
-            let mut beyond = Beyond {
-                wanted: self.wanted,
-                after: range.end,
-                found: false,
-            };
-            response
-                .visit(&mut beyond)
-                .map_err(|e| conn.decode_error(e))?;
-            let counted = if beyond.found {
-                range.start..self.topics.len()
-            } else {
-                range
-            };
-            // Checked whole by `parse`: the visitor adds a response entirely or not at all.
-            let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
-            let mut visitor = Aggregate {
-                broker,
-                wanted: self.wanted,
-                counted,
-                sizes: &mut sizes,
-                errors: dir_errors,
-                dir_ok: false,
-            };
-            response
-                .visit(&mut visitor)
-                .map_err(|e| conn.decode_error(e))?;
-            if beyond.found {
-                tracing::debug!(
+        conn.pipeline(
+            version,
+            PIPELINE_DEPTH,
+            self.ranges.iter().cloned(),
+            |range| request(&self.topics[range.clone()]),
+            |conn, body, range| {
+                let response = DescribeLogDirsResponse::parse(body, version)
+                    .map_err(|e| conn.decode_error(e))?;
+                if let Some(err) = ResponseError::try_from_code(response.error_code) {
+                    return Err(kafka_error(broker, "DescribeLogDirs", err, None));
+                }
+                // An answer beyond the request stands for every topic not yet counted.
+                let mut beyond = Beyond {
+                    wanted: self.wanted,
+                    after: range.end,
+                    found: false,
+                };
+                response
+                    .visit(&mut beyond)
+                    .map_err(|e| conn.decode_error(e))?;
+                let counted = if beyond.found {
+                    range.start..self.topics.len()
+                } else {
+                    range
+                };
+                // Checked whole by `parse`: the visitor adds a response entirely or not at all.
+                let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+                let mut visitor = Aggregate {
                     broker,
-                    "DescribeLogDirs answered beyond its request; that answer counted for all remaining topics"
-                );
-                return Ok(());
-            }
-        }
+                    wanted: self.wanted,
+                    counted,
+                    sizes: &mut sizes,
+                    errors: &mut *dir_errors,
+                    dir_ok: false,
+                };
+                response
+                    .visit(&mut visitor)
+                    .map_err(|e| conn.decode_error(e))?;
+                if beyond.found {
+                    tracing::debug!(
+                        broker,
+                        "DescribeLogDirs answered beyond its request; that answer counted for all remaining topics"
+                    );
+                    return Ok(Next::Done);
+                }
+                Ok(Next::More)
+            },
+        )
+        .await
     }
 }
 

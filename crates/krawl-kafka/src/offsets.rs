@@ -23,7 +23,6 @@
 //! request named: a broker cannot set the offsets of partitions it was not
 //! asked about.
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use futures::{FutureExt, StreamExt};
@@ -32,7 +31,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use krawl_wire::{ListOffsetsResponse, ListOffsetsVisitor};
 
-use crate::broker_client::{BrokerClient, BrokerError, MAX_CONCURRENT_BROKERS};
+use crate::broker_client::{BrokerClient, BrokerError, Next, MAX_CONCURRENT_BROKERS};
 use crate::partition_table::PartitionTable;
 
 /// Partitions per ListOffsets request.
@@ -102,9 +101,6 @@ pub async fn fill(
     }
 }
 
-/// A request in flight: its correlation id, its batch and its table slot.
-type Sent<'b> = (i32, &'b [(u32, i32)], usize);
-
 struct Ctx<'a> {
     client: &'a BrokerClient<'a>,
     names: &'a [&'a str],
@@ -131,42 +127,37 @@ impl Ctx<'_> {
         };
         let timeout_ms = i32::try_from(self.client.timeout().as_millis()).unwrap_or(i32::MAX);
         // (batch, slot) in send order: each batch asked for earliest, then latest.
-        let mut next = leader
+        let items = leader
             .partitions
             .chunks(PARTITIONS_PER_REQUEST)
             .flat_map(|batch| [(batch, 0usize), (batch, 1)]);
-        let mut pending: VecDeque<Sent<'_>> = VecDeque::with_capacity(REQUESTS_IN_FLIGHT);
-        loop {
-            while pending.len() < REQUESTS_IN_FLIGHT {
-                let Some((batch, slot)) = next.next() else {
-                    break;
-                };
-                let request = self.request(batch, SPECS[slot], timeout_ms);
-                let correlation_id = conn.send(&request, version).await?;
-                pending.push_back((correlation_id, batch, slot));
+        conn.pipeline(
+            version,
+            REQUESTS_IN_FLIGHT,
+            items,
+            |&(batch, slot)| {
                 if let Ok(mut shared) = self.table.lock() {
                     shared.1 += 1;
                 }
-            }
-            let Some((correlation_id, batch, slot)) = pending.pop_front() else {
-                return Ok(());
-            };
-            let body = conn
-                .recv::<ListOffsetsRequest>(correlation_id, version)
-                .await?;
-            let response =
-                ListOffsetsResponse::parse(&body, version).map_err(|e| conn.decode_error(e))?;
-            let mut shared = self.table.lock().unwrap_or_else(|e| e.into_inner());
-            let mut visitor = Record {
-                names: self.names,
-                asked: batch,
-                slot,
-                table: &mut shared.0,
-            };
-            response
-                .visit(&mut visitor)
-                .map_err(|e| conn.decode_error(e))?;
-        }
+                self.request(batch, SPECS[slot], timeout_ms)
+            },
+            |conn, body, (batch, slot)| {
+                let response =
+                    ListOffsetsResponse::parse(body, version).map_err(|e| conn.decode_error(e))?;
+                let mut shared = self.table.lock().unwrap_or_else(|e| e.into_inner());
+                let mut visitor = Record {
+                    names: self.names,
+                    asked: batch,
+                    slot,
+                    table: &mut shared.0,
+                };
+                response
+                    .visit(&mut visitor)
+                    .map_err(|e| conn.decode_error(e))?;
+                Ok(Next::More)
+            },
+        )
+        .await
     }
 
     /// One ListOffsets request for `batch` (sorted by topic index), built when it is sent.
