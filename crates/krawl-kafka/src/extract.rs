@@ -50,7 +50,7 @@ use krawl_wire::{MetadataBroker, MetadataPartition, MetadataTopic, MetadataVisit
 
 use crate::admin_ext::{self, AdminExtError, OffsetSpec};
 use crate::api_keys::api_name;
-use crate::broker_client::BrokerClient;
+use crate::broker_client::{BrokerClient, BrokerError};
 use crate::config::{ExtractOptions, Filters};
 use crate::connection::Connection;
 use crate::error::ExtractError;
@@ -318,6 +318,9 @@ impl MetadataVisitor for IndexBuilder<'_> {
     }
 }
 
+/// krawl's own Kafka client for one extraction, or why it cannot be used.
+type OwnClient<'c, 's> = Result<&'c BrokerClient<'s>, &'c BrokerError>;
+
 /// What the topic records are completed with.
 #[derive(Debug)]
 struct Lookups<'c> {
@@ -502,25 +505,33 @@ impl<'a> Extractor<'a> {
             phases: Vec::new(),
         };
 
+        // krawl's own Kafka client (metadata, offsets, sizes, committed
+        // offsets): its settings checked and its TLS configuration built once
+        // per extraction. Its error (OAUTHBEARER, unusable TLS files) sends
+        // every phase to librdkafka, and the sizes phase reports it.
+        let settings = self.conn.broker_settings();
+        let client = BrokerClient::new(&settings);
+        let client = client.as_ref();
+
         let t = Instant::now();
         self.progress.phase("metadata", None);
-        let meta = self.metadata_phase(&mut out).await?;
+        let meta = self.metadata_phase(client, &mut out).await?;
         out.phase_done("metadata", t);
 
         let t = Instant::now();
         let partitions: usize = meta.topics.iter().map(|t| t.partitions.len()).sum();
         self.progress.phase("offsets", Some(partitions as u64));
-        let offsets = self.offsets_phase(&meta, &mut out).await?;
+        let offsets = self.offsets_phase(client, &meta, &mut out).await?;
         out.phase_done("offsets", t);
 
         let t = Instant::now();
         self.progress.phase("sizes", None);
-        let sizes = self.sizes_phase(&meta, &mut out).await?;
+        let sizes = self.sizes_phase(client, &meta, &mut out).await?;
         out.phase_done("sizes", t);
 
         let t = Instant::now();
         let group_counts = if self.opts.consumer_groups {
-            self.groups_phase(&meta, &offsets, &mut out).await?
+            self.groups_phase(client, &meta, &offsets, &mut out).await?
         } else {
             vec![0; meta.topics.len()]
         };
@@ -586,16 +597,17 @@ impl<'a> Extractor<'a> {
 
     async fn metadata_phase<S: RecordSink>(
         &self,
+        client: OwnClient<'_, '_>,
         out: &mut Out<'_, S>,
     ) -> Result<ClusterMeta, ExtractError> {
         let mut index = IndexBuilder::new(&self.filters);
         // krawl's own client first (no copy of the cluster in librdkafka's
         // cache); librdkafka when it cannot (OAUTHBEARER) or fails.
-        let wire = match BrokerClient::new(&self.conn.broker_settings()) {
+        let wire = match client {
             Ok(client) => {
                 self.calls.add("Metadata");
                 let servers = self.conn.bootstrap_servers();
-                match metadata::all_topics(&client, &servers, &mut index).await {
+                match metadata::all_topics(client, &servers, &mut index).await {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::info!(error = %e, "Metadata over krawl's own client failed; asking librdkafka");
@@ -788,6 +800,7 @@ impl<'a> Extractor<'a> {
     /// client (librdkafka has no such API): one connection per broker.
     async fn sizes_phase<S: RecordSink>(
         &self,
+        client: OwnClient<'_, '_>,
         meta: &ClusterMeta,
         out: &mut Out<'_, S>,
     ) -> Result<PartitionTable<Option<i64>>, ExtractError> {
@@ -805,18 +818,16 @@ impl<'a> Extractor<'a> {
             .await?;
             return Ok(unknown());
         }
-        let settings = self.conn.broker_settings();
         let wanted: Vec<log_dirs::TopicPartitionCount> = meta
             .topics
             .iter()
             .map(|t| (t.name.as_str(), t.slots()))
             .collect();
-        let (brokers, refused): (Vec<_>, Vec<_>) =
-            meta.brokers.iter().cloned().partition(|(_, h, p)| {
-                self.broker_check
-                    .as_ref()
-                    .is_none_or(|allowed| allowed(h, *p))
-            });
+        let (brokers, refused): (Vec<_>, Vec<_>) = meta
+            .brokers
+            .iter()
+            .cloned()
+            .partition(|(_, h, p)| self.allowed(h, *p));
         for (id, host, port) in &refused {
             out.warn(
                 "log_dirs_failed",
@@ -827,7 +838,13 @@ impl<'a> Extractor<'a> {
             .await?;
         }
         self.calls.add("DescribeLogDirs");
-        let mut sizes = match log_dirs::partition_sizes(&settings, &brokers, &wanted).await {
+        let sized = match client {
+            Ok(client) => log_dirs::partition_sizes_with(client, &brokers, &wanted)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let mut sizes = match sized {
             Ok(s) => s,
             Err(e) => {
                 out.warn(
@@ -869,6 +886,7 @@ impl<'a> Extractor<'a> {
 
     async fn offsets_phase<S: RecordSink>(
         &self,
+        client: OwnClient<'_, '_>,
         meta: &ClusterMeta,
         out: &mut Out<'_, S>,
     ) -> Result<Offsets, ExtractError> {
@@ -877,10 +895,10 @@ impl<'a> Extractor<'a> {
             [UNKNOWN; 2],
         ));
         // First each leader directly, over krawl's own client.
-        if let Ok(client) = BrokerClient::new(&self.conn.broker_settings()) {
+        if let Ok(client) = client {
             let names: Vec<&str> = meta.topics.iter().map(|t| t.name.as_str()).collect();
             let leaders = self.leaders(meta);
-            let filled = offsets::fill(&client, &names, &leaders, &mut offsets.0).await;
+            let filled = offsets::fill(client, &names, &leaders, &mut offsets.0).await;
             self.calls.add_n("ListOffsets", filled.requests);
             for (broker, e) in &filled.broker_errors {
                 tracing::info!(broker, error = %e, "ListOffsets over krawl's own client failed; asking librdkafka for that broker's partitions");
@@ -983,6 +1001,14 @@ impl<'a> Extractor<'a> {
         Ok(offsets)
     }
 
+    /// Whether the agent's policy lets krawl's own client contact a broker
+    /// that Metadata or DescribeGroups named (always, without a policy).
+    fn allowed(&self, host: &str, port: u16) -> bool {
+        self.broker_check
+            .as_ref()
+            .is_none_or(|allowed| allowed(host, port))
+    }
+
     /// The selected partitions grouped by leader, for brokers Metadata
     /// named and the policy allows (the others are left to librdkafka).
     fn leaders(&self, meta: &ClusterMeta) -> Vec<offsets::Leader> {
@@ -999,11 +1025,7 @@ impl<'a> Extractor<'a> {
         }
         meta.brokers
             .iter()
-            .filter(|(_, host, port)| {
-                self.broker_check
-                    .as_ref()
-                    .is_none_or(|allowed| allowed(host, *port))
-            })
+            .filter(|(_, host, port)| self.allowed(host, *port))
             .filter_map(|(id, host, port)| {
                 let mut partitions = by_broker.remove(id)?;
                 partitions.sort_unstable();
@@ -1019,6 +1041,7 @@ impl<'a> Extractor<'a> {
 
     async fn groups_phase<S: RecordSink>(
         &self,
+        client: OwnClient<'_, '_>,
         meta: &ClusterMeta,
         offsets: &Offsets,
         out: &mut Out<'_, S>,
@@ -1070,9 +1093,7 @@ impl<'a> Extractor<'a> {
         // Committed offsets of many groups per request where the
         // coordinators offer it (group_offsets.rs), librdkafka per group for
         // the rest.
-        let settings = self.conn.broker_settings();
-        let client = BrokerClient::new(&settings).ok();
-        let pool = client.as_ref().map(group_offsets::CoordinatorPool::new);
+        let pool = client.ok().map(group_offsets::CoordinatorPool::new);
         let pool = pool.as_ref();
         let batches: Vec<_> = ids
             .chunks(self.opts.describe_groups_batch)
@@ -1187,11 +1208,7 @@ impl<'a> Extractor<'a> {
             if c.id < 0 {
                 continue;
             }
-            let allowed = self
-                .broker_check
-                .as_ref()
-                .is_none_or(|allowed| allowed(&c.host, port));
-            if !allowed {
+            if !self.allowed(&c.host, port) {
                 continue;
             }
             by_broker

@@ -95,7 +95,16 @@ pub async fn partition_sizes(
     brokers: &[(i32, String, u16)],
     topics: &[TopicPartitionCount<'_>],
 ) -> Result<LogDirSizes, BrokerError> {
-    let client = BrokerClient::new(settings)?;
+    partition_sizes_with(&BrokerClient::new(settings)?, brokers, topics).await
+}
+
+/// [`partition_sizes`] with a client already made (the extraction makes one
+/// for all its phases).
+pub async fn partition_sizes_with(
+    client: &BrokerClient<'_>,
+    brokers: &[(i32, String, u16)],
+    topics: &[TopicPartitionCount<'_>],
+) -> Result<LogDirSizes, BrokerError> {
     let mut out = LogDirSizes {
         sizes: PartitionTable::new(topics.iter().map(|(_, n)| *n), None),
         broker_errors: Vec::new(),
@@ -115,7 +124,7 @@ pub async fn partition_sizes(
     // so the lock is never contended).
     let sizes = Mutex::new(std::mem::take(&mut out.sizes));
     let ctx = BrokerCtx {
-        client: &client,
+        client,
         topics,
         ranges: &ranges,
         wanted: &wanted,
