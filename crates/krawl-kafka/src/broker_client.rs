@@ -465,7 +465,7 @@ impl Conn {
     /// Writes `request` at `version` (within the timeout); returns its
     /// correlation id, for [`Self::recv`]. Several may be sent before their
     /// answers are read: a broker answers one connection's requests in order.
-    pub(crate) async fn send<R: Call>(
+    async fn send<R: Call>(
         &mut self,
         request: &R,
         version: i16,
@@ -478,7 +478,7 @@ impl Conn {
 
     /// Reads the answer to the request sent with `correlation_id` (the
     /// oldest one not yet read) within the timeout; returns its body.
-    pub(crate) async fn recv<R: Call>(
+    async fn recv<R: Call>(
         &mut self,
         correlation_id: i32,
         version: i16,
