@@ -465,11 +465,7 @@ impl Conn {
     /// Writes `request` at `version` (within the timeout); returns its
     /// correlation id, for [`Self::recv`]. Several may be sent before their
     /// answers are read: a broker answers one connection's requests in order.
-    async fn send<R: Call>(
-        &mut self,
-        request: &R,
-        version: i16,
-    ) -> Result<i32, BrokerError> {
+    async fn send<R: Call>(&mut self, request: &R, version: i16) -> Result<i32, BrokerError> {
         let broker = self.broker;
         timeout(self.timeout, self.write_request(request, version))
             .await
