@@ -10,7 +10,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use krawl_wire::{
-    ApiVersionsResponse, CommittedPartition, DescribeLogDirsResponse, ListOffsetsPartition,
+    ApiVersionsResponse, CommittedPartition, ConsumerProtocolAssignment, DescribeGroupsResponse,
+    DescribeGroupsVisitor, DescribedGroup, DescribedMember, ListGroupsResponse, ListGroupsVisitor,
+    ListedGroup, DescribeLogDirsResponse, ListOffsetsPartition,
     ListOffsetsResponse, ListOffsetsVisitor, LogDirPartition, LogDirsVisitor, MetadataBroker,
     MetadataPartition, MetadataResponse, MetadataTopic, MetadataVisitor, OffsetFetchResponse,
     OffsetFetchVisitor, ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse,
@@ -65,11 +67,15 @@ enum Decoder {
     Metadata(i16),
     ListOffsets(i16),
     OffsetFetch(i16),
+    ListGroups(i16),
+    DescribeGroups(i16),
+    /// A consumer group member's assignment (the bytes inside DescribeGroups).
+    Assignment,
 }
 
-/// Indexed by the first input byte modulo 26 (krawl-wire's `write_fuzz_seeds` test writes the
+/// Indexed by the first input byte modulo 34 (krawl-wire's `write_fuzz_seeds` test writes the
 /// seeds in this order).
-const DECODERS: [Decoder; 26] = [
+const DECODERS: [Decoder; 34] = [
     Decoder::Header(1),
     Decoder::Header(4),
     Decoder::ApiVersions(0),
@@ -96,6 +102,14 @@ const DECODERS: [Decoder; 26] = [
     Decoder::ListOffsets(10),
     Decoder::OffsetFetch(8),
     Decoder::OffsetFetch(9),
+    Decoder::ListGroups(0),
+    Decoder::ListGroups(3),
+    Decoder::ListGroups(5),
+    Decoder::DescribeGroups(0),
+    Decoder::DescribeGroups(4),
+    Decoder::DescribeGroups(5),
+    Decoder::DescribeGroups(6),
+    Decoder::Assignment,
 ];
 
 /// Counts what it is shown; allocates nothing.
@@ -155,6 +169,32 @@ impl OffsetFetchVisitor for Count {
         self.bytes = self.bytes.wrapping_add(p.committed_offset);
     }
     fn group_error(&mut self, _: i16) {}
+}
+
+impl ListGroupsVisitor for Count {
+    fn group(&mut self, g: ListedGroup<'_>) {
+        self.dirs += 1;
+        self.bytes = self.bytes.wrapping_add(g.group_id.len() as i64);
+    }
+}
+
+impl DescribeGroupsVisitor for Count {
+    fn group(&mut self, g: DescribedGroup<'_>) {
+        self.dirs += 1;
+        self.bytes = self.bytes.wrapping_add(g.group_id.len() as i64);
+    }
+    fn member(&mut self, m: DescribedMember<'_>) {
+        self.partitions += 1;
+        // What the extraction does with an assignment: check it, then walk it.
+        if let Ok(a) = ConsumerProtocolAssignment::parse(m.member_assignment) {
+            for (topic, partitions) in a.topics() {
+                self.bytes = self.bytes.wrapping_add(topic.len() as i64);
+                self.bytes = partitions
+                    .iter()
+                    .fold(self.bytes, |b, p| b.wrapping_add(i64::from(p)));
+            }
+        }
+    }
 }
 
 fn decode(decoder: Decoder, body: &[u8]) {
@@ -223,6 +263,32 @@ fn decode(decoder: Decoder, body: &[u8]) {
                 // The smallest partition is 20 bytes, the smallest group 5.
                 assert!(count.partitions * 20 <= body.len(), "{}", count.partitions);
                 assert!(count.dirs * 5 <= body.len(), "{}", count.dirs);
+            }
+        }
+        Decoder::ListGroups(version) => {
+            if let Ok(r) = ListGroupsResponse::parse(body, version) {
+                let mut count = Count::default();
+                r.visit(&mut count)
+                    .expect("a response that parsed visits without error");
+                // The smallest group is 3 bytes (v3: two empty compact strings, tags).
+                assert!(count.dirs * 3 <= body.len(), "{}", count.dirs);
+            }
+        }
+        Decoder::DescribeGroups(version) => {
+            if let Ok(r) = DescribeGroupsResponse::parse(body, version) {
+                let mut count = Count::default();
+                r.visit(&mut count)
+                    .expect("a response that parsed visits without error");
+                // The smallest group is 8 bytes (v5), the smallest member 6.
+                assert!(count.dirs * 8 <= body.len(), "{}", count.dirs);
+                assert!(count.partitions * 6 <= body.len(), "{}", count.partitions);
+            }
+        }
+        Decoder::Assignment => {
+            if let Ok(a) = ConsumerProtocolAssignment::parse(body) {
+                let topics = a.topics().count();
+                // The smallest topic is 6 bytes.
+                assert!(topics * 6 <= body.len(), "{topics}");
             }
         }
     }

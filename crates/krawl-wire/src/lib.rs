@@ -24,6 +24,8 @@
 //! - [`metadata`]: MetadataResponse v1–v12, ListOffsetsResponse v1–v10 and the multi-group
 //!   OffsetFetchResponse v8–v9, checked whole and walked the same way (the extraction's index
 //!   of the cluster, its offsets, its groups' committed offsets).
+//! - [`groups`]: ListGroupsResponse v0–v5, DescribeGroupsResponse v0–v6 and the consumer
+//!   protocol's member assignment (ConsumerProtocolAssignment v0–v3), walked the same way.
 //! - [`scram`]: SCRAM-SHA-256/512 client messages and the checks of the server's answers.
 //!
 //! # Invariants
@@ -45,12 +47,17 @@
 //! The tests here use those encoders (`broker` feature) as the oracle for every decoder.
 
 pub mod error;
+pub mod groups;
 pub mod messages;
 pub mod metadata;
 pub mod reader;
 pub mod scram;
 
 pub use error::{Context, Problem, WireError};
+pub use groups::{
+    ConsumerProtocolAssignment, DescribeGroupsResponse, DescribeGroupsVisitor, DescribedGroup,
+    DescribedMember, ListGroupsResponse, ListGroupsVisitor, ListedGroup,
+};
 pub use messages::{
     ApiVersion, ApiVersionsResponse, DescribeLogDirsResponse, LogDirPartition, LogDirsVisitor,
     Message, ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse, StrList,

@@ -35,7 +35,11 @@ impl<'a> I32s<'a> {
     }
 }
 
-fn i32s<'a>(r: &mut Reader<'a>, field: &'static str, flexible: bool) -> Result<I32s<'a>> {
+pub(crate) fn i32s<'a>(
+    r: &mut Reader<'a>,
+    field: &'static str,
+    flexible: bool,
+) -> Result<I32s<'a>> {
     let n = r.array_len(field, flexible, 4)?;
     // n × 4 fits: array_len checked it against the bytes left.
     Ok(I32s(r.take(n * 4, field)?))

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response as kav;
+use kafka_protocol::messages::consumer_protocol_assignment as kca;
+use kafka_protocol::messages::describe_groups_response as kdg;
 use kafka_protocol::messages::describe_log_dirs_response as kdl;
+use kafka_protocol::messages::list_groups_response as klg;
 use kafka_protocol::messages::list_offsets_response as klo;
 use kafka_protocol::messages::metadata_response as kmd;
 use kafka_protocol::messages::offset_fetch_response as kof;
@@ -18,8 +21,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use krawl_wire::{
-    ApiVersion, ApiVersionsResponse, CommittedPartition, DescribeLogDirsResponse,
-    ListOffsetsPartition, ListOffsetsResponse, ListOffsetsVisitor, LogDirPartition, LogDirsVisitor,
+    ApiVersion, ApiVersionsResponse, CommittedPartition, ConsumerProtocolAssignment,
+    DescribeGroupsResponse, DescribeGroupsVisitor, DescribeLogDirsResponse, DescribedGroup,
+    DescribedMember, ListGroupsResponse, ListGroupsVisitor, ListOffsetsPartition,
+    ListOffsetsResponse, ListOffsetsVisitor, ListedGroup, LogDirPartition, LogDirsVisitor,
     MetadataBroker, MetadataPartition, MetadataResponse, MetadataTopic, MetadataVisitor,
     OffsetFetchResponse, OffsetFetchVisitor, Problem, ResponseHeader, SaslAuthenticateResponse,
     SaslHandshakeResponse, WireError,
@@ -970,12 +975,252 @@ fn offset_fetch_v8_v9_match_kafka_protocol() {
     assert_eq!(e.field, "groups");
 }
 
+// -- ListGroups ----------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct LgRecord(Vec<(String, String, Option<String>, Option<String>)>);
+
+impl ListGroupsVisitor for LgRecord {
+    fn group(&mut self, g: ListedGroup<'_>) {
+        self.0.push((
+            g.group_id.to_string(),
+            g.protocol_type.to_string(),
+            g.group_state.map(str::to_string),
+            g.group_type.map(str::to_string),
+        ));
+    }
+}
+
+fn k_list_groups() -> klg::ListGroupsResponse {
+    let group = |id: &str, protocol: &str, state: &str, ty: &str| {
+        klg::ListedGroup::default()
+            .with_group_id(GroupId(s(id)))
+            .with_protocol_type(s(protocol))
+            .with_group_state(s(state))
+            .with_group_type(s(ty))
+            .with_unknown_tagged_fields(unknown_tags())
+    };
+    klg::ListGroupsResponse::default()
+        .with_throttle_time_ms(5)
+        .with_error_code(0)
+        .with_groups(vec![
+            group("payments", "consumer", "Stable", "classic"),
+            group("offsets-only", "", "Empty", "classic"),
+            group("connect-cluster", "connect", "Stable", "classic"),
+        ])
+        .with_unknown_tagged_fields(unknown_tags())
+}
+
+#[test]
+fn list_groups_v0_to_v5_match_kafka_protocol() {
+    for version in 0..=5i16 {
+        let bytes = encode(&k_list_groups(), version);
+        let got = ListGroupsResponse::parse(&bytes, version).unwrap();
+        assert_eq!(got.throttle_time_ms, if version >= 1 { 5 } else { 0 });
+        assert_eq!(got.error_code, 0);
+        let mut seen = LgRecord::default();
+        got.visit(&mut seen).unwrap();
+        let state = |v: &str| (version >= 4).then(|| v.to_string());
+        let ty = (version >= 5).then(|| "classic".to_string());
+        assert_eq!(
+            seen.0,
+            vec![
+                (
+                    "payments".into(),
+                    "consumer".into(),
+                    state("Stable"),
+                    ty.clone()
+                ),
+                ("offsets-only".into(), "".into(), state("Empty"), ty.clone()),
+                (
+                    "connect-cluster".into(),
+                    "connect".into(),
+                    state("Stable"),
+                    ty.clone()
+                ),
+            ],
+            "v{version}"
+        );
+        refuses_cut_and_extended(&format!("ListGroups v{version}"), &bytes, |b| {
+            ListGroupsResponse::parse(b, version).map(|_| ())
+        });
+    }
+    let bytes = encode(&k_list_groups().with_error_code(29).with_groups(vec![]), 4);
+    assert_eq!(ListGroupsResponse::parse(&bytes, 4).unwrap().error_code, 29);
+    // 2^31 - 1 groups in 10 bytes (v2: legacy counts).
+    let mut b = 0i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    b.extend_from_slice(&[0; 10]);
+    let e = ListGroupsResponse::parse(&b, 2).unwrap_err();
+    assert_eq!(e.field, "groups");
+    assert!(matches!(e.problem, Problem::ArrayTooLong { .. }), "{e}");
+}
+
+// -- DescribeGroups and the consumer protocol assignment -----------------------------------------
+
+#[derive(Debug, PartialEq)]
+enum Dg {
+    Group(i16, String, String, String, String),
+    Member(String, Option<String>, String, String, Vec<u8>),
+}
+
+#[derive(Default)]
+struct DgRecord(Vec<Dg>);
+
+impl DescribeGroupsVisitor for DgRecord {
+    fn group(&mut self, g: DescribedGroup<'_>) {
+        self.0.push(Dg::Group(
+            g.error_code,
+            g.group_id.to_string(),
+            g.group_state.to_string(),
+            g.protocol_type.to_string(),
+            g.protocol_data.to_string(),
+        ));
+    }
+    fn member(&mut self, m: DescribedMember<'_>) {
+        self.0.push(Dg::Member(
+            m.member_id.to_string(),
+            m.group_instance_id.map(str::to_string),
+            m.client_id.to_string(),
+            m.client_host.to_string(),
+            m.member_assignment.to_vec(),
+        ));
+    }
+}
+
+/// A member assignment as Kafka's ConsumerProtocol writes it: the version, then the struct.
+fn k_assignment(version: i16) -> Vec<u8> {
+    let assignment = kca::ConsumerProtocolAssignment::default()
+        .with_assigned_partitions(vec![
+            kca::TopicPartition::default()
+                .with_topic(TopicName(s("orders")))
+                .with_partitions(vec![0, 2, 4]),
+            kca::TopicPartition::default()
+                .with_topic(TopicName(s("refunds")))
+                .with_partitions(vec![]),
+        ])
+        .with_user_data(Some(Bytes::from_static(b"sticky user data")));
+    let mut bytes = version.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&encode(&assignment, version));
+    bytes
+}
+
+fn k_describe_groups(assignment: &[u8], version: i16) -> kdg::DescribeGroupsResponse {
+    let member = kdg::DescribedGroupMember::default()
+        .with_member_id(s("consumer-1-4f2a"))
+        .with_group_instance_id(Some(s("instance-1")))
+        .with_client_id(s("billing"))
+        .with_client_host(s("/10.0.0.7"))
+        .with_member_metadata(Bytes::from_static(b"subscription"))
+        .with_member_assignment(Bytes::copy_from_slice(assignment))
+        .with_unknown_tagged_fields(unknown_tags());
+    kdg::DescribeGroupsResponse::default()
+        .with_throttle_time_ms(5)
+        .with_groups(vec![
+            kdg::DescribedGroup::default()
+                .with_group_id(GroupId(s("payments")))
+                .with_group_state(s("Stable"))
+                .with_protocol_type(s("consumer"))
+                .with_protocol_data(s("range"))
+                .with_members(vec![member])
+                .with_authorized_operations(if version >= 3 { 0x0f } else { i32::MIN })
+                .with_unknown_tagged_fields(unknown_tags()),
+            kdg::DescribedGroup::default()
+                .with_error_code(16)
+                .with_error_message((version >= 6).then(|| s("not the coordinator")))
+                .with_group_id(GroupId(s("elsewhere")))
+                .with_group_state(s(""))
+                .with_protocol_type(s(""))
+                .with_protocol_data(s("")),
+        ])
+        .with_unknown_tagged_fields(unknown_tags())
+}
+
+#[test]
+fn describe_groups_v0_to_v6_match_kafka_protocol() {
+    let assignment = k_assignment(1);
+    for version in 0..=6i16 {
+        let bytes = encode(&k_describe_groups(&assignment, version), version);
+        let got = DescribeGroupsResponse::parse(&bytes, version).unwrap();
+        assert_eq!(got.throttle_time_ms, if version >= 1 { 5 } else { 0 });
+        let mut seen = DgRecord::default();
+        got.visit(&mut seen).unwrap();
+        assert_eq!(
+            seen.0,
+            vec![
+                Dg::Group(
+                    0,
+                    "payments".into(),
+                    "Stable".into(),
+                    "consumer".into(),
+                    "range".into()
+                ),
+                Dg::Member(
+                    "consumer-1-4f2a".into(),
+                    (version >= 4).then(|| "instance-1".to_string()),
+                    "billing".into(),
+                    "/10.0.0.7".into(),
+                    assignment.clone()
+                ),
+                Dg::Group(16, "elsewhere".into(), "".into(), "".into(), "".into()),
+            ],
+            "v{version}"
+        );
+        refuses_cut_and_extended(&format!("DescribeGroups v{version}"), &bytes, |b| {
+            DescribeGroupsResponse::parse(b, version).map(|_| ())
+        });
+    }
+    // 2^31 - 1 members in 10 bytes (v0).
+    let mut b = 1i32.to_be_bytes().to_vec();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    for _ in 0..4 {
+        b.extend_from_slice(&0i16.to_be_bytes());
+    }
+    b.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    b.extend_from_slice(&[0; 10]);
+    let e = DescribeGroupsResponse::parse(&b, 0).unwrap_err();
+    assert_eq!(e.field, "groups.members");
+}
+
+#[test]
+fn consumer_protocol_assignment_v0_to_v3_match_kafka_protocol() {
+    for version in 0..=3i16 {
+        let bytes = k_assignment(version);
+        let a = ConsumerProtocolAssignment::parse(&bytes).unwrap();
+        assert_eq!(a.version, version);
+        let topics: Vec<(String, Vec<i32>)> = a
+            .topics()
+            .map(|(t, p)| (t.to_string(), p.iter().collect()))
+            .collect();
+        assert_eq!(
+            topics,
+            vec![("orders".into(), vec![0, 2, 4]), ("refunds".into(), vec![])]
+        );
+        // Everything up to the end of the partitions is needed; user data is not read.
+        let user_data = 4 + b"sticky user data".len();
+        for cut in 0..bytes.len() - user_data {
+            let e = ConsumerProtocolAssignment::parse(&bytes[..cut]).unwrap_err();
+            assert!(
+                e.to_string().starts_with("ConsumerProtocolAssignment"),
+                "{e}"
+            );
+        }
+    }
+    // 2^31 - 1 topics in 10 bytes.
+    let mut b = 0i16.to_be_bytes().to_vec();
+    b.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    b.extend_from_slice(&[0; 10]);
+    let e = ConsumerProtocolAssignment::parse(&b).unwrap_err();
+    assert_eq!(e.field, "assigned_partitions");
+}
+
 // -- Fuzz seeds ------------------------------------------------------------------------------
 
 /// Writes the seed corpus of the `kafka_responses` fuzz target: one valid response per decoder,
 /// prefixed with the decoder's index in the target's `DECODERS` table, and the hostile counts.
 ///
-/// `KRAWL_FUZZ_SEEDS=fuzz/corpus/kafka_responses cargo test -p krawl-wire --test oracle -- --ignored`
+/// `KRAWL_FUZZ_SEEDS=$PWD/fuzz/corpus/kafka_responses cargo test -p krawl-wire --test oracle -- --ignored`
 #[test]
 #[ignore = "writes files; run by hand to refresh the fuzz seeds"]
 fn write_fuzz_seeds() {
@@ -1075,4 +1320,19 @@ fn write_fuzz_seeds() {
             &encode(&k_offset_fetch(), version),
         );
     }
+    for (i, version) in [0i16, 3, 5].into_iter().enumerate() {
+        write(
+            &format!("list_groups_v{version}"),
+            26 + i as u8,
+            &encode(&k_list_groups(), version),
+        );
+    }
+    for (i, version) in [0i16, 4, 5, 6].into_iter().enumerate() {
+        write(
+            &format!("describe_groups_v{version}"),
+            29 + i as u8,
+            &encode(&k_describe_groups(&k_assignment(1), version), version),
+        );
+    }
+    write("consumer_protocol_assignment_v3", 33, &k_assignment(3));
 }
