@@ -560,16 +560,19 @@ fn a_full_extraction_sends_only_read_only_apis() {
         "DescribeConfigs",
         "ListOffsets",
         "ListGroups",
+        "DescribeGroups",
         "OffsetFetch",
-        "FindCoordinator",
     ] {
         assert!(names.contains(needed), "{needed} not seen in {names:?}");
     }
-    // librdkafka describes groups with ConsumerGroupDescribe (KIP-848) where
-    // the broker offers it, and DescribeGroups otherwise.
-    assert!(
-        names.contains("DescribeGroups") || names.contains("ConsumerGroupDescribe"),
-        "no group description in {names:?}"
+    // Groups are described by the broker that listed them, many per
+    // request: no FindCoordinator, one DescribeGroups for both groups, and
+    // the proxy saw what krawl counted.
+    assert!(!names.contains("FindCoordinator"), "{names:?}");
+    assert_eq!(broker.proxy.count(15), 1);
+    assert_eq!(
+        broker.proxy.count(15) as u64,
+        out.summary().api_calls["DescribeGroups"]
     );
     // The proxy saw the same number of DescribeConfigs requests as krawl counted.
     assert_eq!(

@@ -54,16 +54,17 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, DescribeLogDirsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetFetchRequest, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+    ApiKey, ApiVersionsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, RequestHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use krawl_secrets::SecretString;
 use krawl_wire::scram::{ScramClient, ScramHash};
 use krawl_wire::{
-    shown, ApiVersionsResponse, DescribeLogDirsResponse, ListOffsetsResponse, Message,
-    MetadataResponse, OffsetFetchResponse, ResponseHeader, SaslAuthenticateResponse,
-    SaslHandshakeResponse, WireError,
+    shown, ApiVersionsResponse, DescribeGroupsResponse, DescribeLogDirsResponse,
+    ListGroupsResponse, ListOffsetsResponse, Message, MetadataResponse, OffsetFetchResponse,
+    ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse, WireError,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -86,6 +87,8 @@ pub const SENT_API_KEYS: &[i16] = &[
     ApiKey::Metadata as i16,
     ApiKey::ListOffsets as i16,
     ApiKey::OffsetFetch as i16,
+    ApiKey::ListGroups as i16,
+    ApiKey::DescribeGroups as i16,
 ];
 
 /// Brokers asked at the same time.
@@ -323,6 +326,16 @@ impl Call for ListOffsetsRequest {
 impl Call for OffsetFetchRequest {
     const KEY: ApiKey = ApiKey::OffsetFetch;
     type Response = OffsetFetchResponse<'static>;
+}
+
+impl Call for ListGroupsRequest {
+    const KEY: ApiKey = ApiKey::ListGroups;
+    type Response = ListGroupsResponse<'static>;
+}
+
+impl Call for DescribeGroupsRequest {
+    const KEY: ApiKey = ApiKey::DescribeGroups;
+    type Response = DescribeGroupsResponse<'static>;
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -884,7 +897,7 @@ mod tests {
 
     #[test]
     fn sends_only_read_only_apis() {
-        assert_eq!(SENT_API_KEYS, &[18, 17, 36, 35, 3, 2, 9]);
+        assert_eq!(SENT_API_KEYS, &[18, 17, 36, 35, 3, 2, 9, 16, 15]);
         for k in SENT_API_KEYS {
             assert!(crate::api_keys::READ_ONLY_APIS.contains(k), "{k}");
         }

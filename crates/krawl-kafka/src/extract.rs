@@ -50,11 +50,11 @@ use krawl_wire::{MetadataBroker, MetadataPartition, MetadataTopic, MetadataVisit
 
 use crate::admin_ext::{self, AdminExtError, OffsetSpec};
 use crate::api_keys::api_name;
-use crate::broker_client::{BrokerClient, BrokerError};
+use crate::broker_client::{BrokerClient, BrokerError, MAX_CONCURRENT_BROKERS};
 use crate::config::{ExtractOptions, Filters};
 use crate::connection::Connection;
 use crate::error::ExtractError;
-use crate::group_offsets;
+use crate::groups;
 use crate::log_dirs;
 use crate::metadata;
 use crate::offsets;
@@ -141,6 +141,10 @@ const OFFSET_BATCHES_IN_FLIGHT: usize = 4;
 const CONFIG_BATCHES_IN_FLIGHT: usize = 4;
 /// DescribeGroups batches (with their committed offsets) in flight.
 const GROUP_BATCHES_IN_FLIGHT: usize = 2;
+/// Groups per batch: described and their offsets fetched together. Bounds
+/// what a batch holds (descriptions and committed offsets); librdkafka's
+/// part of a batch is asked `describe_groups_batch` groups per call.
+const GROUPS_PER_BATCH: usize = 500;
 
 /// Kafka's own internal topics, plus the `__` prefix Kafka and vendors use
 /// for system topics (`__cluster_metadata`, `__confluent.*`, `__amazon_msk_canary`).
@@ -1047,75 +1051,42 @@ impl<'a> Extractor<'a> {
         out: &mut Out<'_, S>,
     ) -> Result<Vec<usize>, ExtractError> {
         let mut topic_groups = vec![0usize; meta.topics.len()];
-        let admin = self.conn.admin();
-        let timeout = self.conn.timeout();
-        let (listings, broker_errors) = match self
-            .call("ListGroups", || {
-                admin_ext::list_consumer_groups(admin, timeout)
-            })
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                out.warn(
-                    "list_groups_failed",
-                    "cluster",
-                    None,
-                    format!("ListGroups failed, no consumer groups extracted: {e}; if not authorized, grant DESCRIBE on the groups"),
-                )
-                .await?;
-                return Ok(topic_groups);
-            }
-        };
-        for e in broker_errors {
-            out.warn(
-                "list_groups_partial",
-                "cluster",
-                None,
-                format!("a broker did not list its groups: {e}; some groups may be missing"),
-            )
-            .await?;
-        }
-        let mut ids: Vec<String> = listings
-            .into_iter()
-            .filter(|g| self.filters.group(&g.group_id) && self.filters.group_state(&g.state))
-            .map(|g| g.group_id)
-            .collect();
-        ids.sort();
-        ids.dedup();
-        self.progress
-            .phase("consumer_groups", Some(ids.len() as u64));
-
-        // A batch is DescribeGroups, then the committed offsets of its groups
-        // `offset_fetch_concurrency` at a time; GROUP_BATCHES_IN_FLIGHT
-        // batches run at once and are written in order. The futures are built
-        // up front, as in the offsets phase.
-        // Committed offsets of many groups per request where the
-        // coordinators offer it (group_offsets.rs), librdkafka per group for
-        // the rest.
-        let pool = client.ok().map(group_offsets::CoordinatorPool::new);
+        // Many groups per request where the brokers offer it (groups.rs),
+        // librdkafka for the rest.
+        let pool = client.ok().map(groups::CoordinatorPool::new);
         let pool = pool.as_ref();
-        let batches: Vec<_> = ids
-            .chunks(self.opts.describe_groups_batch)
-            .map(|batch| self.describe_group_batch(batch, pool).boxed())
+        let Some(mut listed) = self.list_groups(pool, meta, out).await? else {
+            return Ok(topic_groups);
+        };
+        listed.retain(|g| {
+            self.filters.group(&g.listing.group_id) && self.filters.group_state(&g.listing.state)
+        });
+        // Sorted by id; a group two brokers listed (its coordinator moving)
+        // keeps the first, and a wrong guess goes to librdkafka.
+        listed.sort_by(|a, b| a.listing.group_id.cmp(&b.listing.group_id));
+        listed.dedup_by(|a, b| a.listing.group_id == b.listing.group_id);
+        self.progress
+            .phase("consumer_groups", Some(listed.len() as u64));
+
+        // A batch is DescribeGroups, then the committed offsets of its
+        // groups; GROUP_BATCHES_IN_FLIGHT batches run at once and are written
+        // in order. The futures are built up front, as in the offsets phase.
+        let batches: Vec<_> = listed
+            .chunks(GROUPS_PER_BATCH)
+            .map(|batch| self.describe_group_batch(batch, pool, meta).boxed())
             .collect();
         let mut results = stream::iter(batches).buffered(GROUP_BATCHES_IN_FLIGHT);
-        while let Some((batch, fetched)) = results.next().await {
-            let fetched = match fetched {
-                Ok(f) => f,
-                Err(e) => {
-                    for g in batch {
-                        out.warn(
-                            "describe_group_failed",
-                            "consumer_group",
-                            Some(g.clone()),
-                            format!("DescribeGroups failed: {e}"),
-                        )
-                        .await?;
-                    }
-                    continue;
-                }
-            };
+        while let Some((failed, fetched)) = results.next().await {
+            for (group, e) in failed {
+                self.progress.advance(1);
+                out.warn(
+                    "describe_group_failed",
+                    "consumer_group",
+                    Some(group),
+                    format!("DescribeGroups failed: {e}"),
+                )
+                .await?;
+            }
             for (d, committed) in fetched {
                 self.progress.advance(1);
                 if let Some(e) = &d.error {
@@ -1157,27 +1128,112 @@ impl<'a> Extractor<'a> {
         Ok(topic_groups)
     }
 
-    /// DescribeGroups for `batch`, then each described group's committed
-    /// offsets (sorted by group id). `None` for a group whose description failed.
-    async fn describe_group_batch<'b>(
+    /// Every consumer group: from ListGroups over krawl's own client (which
+    /// also says who coordinates each), or from librdkafka when that fails
+    /// anywhere or the policy refuses a broker. `None` when no listing
+    /// worked (a warning was written).
+    async fn list_groups<S: RecordSink>(
         &self,
-        batch: &'b [String],
-        pool: Option<&group_offsets::CoordinatorPool<'_>>,
-    ) -> (&'b [String], Result<Vec<FetchedGroup>, AdminExtError>) {
+        pool: Option<&groups::CoordinatorPool<'_>>,
+        meta: &ClusterMeta,
+        out: &mut Out<'_, S>,
+    ) -> Result<Option<Vec<groups::Listed>>, ExtractError> {
+        let every_broker_allowed = meta
+            .brokers
+            .iter()
+            .all(|(_, host, port)| self.allowed(host, *port));
+        if let (Some(pool), true, false) = (pool, every_broker_allowed, meta.brokers.is_empty()) {
+            match pool.list(&meta.brokers).await {
+                Ok(listed) => {
+                    self.calls.add_n("ListGroups", meta.brokers.len() as u64);
+                    return Ok(Some(listed));
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "ListGroups over krawl's own client failed; listing the groups with librdkafka");
+                }
+            }
+        }
         let admin = self.conn.admin();
         let timeout = self.conn.timeout();
-        let descriptions = match self
-            .call("DescribeGroups", || {
-                admin_ext::describe_consumer_groups(admin, batch, timeout)
+        let (listings, broker_errors) = match self
+            .call("ListGroups", || {
+                admin_ext::list_consumer_groups(admin, timeout)
             })
             .await
         {
-            Ok(d) => d,
-            Err(e) => return (batch, Err(e)),
+            Ok(v) => v,
+            Err(e) => {
+                out.warn(
+                    "list_groups_failed",
+                    "cluster",
+                    None,
+                    format!("ListGroups failed, no consumer groups extracted: {e}; if not authorized, grant DESCRIBE on the groups"),
+                )
+                .await?;
+                return Ok(None);
+            }
         };
+        for e in broker_errors {
+            out.warn(
+                "list_groups_partial",
+                "cluster",
+                None,
+                format!("a broker did not list its groups: {e}; some groups may be missing"),
+            )
+            .await?;
+        }
+        Ok(Some(
+            listings
+                .into_iter()
+                .map(|listing| groups::Listed {
+                    listing,
+                    coordinator: -1,
+                })
+                .collect(),
+        ))
+    }
+
+    /// The groups of `batch` described (by their coordinators many at once,
+    /// by librdkafka the rest) with their committed offsets, sorted by
+    /// group id; and the groups whose librdkafka call failed, with its error.
+    async fn describe_group_batch(
+        &self,
+        batch: &[groups::Listed],
+        pool: Option<&groups::CoordinatorPool<'_>>,
+        meta: &ClusterMeta,
+    ) -> (Vec<(String, AdminExtError)>, Vec<FetchedGroup>) {
+        let mut descriptions = Vec::with_capacity(batch.len());
+        let mut described = match pool {
+            Some(pool) => self.describe_many(pool, batch, meta).await,
+            None => groups::Described::new(),
+        };
+        let rest: Vec<String> = batch
+            .iter()
+            .filter_map(|g| match described.remove(&g.listing.group_id) {
+                Some(d) => {
+                    descriptions.push(d);
+                    None
+                }
+                None => Some(g.listing.group_id.clone()),
+            })
+            .collect();
+        let mut failed = Vec::new();
+        let admin = self.conn.admin();
+        let timeout = self.conn.timeout();
+        for chunk in rest.chunks(self.opts.describe_groups_batch) {
+            match self
+                .call("DescribeGroups", || {
+                    admin_ext::describe_consumer_groups(admin, chunk, timeout)
+                })
+                .await
+            {
+                Ok(d) => descriptions.extend(d),
+                Err(e) => failed.extend(chunk.iter().map(|g| (g.clone(), e.clone()))),
+            }
+        }
         let mut committed = match pool {
-            Some(pool) => self.fetch_many(pool, &descriptions).await,
-            None => group_offsets::Committed::new(),
+            Some(pool) => self.fetch_many(pool, &descriptions, meta).await,
+            None => groups::Committed::new(),
         };
         let fetches: Vec<_> = descriptions
             .into_iter()
@@ -1191,44 +1247,99 @@ impl<'a> Extractor<'a> {
             .collect()
             .await;
         fetched.sort_by(|a, b| a.0.group_id.cmp(&b.0.group_id));
-        (batch, Ok(fetched))
+        (failed, fetched)
+    }
+
+    /// Descriptions of the listed groups from the brokers that listed them,
+    /// many groups a request (classic groups only: a KIP-848 group is
+    /// librdkafka's, which asks ConsumerGroupDescribe).
+    async fn describe_many(
+        &self,
+        pool: &groups::CoordinatorPool<'_>,
+        batch: &[groups::Listed],
+        meta: &ClusterMeta,
+    ) -> groups::Described {
+        let coordinators = self.coordinators(
+            meta,
+            batch
+                .iter()
+                .filter(|g| g.listing.group_type.as_deref() != Some("Consumer"))
+                .map(|g| (g.coordinator, g.listing.group_id.as_str())),
+        );
+        // Built up front: a stream that keeps the closure is not `Send`
+        // for every lifetime (rust-lang/rust#102211).
+        let calls: Vec<_> = coordinators.iter().map(|c| pool.describe(c)).collect();
+        let answers: Vec<_> = stream::iter(calls)
+            .buffer_unordered(MAX_CONCURRENT_BROKERS)
+            .collect()
+            .await;
+        let mut described = groups::Described::new();
+        for (answered, requests) in answers {
+            self.calls.add_n("DescribeGroups", requests);
+            described.extend(answered);
+        }
+        described
     }
 
     /// Committed offsets of the described groups from their coordinators,
     /// many groups a request; groups missing from the result go to librdkafka.
     async fn fetch_many(
         &self,
-        pool: &group_offsets::CoordinatorPool<'_>,
+        pool: &groups::CoordinatorPool<'_>,
         descriptions: &[admin_ext::GroupDescription],
-    ) -> group_offsets::Committed {
-        let mut by_broker: BTreeMap<i32, group_offsets::Coordinator<'_>> = BTreeMap::new();
-        for d in descriptions.iter().filter(|d| d.error.is_none()) {
-            let Some(c) = &d.coordinator else { continue };
-            let port = c.port;
-            if c.id < 0 {
-                continue;
-            }
-            if !self.allowed(&c.host, port) {
-                continue;
-            }
-            by_broker
-                .entry(c.id)
-                .or_insert_with(|| group_offsets::Coordinator {
-                    broker: c.id,
-                    host: c.host.clone(),
-                    port,
-                    groups: Vec::new(),
-                })
-                .groups
-                .push(d.group_id.as_str());
-        }
-        let mut committed = group_offsets::Committed::new();
-        for coordinator in by_broker.values() {
-            let (answered, requests) = pool.fetch(coordinator).await;
+        meta: &ClusterMeta,
+    ) -> groups::Committed {
+        let coordinators = self.coordinators(
+            meta,
+            descriptions
+                .iter()
+                .filter(|d| d.error.is_none())
+                .filter_map(|d| {
+                    let c = d.coordinator.as_ref()?;
+                    Some((c.id, d.group_id.as_str()))
+                }),
+        );
+        // Built up front: a stream that keeps the closure is not `Send`
+        // for every lifetime (rust-lang/rust#102211).
+        let calls: Vec<_> = coordinators.iter().map(|c| pool.fetch(c)).collect();
+        let answers: Vec<_> = stream::iter(calls)
+            .buffer_unordered(MAX_CONCURRENT_BROKERS)
+            .collect()
+            .await;
+        let mut committed = groups::Committed::new();
+        for (answered, requests) in answers {
             self.calls.add_n("OffsetFetch", requests);
             committed.extend(answered);
         }
         committed
+    }
+
+    /// `(coordinator id, group)` pairs by coordinator, for the coordinators
+    /// Metadata named and the policy allows (the others' groups are left to
+    /// librdkafka).
+    fn coordinators<'g>(
+        &self,
+        meta: &ClusterMeta,
+        groups: impl Iterator<Item = (i32, &'g str)>,
+    ) -> Vec<groups::Coordinator<'g>> {
+        let mut by_broker: BTreeMap<i32, Vec<&'g str>> = BTreeMap::new();
+        for (broker, group) in groups {
+            if broker >= 0 {
+                by_broker.entry(broker).or_default().push(group);
+            }
+        }
+        meta.brokers
+            .iter()
+            .filter(|(_, host, port)| self.allowed(host, *port))
+            .filter_map(|(id, host, port)| {
+                Some(groups::Coordinator {
+                    broker: *id,
+                    host: host.clone(),
+                    port: *port,
+                    groups: by_broker.remove(id)?,
+                })
+            })
+            .collect()
     }
 
     async fn fetch_committed(&self, d: admin_ext::GroupDescription) -> FetchedGroup {

@@ -8,8 +8,8 @@
 //!   `rdkafka` crate lacks. The only `unsafe` code in krawl lives there.
 //! - [`broker_client`]: krawl's own small Kafka client (rustls, SASL, bounded
 //!   decoding by `krawl-wire`) for DescribeLogDirs ([`log_dirs`]), Metadata
-//!   ([`metadata`]), ListOffsets ([`offsets`]) and many groups' committed
-//!   offsets per request ([`group_offsets`]).
+//!   ([`metadata`]), ListOffsets ([`offsets`]) and consumer groups many per
+//!   request: ListGroups, DescribeGroups, committed offsets ([`groups`]).
 //! - [`extract`]: the extraction itself, streaming records to a sink.
 //! - [`probe`]: the read-only probes of the agent's short jobs (connection test, preflight
 //!   permissions, topic list).
@@ -22,7 +22,7 @@ pub mod connection;
 pub mod context;
 pub mod error;
 pub mod extract;
-pub mod group_offsets;
+pub mod groups;
 pub mod log_dirs;
 pub mod metadata;
 pub mod offsets;
