@@ -67,6 +67,11 @@ pub const REQUESTS_IN_FLIGHT: usize = 16;
 /// Groups one broker may list: a hostile answer of 100 MB could otherwise
 /// name 25 million groups and cost gigabytes as listings.
 pub const MAX_GROUPS_PER_BROKER: usize = 1_000_000;
+/// Members, assigned partitions and committed offsets one coordinator's
+/// answers may hold per call (about 100 bytes each once built): a hostile
+/// answer of 100 MB could otherwise name 25 million of them. Past it the call
+/// fails and librdkafka, one group at a time, asks for the rest.
+pub const MAX_ENTRIES_PER_CALL: usize = 500_000;
 const LIST_GROUPS: (i16, i16) = (0, 5);
 const DESCRIBE_GROUPS: (i16, i16) = (0, 6);
 const OFFSET_FETCH: (i16, i16) = (8, 9);
@@ -112,6 +117,46 @@ pub struct Listed {
     pub listing: GroupListing,
     /// The broker that listed it: its coordinator.
     pub coordinator: i32,
+}
+
+/// What is left of [`MAX_ENTRIES_PER_CALL`] for one call.
+#[derive(Debug)]
+struct Budget {
+    left: usize,
+    exceeded: bool,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self {
+            left: MAX_ENTRIES_PER_CALL,
+            exceeded: false,
+        }
+    }
+
+    /// Takes `n` entries; false (and marked exceeded) when there are not that many left.
+    fn take(&mut self, n: usize) -> bool {
+        match self.left.checked_sub(n) {
+            Some(left) if !self.exceeded => {
+                self.left = left;
+                true
+            }
+            _ => {
+                self.exceeded = true;
+                false
+            }
+        }
+    }
+
+    /// An error once the budget ran out.
+    fn check(&self, conn: &Conn, api: &str) -> Result<(), BrokerError> {
+        if self.exceeded {
+            return Err(conn.protocol(format!(
+                "{api} answers hold more than {MAX_ENTRIES_PER_CALL} members, assigned partitions or committed offsets"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Committed offsets by group id, for the groups answered cleanly.
@@ -224,6 +269,7 @@ impl<'c> CoordinatorPool<'c> {
             port: coordinator.port,
             rack: None,
         };
+        let mut budget = Budget::new();
         conn.pipeline(
             version,
             REQUESTS_IN_FLIGHT,
@@ -240,11 +286,13 @@ impl<'c> CoordinatorPool<'c> {
                     node: &node,
                     current: None,
                     out: &mut *out,
+                    budget: &mut budget,
                 };
                 response
                     .visit(&mut visitor)
                     .map_err(|e| conn.decode_error(e))?;
                 visitor.end_group();
+                budget.check(conn, "DescribeGroups")?;
                 Ok(Next::More)
             },
         )
@@ -276,6 +324,7 @@ impl<'c> CoordinatorPool<'c> {
         else {
             return Ok(());
         };
+        let mut budget = Budget::new();
         conn.pipeline(
             version,
             REQUESTS_IN_FLIGHT,
@@ -291,10 +340,12 @@ impl<'c> CoordinatorPool<'c> {
                     asked: batch,
                     current: None,
                     out: &mut *out,
+                    budget: &mut budget,
                 };
                 response
                     .visit(&mut visitor)
                     .map_err(|e| conn.decode_error(e))?;
+                budget.check(conn, "OffsetFetch")?;
                 Ok(Next::More)
             },
         )
@@ -430,6 +481,7 @@ struct Describe<'a, 'b> {
     /// The group being read (`None` once it is disqualified).
     current: Option<GroupDescription>,
     out: &'b mut Described,
+    budget: &'b mut Budget,
 }
 
 impl Describe<'_, '_> {
@@ -471,9 +523,17 @@ impl DescribeGroupsVisitor for Describe<'_, '_> {
                 self.current = None;
                 return;
             };
+            if !self.budget.take(a.topics().map(|(_, p)| p.len()).sum()) {
+                self.current = None;
+                return;
+            }
             for (topic, partitions) in a.topics() {
                 assignment.extend(partitions.iter().map(|p| (topic.to_string(), p)));
             }
+        }
+        if !self.budget.take(1) {
+            self.current = None;
+            return;
         }
         let Some(d) = &mut self.current else { return };
         d.members.push(MemberDescription {
@@ -512,6 +572,7 @@ struct Collect<'a, 'b> {
     /// The group being read and its offsets (`None` once it is disqualified).
     current: Option<(String, Option<Vec<CommittedOffset>>)>,
     out: &'b mut Committed,
+    budget: &'b mut Budget,
 }
 
 impl Collect<'_, '_> {
@@ -535,7 +596,7 @@ impl OffsetFetchVisitor for Collect<'_, '_> {
         let Some((_, slot)) = &mut self.current else {
             return;
         };
-        if p.error_code != 0 {
+        if p.error_code != 0 || !self.budget.take(1) {
             *slot = None;
             return;
         }
@@ -725,10 +786,12 @@ mod tests {
     #[test]
     fn only_clean_answers_to_asked_groups_count() {
         let mut out = Committed::new();
+        let mut budget = Budget::new();
         let mut v = Collect {
             asked: &["a", "b", "c"],
             current: None,
             out: &mut out,
+            budget: &mut budget,
         };
         let p = |topic, partition_index, committed_offset, error_code| CommittedPartition {
             topic,
@@ -768,6 +831,37 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// A hostile coordinator cannot make a call build without bound: past
+    /// the budget the group being read is dropped and the call fails.
+    #[test]
+    fn answers_past_the_budget_are_refused() {
+        let mut out = Committed::new();
+        let mut budget = Budget::new();
+        budget.left = 2;
+        let mut v = Collect {
+            asked: &["a", "b"],
+            current: None,
+            out: &mut out,
+            budget: &mut budget,
+        };
+        let p = |partition_index| CommittedPartition {
+            topic: "t",
+            partition_index,
+            committed_offset: 1,
+            error_code: 0,
+        };
+        v.group("a");
+        v.partition(p(0));
+        v.group_error(0);
+        v.group("b");
+        v.partition(p(0));
+        v.partition(p(1));
+        v.group_error(0);
+        assert_eq!(out.keys().collect::<Vec<_>>(), vec!["a"]);
+        assert!(budget.exceeded);
+        assert!(!budget.take(0), "once exceeded, always exceeded");
     }
 
     /// Three groups with committed offsets (and one without) from a real
