@@ -34,7 +34,8 @@
 # BENCH_MESSAGE_TOPICS (200), BENCH_KRAWL_RUNS (3), BENCH_BASELINE_WORKERS (5),
 # BENCH_SKIP_PEERS=1 (krawl only), BENCH_PEERS_LOOPBACK=0 (peers only through the proxy),
 # BENCH_PEER_TIMEOUT (900 s per peer run), BENCH_CP_RTT_MS (50), BENCH_CP_RUNS (3),
-# BENCH_SKIP_CP=1, BENCH_KEEP=1 (keep the temp dir); KRAWL_BIN (a prebuilt krawl; unset: cargo
+# BENCH_SKIP_CP=1, BENCH_AGENT_LOG_LEVEL (info; debug shows each upload, for a timeline),
+# BENCH_KEEP=1 (keep the temp dir); KRAWL_BIN (a prebuilt krawl; unset: cargo
 # build --release -p krawl-cli), KRAWL_NOIDA_BIN, DATAHUB_VENV (.testbed/datahub-venv; created
 # with pip install 'acryl-datahub[kafka]' when missing).
 #
@@ -339,7 +340,7 @@ if [[ "${BENCH_SKIP_CP:-0}" != 1 ]]; then
     start_proxy cp "${KRAWL_CP_URL#http://}" "$CP_RTT" --no-rewrite || die "the control-plane proxy did not start"
     sed -i "s|^url = \".*\"|url = \"http://$PROXY_ADDR\"|" "$WORK/cp/krawl.toml"
     HEALTH=$(sed -n 's/^health_listen = "\(.*\)"/\1/p' "$WORK/cp/krawl.toml")
-    "$KRAWL" --log-format json --log-level info run --config "$WORK/cp/krawl.toml" >"$WORK/cp/agent.log" 2>&1 &
+    "$KRAWL" --log-format json --log-level "${BENCH_AGENT_LOG_LEVEL:-info}" run --config "$WORK/cp/krawl.toml" >"$WORK/cp/agent.log" 2>&1 &
     AGENT_PID=$!
     for _ in $(seq 1 150); do
         curl -fsS "http://$HEALTH/readyz" >/dev/null 2>&1 && break

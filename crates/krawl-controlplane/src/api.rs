@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth;
 use crate::error::ApiError;
 use crate::ratelimit::RateLimiter;
+use crate::running_hash::RunningHashes;
 use crate::store::{self, now_ms, JobDefaults, Store, VerifiedChunk};
 use crate::tokens::BootstrapToken;
 
@@ -83,6 +84,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Test hook: called after each chunk a completion's verification has hashed.
     pub verify_hook: Option<store::VerifyHook>,
+    /// Each attempt's stream hash as its chunks arrive.
+    pub running: RunningHashes,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -499,14 +502,30 @@ async fn put_chunk(
 
     // Decoding is CPU work: off the async threads, and outside the database lock.
     let body = body.to_vec();
-    let chunk =
+    let (chunk, decoded) =
         tokio::task::spawn_blocking(move || verify_chunk(seq, encoding, body, sha256, records))
             .await
             .map_err(|e| ApiError::internal(format!("chunk verification task failed: {e}")))??;
+    let j = job_id.clone();
     let ack = st
         .store
-        .call(move |c| store::put_chunk(c, &job_id, attempt, &chunk, quota, now_ms()))
+        .call(move |c| store::put_chunk(c, &j, attempt, &chunk, quota, now_ms()))
         .await?;
+    if !ack.duplicate {
+        // Feeds the stream hash now, while the chunk is at hand, instead of at completion.
+        let (running, store) = (st.running.clone(), st.store.clone());
+        let fed = tokio::task::spawn_blocking(move || {
+            running.stored(&store, &job_id, attempt, seq, &decoded)
+        })
+        .await;
+        if let Err(e) = fed
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            // The completion then hashes what was not fed; nothing else depends on it.
+            tracing::warn!(seq, attempt, error = %e, "feeding the running stream hash failed");
+        }
+    }
     Ok(Json(ack).into_response())
 }
 
@@ -527,7 +546,7 @@ fn verify_chunk(
     body: Vec<u8>,
     sha256: String,
     records: u64,
-) -> Result<VerifiedChunk, ApiError> {
+) -> Result<(VerifiedChunk, Vec<u8>), ApiError> {
     let decoded = chunk::decode(&body, encoding, MAX_CHUNK_DECODED_BYTES).map_err(|e| match e {
         chunk::ChunkError::TooLarge { .. } => ApiError::too_large(format!("chunk {seq}: {e}")),
         e => ApiError::bad_request(format!("chunk {seq}: {e}")),
@@ -540,13 +559,16 @@ fn verify_chunk(
             "chunk {seq}: header {CHUNK_RECORDS_HEADER} says {records} records but the chunk holds {lines} lines"
         )));
     }
-    Ok(VerifiedChunk {
-        seq,
-        sha256,
-        records,
-        encoding,
-        body,
-    })
+    Ok((
+        VerifiedChunk {
+            seq,
+            sha256,
+            records,
+            encoding,
+            body,
+        },
+        decoded,
+    ))
 }
 
 /// NDJSON lines: newline-terminated, plus a last line without its newline.
@@ -585,10 +607,14 @@ async fn complete(
         CompletionStatus::Succeeded => Some(verify(&st, &job_id, attempt, &req).await?),
         _ => None,
     };
+    let j = job_id.clone();
     let done = st
         .store
-        .call(move |c| store::complete(c, &job_id, attempt, &req, verified.as_ref(), now_ms()))
-        .await?;
+        .call(move |c| store::complete(c, &j, attempt, &req, verified.as_ref(), now_ms()))
+        .await;
+    // Whatever the outcome, this attempt uploads no more.
+    st.running.forget(&job_id, attempt);
+    let done = done?;
     if done.state == krawl_protocol::JobState::Queued {
         st.queue_changed.notify_waiters();
     }
@@ -621,8 +647,9 @@ async fn verify(
         Ok(()) => {
             let (store, hook, j) = (st.store.clone(), st.verify_hook.clone(), job_id.to_string());
             let (chunks, sha256) = (req.chunks, req.sha256.clone());
+            let from = st.running.prefix(job_id, attempt).unwrap_or_default();
             tokio::task::spawn_blocking(move || {
-                store::verify_stream(&store, &j, attempt, chunks, &sha256, hook.as_ref())
+                store::verify_stream(&store, &j, attempt, chunks, &sha256, hook.as_ref(), from)
             })
             .await
             .map_err(|e| ApiError::internal(format!("stream verification task failed: {e}")))??

@@ -21,6 +21,7 @@ mod auth;
 pub mod cli;
 mod error;
 mod ratelimit;
+mod running_hash;
 mod server;
 mod store;
 mod tokens;
@@ -55,6 +56,8 @@ pub const DEFAULT_MAX_ATTEMPT_BYTES: u64 = 4 << 30;
 
 /// Days a finished job and its results are kept by default (`--retention-days`).
 pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+/// Attempts whose stream hash is kept as chunks arrive ([`ServerConfig::running_hashes`]).
+pub const DEFAULT_RUNNING_HASHES: usize = 1024;
 
 /// How to run the control plane. Tokens are credentials: [`ServerConfig`]'s `Debug` hides them.
 #[derive(Clone)]
@@ -91,6 +94,10 @@ pub struct ServerConfig {
     /// decoded and hashed, without the store's lock held. Not for production use.
     #[doc(hidden)]
     pub verify_hook: Option<VerifyHook>,
+    /// Attempts whose stream hash is kept as their chunks arrive, so that a completion hashes
+    /// only what was not fed yet (`running_hash.rs`); 0: every completion reads back and hashes
+    /// all its chunks.
+    pub running_hashes: usize,
 }
 
 impl ServerConfig {
@@ -121,6 +128,7 @@ impl ServerConfig {
             agent_rate_limit: None,
             retention: Some(Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400)),
             verify_hook: None,
+            running_hashes: DEFAULT_RUNNING_HASHES,
         }
     }
 }
@@ -142,6 +150,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("agent_rate_limit", &self.agent_rate_limit)
             .field("retention", &self.retention)
             .field("verify_hook", &self.verify_hook)
+            .field("running_hashes", &self.running_hashes)
             .finish()
     }
 }

@@ -132,6 +132,7 @@ pub async fn start(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         queue_changed: Arc::new(Notify::new()),
         shutdown: shutdown.clone(),
         verify_hook: cfg.verify_hook.clone(),
+        running: crate::running_hash::RunningHashes::new(cfg.running_hashes),
     };
     let router = api::router(state.clone());
     let connections = TaskTracker::new();

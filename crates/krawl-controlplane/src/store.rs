@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use krawl_protocol::chunk::{self, Encoding, StreamHash};
+use krawl_protocol::chunk::{self, Encoding};
 use krawl_protocol::{
     AgentHeartbeat, AgentList, AgentView, AttemptView, ChunkAck, ChunkInfo, ChunkList,
     CompleteRequest, CompletionStatus, JobError, JobHeartbeat, JobHeartbeatResponse, JobLease,
@@ -28,6 +28,7 @@ use krawl_protocol::{
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::ApiError;
+use crate::running_hash::Prefix;
 use crate::tokens::{BootstrapToken, TokenOrigin, LEGACY_TOKEN_NAME};
 
 /// Error classes that no retry can fix: the job fails at once.
@@ -178,7 +179,7 @@ impl Store {
 
     /// Runs `f` with the connection, on the calling thread: for code already on a blocking
     /// thread that takes the lock for one short step at a time (stream verification).
-    fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+    pub(crate) fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
     }
@@ -1101,9 +1102,10 @@ impl std::fmt::Debug for VerifyHook {
     }
 }
 
-/// Second step, on a blocking thread: reads the chunks `0..chunks` one at a time (each read a
-/// short hold of the lock), decodes and hashes each without the lock, and compares the stream
-/// sha256 with the claim. `Ok(bytes)` is the compressed size.
+/// Second step, on a blocking thread: hashes the chunks `0..chunks` in order, starting after
+/// `from` (the stream hash kept as they arrived, `running_hash.rs`; chunk 0 when nothing was
+/// kept), each read one at a time (a short hold of the lock) and decoded and hashed without the
+/// lock, and compares the stream sha256 with the claim. `Ok(bytes)` is the compressed size.
 pub fn verify_stream(
     store: &Store,
     job_id: &str,
@@ -1111,10 +1113,27 @@ pub fn verify_stream(
     chunks: u32,
     claimed_sha256: &str,
     hook: Option<&VerifyHook>,
+    from: Prefix,
 ) -> Result<Result<u64, String>, ApiError> {
-    let mut hash = StreamHash::default();
-    let mut bytes = 0u64;
-    for seq in 0..chunks {
+    // A prefix past the claim (chunks beyond it were stored) cannot be unwound: start over.
+    let Prefix { next, mut hash } = if from.next <= chunks {
+        from
+    } else {
+        Prefix::default()
+    };
+    let mut bytes: u64 = if next > 0 {
+        store.with_conn(|c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(LENGTH(body)), 0) FROM chunks WHERE job_id = ?1 AND attempt = ?2 AND seq < ?3",
+                params![job_id, attempt, next],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|b| u64::try_from(b).unwrap_or(0))?
+    } else {
+        0
+    };
+    for seq in next..chunks {
         let Some((encoding, body)) =
             store.with_conn(|c| read_chunk_if_any(c, job_id, attempt, seq))?
         else {
@@ -1512,7 +1531,7 @@ pub fn result_of(c: &mut Connection, job_id: &str) -> Result<ResultSummary, ApiE
 }
 
 /// One stored chunk, if it is there: its encoding and compressed body.
-fn read_chunk_if_any(
+pub(crate) fn read_chunk_if_any(
     c: &Connection,
     job_id: &str,
     attempt: u32,

@@ -772,11 +772,86 @@ async fn served<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         })
 }
 
+/// The stream hash is fed as chunks arrive, in order even when uploads overtake each other: a
+/// completion then hashes nothing again, and a wrong claim is still refused. Without the running
+/// hash (a restarted control plane, or `running_hashes = 0`) the completion hashes every chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_hashes_only_what_the_uploads_did_not_feed() {
+    let mut sizes = Vec::new();
+    for (running_hashes, order, wrong_claim, hashed_at_completion) in [
+        (1024, [0u32, 1, 2], false, 0usize),
+        (1024, [2, 0, 1], false, 0),
+        (1024, [1, 2, 0], true, 0),
+        (0, [0, 1, 2], false, 3),
+    ] {
+        let hashed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&hashed);
+        let hook = VerifyHook::new(move |_, _, _| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        let cp = start_cp(|c| {
+            c.verify_hook = Some(hook);
+            c.running_hashes = running_hashes;
+        })
+        .await;
+        let a = cp.register("a", json!({})).await;
+        let job = cp.submit(extract_job()).await;
+        let lease = cp.poll(&a).await.unwrap();
+        let parts = [ndjson(3, "p0"), ndjson(4, "p1"), ndjson(5, "p2")];
+        for seq in order {
+            let resp = cp.put_chunk(&a, &lease, seq, &parts[seq as usize]).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+        let case = format!("running_hashes {running_hashes}, uploads {order:?}");
+        let mut refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+        if wrong_claim {
+            refs.swap(0, 1);
+        }
+        let resp = cp
+            .http
+            .post(cp.url(&paths::complete(&lease.job_id, lease.attempt)))
+            .bearer_auth(&a.token)
+            .json(&succeeded(&refs))
+            .send()
+            .await
+            .unwrap();
+        if wrong_claim {
+            let (status, _, msg) = error_of(resp).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{case}");
+            assert!(msg.contains("claims stream sha256"), "{case}: {msg}");
+        } else {
+            assert_eq!(resp.status(), StatusCode::OK, "{case}");
+            let view = cp.job(&job.id).await;
+            assert_eq!(view.state, JobState::Succeeded, "{case}");
+            let result = view.result.unwrap();
+            assert_eq!(result.records, 12, "{case}");
+            assert_eq!(result.sha256, succeeded(&refs)["sha256"], "{case}");
+            let stored = cp.results(&job.id).await.bytes().await.unwrap().to_vec();
+            assert_eq!(stored, parts.concat(), "{case}");
+            sizes.push(result.bytes);
+        }
+        assert_eq!(
+            hashed.load(std::sync::atomic::Ordering::SeqCst),
+            hashed_at_completion,
+            "{case}: chunks hashed at completion"
+        );
+        cp.server.unwrap().shutdown().await;
+    }
+    // The stored size is the same whether it was summed from the chunks read at completion or
+    // from the database.
+    assert!(sizes[0] > 0 && sizes.iter().all(|b| *b == sizes[0]), "{sizes:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completion_verifies_the_stream_outside_the_store_lock() {
     let (gate, hook) = Gate::hook();
     let gate = std::sync::Arc::new(gate);
-    let cp = start_cp(|c| c.verify_hook = Some(hook)).await;
+    let cp = start_cp(|c| {
+        c.verify_hook = Some(hook);
+        // Every chunk is then hashed at completion, where the gate pauses it.
+        c.running_hashes = 0;
+    })
+    .await;
     let a = cp.register("a", json!({})).await;
     let b = cp.register("b", json!({})).await;
     let big = cp.submit(extract_job()).await;
@@ -848,7 +923,12 @@ async fn completion_verifies_the_stream_outside_the_store_lock() {
 async fn a_completion_rechecks_the_attempt_and_its_chunks_after_verifying() {
     let (gate, hook) = Gate::hook();
     let gate = std::sync::Arc::new(gate);
-    let cp = start_cp(|c| c.verify_hook = Some(hook)).await;
+    let cp = start_cp(|c| {
+        c.verify_hook = Some(hook);
+        // Every chunk is then hashed at completion, where the gate pauses it.
+        c.running_hashes = 0;
+    })
+    .await;
     let a = cp.register("a", json!({})).await;
     let job = cp
         .submit(json!({"kind": "kafka.extract", "spec": {"kafka": {"bootstrap_servers": ["b:9092"]}}, "max_attempts": 5}))

@@ -119,6 +119,7 @@ pub fn verify(decoded: &[u8], expected_hex: &str) -> Result<(), ChunkError> {
 }
 
 /// sha256 of a whole result stream, fed chunk by chunk in sequence order.
+#[derive(Clone)]
 pub struct StreamHash(ring::digest::Context);
 
 impl std::fmt::Debug for StreamHash {
