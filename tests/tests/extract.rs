@@ -570,6 +570,30 @@ fn a_full_extraction_sends_only_read_only_apis() {
     // the proxy saw what krawl counted.
     assert!(!names.contains("FindCoordinator"), "{names:?}");
     assert_eq!(broker.proxy.count(15), 1);
+    // krawl's own client hands its connection from phase to phase: the one that described the
+    // groups also carried the offsets and the listing, and was opened (ApiVersions) once.
+    let records = broker.proxy.records();
+    let on = |conn: u64| -> Vec<&str> {
+        records
+            .iter()
+            .filter(|r| r.connection == conn)
+            .map(|r| r.api_name())
+            .collect()
+    };
+    let groups_conn = records
+        .iter()
+        .find(|r| r.api_key == 15)
+        .map(|r| r.connection)
+        .unwrap();
+    let used = on(groups_conn);
+    for api in ["ListOffsets", "ListGroups", "DescribeGroups", "OffsetFetch"] {
+        assert!(used.contains(&api), "{api} not on connection {groups_conn}: {used:?}");
+    }
+    assert_eq!(
+        used.iter().filter(|a| **a == "ApiVersions").count(),
+        1,
+        "{used:?}"
+    );
     assert_eq!(
         broker.proxy.count(15) as u64,
         out.summary().api_calls["DescribeGroups"]

@@ -839,7 +839,10 @@ async fn completion_hashes_only_what_the_uploads_did_not_feed() {
     }
     // The stored size is the same whether it was summed from the chunks read at completion or
     // from the database.
-    assert!(sizes[0] > 0 && sizes.iter().all(|b| *b == sizes[0]), "{sizes:?}");
+    assert!(
+        sizes[0] > 0 && sizes.iter().all(|b| *b == sizes[0]),
+        "{sizes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,10 +45,10 @@
 //! - SASL PLAIN and SCRAM-SHA-256/512; OAUTHBEARER is `Unsupported` (callers
 //!   fall back to librdkafka or report the gap).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -191,12 +191,19 @@ pub(crate) fn kafka_error(
 
 /// The settings of one extraction, checked once: SASL settings present when
 /// the protocol needs them (OAUTHBEARER: `Unsupported`), the TLS
-/// configuration built from its files. Opens connections to brokers.
+/// configuration built from its files. Opens connections to brokers, and
+/// keeps the ones a phase hands back for the next phase (each new connection
+/// costs a handshake, ApiVersions and SASL: three round trips or more).
 pub struct BrokerClient<'a> {
     settings: &'a BrokerSettings,
     sasl: Option<&'a SaslSettings>,
     tls: Option<tokio_rustls::TlsConnector>,
+    /// Ready connections by `host:port`, with what each broker offers.
+    idle: Mutex<HashMap<(String, u16), Vec<(Conn, ApiVersionsResponse)>>>,
 }
+
+/// Idle connections kept per broker address.
+pub const MAX_IDLE_PER_BROKER: usize = 8;
 
 impl fmt::Debug for BrokerClient<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -235,7 +242,49 @@ impl<'a> BrokerClient<'a> {
             settings,
             sasl,
             tls,
+            idle: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A ready connection to `broker` at `host:port`: one a phase handed back
+    /// ([`Self::checkin`]), or a new one ([`Self::open`]).
+    pub(crate) async fn checkout(
+        &self,
+        broker: i32,
+        host: &str,
+        port: u16,
+    ) -> Result<(Conn, ApiVersionsResponse), BrokerError> {
+        if let Some(ready) = self.idle_conn(broker, host, port) {
+            return Ok(ready);
+        }
+        self.open(broker, host, port).await
+    }
+
+    /// An idle connection to `broker` at `host:port`, if one was handed back.
+    pub(crate) fn idle_conn(
+        &self,
+        broker: i32,
+        host: &str,
+        port: u16,
+    ) -> Option<(Conn, ApiVersionsResponse)> {
+        let (mut conn, versions) = self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&(host.to_string(), port))
+            .and_then(Vec::pop)?;
+        conn.broker = broker;
+        Some((conn, versions))
+    }
+
+    /// Keeps a connection whose every answer was read, for the next phase
+    /// (at most [`MAX_IDLE_PER_BROKER`] per address; the rest are closed).
+    pub(crate) fn checkin(&self, host: &str, port: u16, conn: Conn, versions: ApiVersionsResponse) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = idle.entry((host.to_string(), port)).or_default();
+        if kept.len() < MAX_IDLE_PER_BROKER {
+            kept.push((conn, versions));
+        }
     }
 
     /// A connection to `broker` at `host:port` (TCP, then TLS when the

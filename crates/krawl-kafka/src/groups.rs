@@ -164,11 +164,10 @@ pub type Committed = HashMap<String, Vec<CommittedOffset>>;
 /// Descriptions by group id, for the groups answered cleanly.
 pub type Described = HashMap<String, GroupDescription>;
 
-/// Open connections to brokers (with the versions each offers), kept across
-/// the batches of one groups phase.
+/// The groups phase's calls to brokers, on connections the client keeps
+/// between calls ([`BrokerClient::checkout`]).
 pub struct CoordinatorPool<'c> {
     client: &'c BrokerClient<'c>,
-    idle: Mutex<HashMap<i32, Vec<(Conn, ApiVersionsResponse)>>>,
     /// (broker, API key) pairs that failed: not asked again.
     skip: Mutex<HashSet<(i32, i16)>>,
 }
@@ -183,7 +182,6 @@ impl<'c> CoordinatorPool<'c> {
     pub fn new(client: &'c BrokerClient<'c>) -> Self {
         Self {
             client,
-            idle: Mutex::new(HashMap::new()),
             skip: Mutex::new(HashSet::new()),
         }
     }
@@ -212,7 +210,7 @@ impl<'c> CoordinatorPool<'c> {
         port: u16,
     ) -> Result<Vec<Listed>, BrokerError> {
         let api = ApiKey::ListGroups;
-        let (mut conn, versions) = self.checkout(broker, host, port).await?;
+        let (mut conn, versions) = self.client.checkout(broker, host, port).await?;
         let version = pick(&versions, broker, api, LIST_GROUPS)?;
         let body = conn.call(&ListGroupsRequest::default(), version).await?;
         let response =
@@ -236,7 +234,7 @@ impl<'c> CoordinatorPool<'c> {
                 "ListGroups lists more than {MAX_GROUPS_PER_BROKER} groups"
             )));
         }
-        self.checkin(broker, conn, versions);
+        self.client.checkin(host, port, conn, versions);
         Ok(listed.out)
     }
 
@@ -297,7 +295,8 @@ impl<'c> CoordinatorPool<'c> {
             },
         )
         .await?;
-        self.checkin(coordinator.broker, conn, versions);
+        self.client
+            .checkin(&coordinator.host, coordinator.port, conn, versions);
         Ok(())
     }
 
@@ -350,7 +349,8 @@ impl<'c> CoordinatorPool<'c> {
             },
         )
         .await?;
-        self.checkin(coordinator.broker, conn, versions);
+        self.client
+            .checkin(&coordinator.host, coordinator.port, conn, versions);
         Ok(())
     }
 
@@ -372,39 +372,11 @@ impl<'c> CoordinatorPool<'c> {
             return Ok(None);
         }
         let (conn, versions) = self
+            .client
             .checkout(broker, &coordinator.host, coordinator.port)
             .await?;
         let version = pick(&versions, broker, api, range)?;
         Ok(Some((conn, versions, version)))
-    }
-
-    /// An idle connection to `broker`, or a new one.
-    async fn checkout(
-        &self,
-        broker: i32,
-        host: &str,
-        port: u16,
-    ) -> Result<(Conn, ApiVersionsResponse), BrokerError> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&broker)
-            .and_then(Vec::pop);
-        match idle {
-            Some(c) => Ok(c),
-            None => self.client.open(broker, host, port).await,
-        }
-    }
-
-    /// Keeps a connection whose every answer was read, for the next call.
-    fn checkin(&self, broker: i32, conn: Conn, versions: ApiVersionsResponse) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(broker)
-            .or_default()
-            .push((conn, versions));
     }
 
     fn give_up(&self, broker: i32, api: ApiKey, e: &BrokerError) {
@@ -915,7 +887,10 @@ mod tests {
             "{got:?}"
         );
         // The connection was kept: a second call opens none.
-        assert_eq!(pool.idle.lock().unwrap()[&NOIDA_NODE_ID].len(), 1);
+        let (conn, versions) = client
+            .idle_conn(NOIDA_NODE_ID, "127.0.0.1", n.port)
+            .expect("the connection was kept");
+        client.checkin("127.0.0.1", n.port, conn, versions);
         let (again, _) = pool.fetch(&coordinator).await;
         assert_eq!(again.len(), got.len());
     }

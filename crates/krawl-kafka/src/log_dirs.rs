@@ -245,8 +245,15 @@ impl BrokerCtx<'_> {
         outcome: &mut BrokerOutcome,
         dir_errors: &mut DirErrors,
     ) -> Result<(), BrokerError> {
-        let mut conn = self.client.connect(broker, host, port).await?;
-        let versions = conn.api_versions().await?;
+        // A connection an earlier phase handed back is ready (authenticated).
+        let (mut conn, versions, fresh) = match self.client.idle_conn(broker, host, port) {
+            Some((conn, versions)) => (conn, versions, false),
+            None => {
+                let mut conn = self.client.connect(broker, host, port).await?;
+                let versions = conn.api_versions().await?;
+                (conn, versions, true)
+            }
+        };
         outcome.answered_api_versions = true;
 
         let Some(version) = versions.pick(
@@ -260,9 +267,12 @@ impl BrokerCtx<'_> {
         };
         outcome.advertises = true;
 
-        self.client.authenticate(&mut conn, &versions).await?;
+        if fresh {
+            self.client.authenticate(&mut conn, &versions).await?;
+        }
 
         // Pipelined: up to PIPELINE_DEPTH requests in flight, answers read in order.
+        let mut ended_early = false;
         conn.pipeline(
             version,
             PIPELINE_DEPTH,
@@ -306,12 +316,18 @@ impl BrokerCtx<'_> {
                         broker,
                         "DescribeLogDirs answered beyond its request; that answer counted for all remaining topics"
                     );
+                    ended_early = true;
                     return Ok(Next::Done);
                 }
                 Ok(Next::More)
             },
         )
-        .await
+        .await?;
+        // Answers still in flight after an early end are never read: not reusable then.
+        if !ended_early {
+            self.client.checkin(host, port, conn, versions);
+        }
+        Ok(())
     }
 }
 

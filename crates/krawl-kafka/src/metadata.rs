@@ -46,7 +46,7 @@ async fn from_server<V: MetadataVisitor + Send>(
     port: u16,
     visitor: &mut V,
 ) -> Result<(), BrokerError> {
-    let (mut conn, versions) = client.open(-1, host, port).await?;
+    let (mut conn, versions) = client.checkout(-1, host, port).await?;
     let Some(version) = versions.pick(ApiKey::Metadata as i16, METADATA_MIN, METADATA_MAX) else {
         return Err(BrokerError::Unsupported(format!(
             "{host}:{port} does not advertise Metadata (API key 3) v{METADATA_MIN}..v{METADATA_MAX}"
@@ -57,5 +57,8 @@ async fn from_server<V: MetadataVisitor + Send>(
         .with_allow_auto_topic_creation(false);
     let body = conn.call(&request, version).await?;
     let response = MetadataResponse::parse(&body, version).map_err(|e| conn.decode_error(e))?;
-    response.visit(visitor).map_err(|e| conn.decode_error(e))
+    response.visit(visitor).map_err(|e| conn.decode_error(e))?;
+    // The next phases ask the same broker when the bootstrap server is one.
+    client.checkin(host, port, conn, versions);
+    Ok(())
 }

@@ -113,7 +113,7 @@ impl Ctx<'_> {
     async fn leader(&self, leader: &Leader) -> Result<(), BrokerError> {
         let (mut conn, versions) = self
             .client
-            .open(leader.broker, &leader.host, leader.port)
+            .checkout(leader.broker, &leader.host, leader.port)
             .await?;
         let Some(version) = versions.pick(
             ApiKey::ListOffsets as i16,
@@ -157,7 +157,10 @@ impl Ctx<'_> {
                 Ok(Next::More)
             },
         )
-        .await
+        .await?;
+        self.client
+            .checkin(&leader.host, leader.port, conn, versions);
+        Ok(())
     }
 
     /// One ListOffsets request for `batch` (sorted by topic index), built when it is sent.
