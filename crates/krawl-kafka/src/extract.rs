@@ -140,7 +140,7 @@ const OFFSET_BATCHES_IN_FLIGHT: usize = 4;
 /// DescribeConfigs batches in flight (answers written in order).
 const CONFIG_BATCHES_IN_FLIGHT: usize = 4;
 /// DescribeGroups batches (with their committed offsets) in flight.
-const GROUP_BATCHES_IN_FLIGHT: usize = 2;
+const GROUP_BATCHES_IN_FLIGHT: usize = 4;
 /// Groups per batch: described and their offsets fetched together. Bounds
 /// what a batch holds (descriptions and committed offsets); librdkafka's
 /// part of a batch is asked `describe_groups_batch` groups per call.
