@@ -587,7 +587,10 @@ fn a_full_extraction_sends_only_read_only_apis() {
         .unwrap();
     let used = on(groups_conn);
     for api in ["ListOffsets", "ListGroups", "DescribeGroups", "OffsetFetch"] {
-        assert!(used.contains(&api), "{api} not on connection {groups_conn}: {used:?}");
+        assert!(
+            used.contains(&api),
+            "{api} not on connection {groups_conn}: {used:?}"
+        );
     }
     assert_eq!(
         used.iter().filter(|a| **a == "ApiVersions").count(),

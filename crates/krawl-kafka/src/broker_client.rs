@@ -198,9 +198,12 @@ pub struct BrokerClient<'a> {
     settings: &'a BrokerSettings,
     sasl: Option<&'a SaslSettings>,
     tls: Option<tokio_rustls::TlsConnector>,
-    /// Ready connections by `host:port`, with what each broker offers.
-    idle: Mutex<HashMap<(String, u16), Vec<(Conn, ApiVersionsResponse)>>>,
+    /// Ready connections by `host:port`.
+    idle: Mutex<HashMap<(String, u16), Vec<Ready>>>,
 }
+
+/// A connection ready for requests, with what its broker offers.
+pub(crate) type Ready = (Conn, ApiVersionsResponse);
 
 /// Idle connections kept per broker address.
 pub const MAX_IDLE_PER_BROKER: usize = 8;

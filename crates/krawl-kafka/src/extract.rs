@@ -1269,16 +1269,7 @@ impl<'a> Extractor<'a> {
         // Built up front: a stream that keeps the closure is not `Send`
         // for every lifetime (rust-lang/rust#102211).
         let calls: Vec<_> = coordinators.iter().map(|c| pool.describe(c)).collect();
-        let answers: Vec<_> = stream::iter(calls)
-            .buffer_unordered(MAX_CONCURRENT_BROKERS)
-            .collect()
-            .await;
-        let mut described = groups::Described::new();
-        for (answered, requests) in answers {
-            self.calls.add_n("DescribeGroups", requests);
-            described.extend(answered);
-        }
-        described
+        self.gather("DescribeGroups", calls).await
     }
 
     /// Committed offsets of the described groups from their coordinators,
@@ -1302,16 +1293,25 @@ impl<'a> Extractor<'a> {
         // Built up front: a stream that keeps the closure is not `Send`
         // for every lifetime (rust-lang/rust#102211).
         let calls: Vec<_> = coordinators.iter().map(|c| pool.fetch(c)).collect();
+        self.gather("OffsetFetch", calls).await
+    }
+
+    /// The answers of calls to several coordinators, `MAX_CONCURRENT_BROKERS`
+    /// at a time, merged; their requests counted as `api`.
+    async fn gather<T, F>(&self, api: &str, calls: Vec<F>) -> HashMap<String, T>
+    where
+        F: Future<Output = (HashMap<String, T>, u64)>,
+    {
         let answers: Vec<_> = stream::iter(calls)
             .buffer_unordered(MAX_CONCURRENT_BROKERS)
             .collect()
             .await;
-        let mut committed = groups::Committed::new();
+        let mut merged = HashMap::new();
         for (answered, requests) in answers {
-            self.calls.add_n("OffsetFetch", requests);
-            committed.extend(answered);
+            self.calls.add_n(api, requests);
+            merged.extend(answered);
         }
-        committed
+        merged
     }
 
     /// `(coordinator id, group)` pairs by coordinator, for the coordinators

@@ -58,7 +58,7 @@ use krawl_wire::{
 };
 
 use crate::admin_ext::{CommittedOffset, GroupDescription, GroupListing, MemberDescription, Node};
-use crate::broker_client::{BrokerClient, BrokerError, Conn, Next, MAX_CONCURRENT_BROKERS};
+use crate::broker_client::{BrokerClient, BrokerError, Call, Conn, Next, MAX_CONCURRENT_BROKERS};
 
 /// Groups per DescribeGroups and per OffsetFetch request.
 pub const GROUPS_PER_REQUEST: usize = 50;
@@ -242,25 +242,6 @@ impl<'c> CoordinatorPool<'c> {
     /// (see the module doc), and the number of requests sent.
     pub async fn describe(&self, coordinator: &Coordinator<'_>) -> (Described, u64) {
         let mut out = Described::new();
-        let mut requests = 0;
-        if let Err(e) = self.describe_on(coordinator, &mut out, &mut requests).await {
-            self.give_up(coordinator.broker, ApiKey::DescribeGroups, &e);
-        }
-        (out, requests)
-    }
-
-    async fn describe_on(
-        &self,
-        coordinator: &Coordinator<'_>,
-        out: &mut Described,
-        requests: &mut u64,
-    ) -> Result<(), BrokerError> {
-        let api = ApiKey::DescribeGroups;
-        let Some((mut conn, versions, version)) =
-            self.checkout_for(coordinator, api, DESCRIBE_GROUPS).await?
-        else {
-            return Ok(());
-        };
         let node = Node {
             id: coordinator.broker,
             host: coordinator.host.clone(),
@@ -268,90 +249,111 @@ impl<'c> CoordinatorPool<'c> {
             rack: None,
         };
         let mut budget = Budget::new();
-        conn.pipeline(
-            version,
-            REQUESTS_IN_FLIGHT,
-            coordinator.groups.chunks(GROUPS_PER_REQUEST),
-            |batch| {
-                *requests += 1;
-                describe_request(batch)
-            },
-            |conn, body, batch| {
-                let response = DescribeGroupsResponse::parse(body, version)
-                    .map_err(|e| conn.decode_error(e))?;
-                let mut visitor = Describe {
-                    asked: batch,
-                    node: &node,
-                    current: None,
-                    out: &mut *out,
-                    budget: &mut budget,
-                };
-                response
-                    .visit(&mut visitor)
-                    .map_err(|e| conn.decode_error(e))?;
-                visitor.end_group();
-                budget.check(conn, "DescribeGroups")?;
-                Ok(Next::More)
-            },
-        )
-        .await?;
-        self.client
-            .checkin(&coordinator.host, coordinator.port, conn, versions);
-        Ok(())
+        let requests = self
+            .each_request(
+                coordinator,
+                ApiKey::DescribeGroups,
+                DESCRIBE_GROUPS,
+                describe_request,
+                |conn, body, batch, version| {
+                    let response = DescribeGroupsResponse::parse(body, version)
+                        .map_err(|e| conn.decode_error(e))?;
+                    let mut visitor = Describe {
+                        asked: batch,
+                        node: &node,
+                        current: None,
+                        out: &mut out,
+                        budget: &mut budget,
+                    };
+                    response
+                        .visit(&mut visitor)
+                        .map_err(|e| conn.decode_error(e))?;
+                    visitor.end_group();
+                    budget.check(conn, "DescribeGroups")
+                },
+            )
+            .await;
+        (out, requests)
     }
 
     /// The committed offsets of `coordinator`'s groups that it answered
     /// cleanly, and the number of requests sent.
     pub async fn fetch(&self, coordinator: &Coordinator<'_>) -> (Committed, u64) {
         let mut out = Committed::new();
-        let mut requests = 0;
-        if let Err(e) = self.fetch_on(coordinator, &mut out, &mut requests).await {
-            self.give_up(coordinator.broker, ApiKey::OffsetFetch, &e);
-        }
+        let mut budget = Budget::new();
+        let requests = self
+            .each_request(
+                coordinator,
+                ApiKey::OffsetFetch,
+                OFFSET_FETCH,
+                fetch_request,
+                |conn, body, batch, version| {
+                    let response = OffsetFetchResponse::parse(body, version)
+                        .map_err(|e| conn.decode_error(e))?;
+                    let mut visitor = Collect {
+                        asked: batch,
+                        current: None,
+                        out: &mut out,
+                        budget: &mut budget,
+                    };
+                    response
+                        .visit(&mut visitor)
+                        .map_err(|e| conn.decode_error(e))?;
+                    budget.check(conn, "OffsetFetch")
+                },
+            )
+            .await;
         (out, requests)
     }
 
-    async fn fetch_on(
+    /// Asks `coordinator` about its groups [`GROUPS_PER_REQUEST`] at a time,
+    /// [`REQUESTS_IN_FLIGHT`] requests in flight, and hands each answer to
+    /// `answer` with the groups its request named; returns the number of
+    /// requests sent. On a failure the coordinator is not asked `api` again
+    /// in this phase, and what was not answered is left to librdkafka.
+    async fn each_request<R, B, A>(
         &self,
         coordinator: &Coordinator<'_>,
-        out: &mut Committed,
-        requests: &mut u64,
-    ) -> Result<(), BrokerError> {
-        let api = ApiKey::OffsetFetch;
-        let Some((mut conn, versions, version)) =
-            self.checkout_for(coordinator, api, OFFSET_FETCH).await?
-        else {
-            return Ok(());
-        };
-        let mut budget = Budget::new();
-        conn.pipeline(
-            version,
-            REQUESTS_IN_FLIGHT,
-            coordinator.groups.chunks(GROUPS_PER_REQUEST),
-            |batch| {
-                *requests += 1;
-                fetch_request(batch)
-            },
-            |conn, body, batch| {
-                let response =
-                    OffsetFetchResponse::parse(body, version).map_err(|e| conn.decode_error(e))?;
-                let mut visitor = Collect {
-                    asked: batch,
-                    current: None,
-                    out: &mut *out,
-                    budget: &mut budget,
-                };
-                response
-                    .visit(&mut visitor)
-                    .map_err(|e| conn.decode_error(e))?;
-                budget.check(conn, "OffsetFetch")?;
-                Ok(Next::More)
-            },
-        )
-        .await?;
-        self.client
-            .checkin(&coordinator.host, coordinator.port, conn, versions);
-        Ok(())
+        api: ApiKey,
+        range: (i16, i16),
+        build: B,
+        mut answer: A,
+    ) -> u64
+    where
+        R: Call + Send + Sync,
+        B: Fn(&[&str]) -> R,
+        A: FnMut(&Conn, &[u8], &[&str], i16) -> Result<(), BrokerError>,
+    {
+        let mut requests = 0;
+        let result = async {
+            let Some((mut conn, versions, version)) =
+                self.checkout_for(coordinator, api, range).await?
+            else {
+                return Ok(());
+            };
+            conn.pipeline(
+                version,
+                REQUESTS_IN_FLIGHT,
+                coordinator.groups.chunks(GROUPS_PER_REQUEST),
+                |batch| {
+                    requests += 1;
+                    build(batch)
+                },
+                |conn, body, batch| {
+                    answer(conn, body, batch, version)?;
+                    Ok(Next::More)
+                },
+            )
+            .await?;
+            self.client
+                .checkin(&coordinator.host, coordinator.port, conn, versions);
+            Ok::<(), BrokerError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            self.give_up(coordinator.broker, api, &e);
+        }
+        requests
     }
 
     /// A connection to `coordinator` and the version of `api` to speak on it
