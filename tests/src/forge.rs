@@ -175,6 +175,46 @@ pub fn describe_log_dirs_huge_partition_count(version: i16, topic: &str) -> Vec<
     b
 }
 
+/// A DescribeGroups answer at `version` (0–6) describing `group` (no error, a consumer group)
+/// with 0x7fffffff members announced, none sent.
+pub fn describe_groups_huge_member_count(version: i16, group: &str) -> Vec<u8> {
+    let flexible = version >= 5;
+    let mut b = Vec::new();
+    let string = |b: &mut Vec<u8>, s: &str| {
+        if flexible {
+            put_uvarint(b, u32::try_from(s.len() + 1).unwrap_or(1));
+        } else {
+            b.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        }
+        b.extend_from_slice(s.as_bytes());
+    };
+    if flexible {
+        b.push(0); // response header v1: no tagged fields
+    }
+    if version >= 1 {
+        b.extend_from_slice(&0i32.to_be_bytes()); // throttle
+    }
+    if flexible {
+        put_uvarint(&mut b, 2); // one group
+    } else {
+        b.extend_from_slice(&1i32.to_be_bytes());
+    }
+    b.extend_from_slice(&0i16.to_be_bytes()); // error code
+    if version >= 6 {
+        b.push(0); // error message: null
+    }
+    for s in [group, "Stable", "consumer", "range"] {
+        string(&mut b, s);
+    }
+    if flexible {
+        put_uvarint(&mut b, 0x8000_0000); // 0x7fffffff members
+    } else {
+        b.extend_from_slice(&i32::MAX.to_be_bytes());
+    }
+    b.extend_from_slice(&[0; 10]);
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -728,6 +728,94 @@ async fn a_hostile_broker_costs_a_warning_not_the_agent() {
     assert_eq!(sink.connections(), 0, "{}", sink.describe());
 }
 
+/// A coordinator whose DescribeGroups answer announces 2^31 members for a group costs krawl's
+/// own client that answer, never the agent: it is refused before anything is allocated and the
+/// group is left to librdkafka; the job succeeds with the topics and the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_coordinator_costs_a_group_warning_not_the_agent() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let broker = ProxiedTansu::start().unwrap();
+    let b = broker.bootstrap();
+    create_topics(&b, "grouped", 1, 1).unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("group.id", "hostile-g")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("grouped-00000", 0, Offset::Offset(0))
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+    drop(consumer);
+    let sink = Sink::start().unwrap();
+    let cp = HostileControlPlane::start().unwrap();
+    let agent = agent(
+        &cp,
+        format!(
+            "[policy]\nallowed_bootstrap_servers = [\"{b}\"]\nallowed_secret_refs = [\"env://K*\"]\n"
+        ),
+    );
+    broker.proxy.forge(
+        "DescribeGroups",
+        |r| r.api_key() == 15,
+        |r| forge::describe_groups_huge_member_count(r.api_version(), "hostile-g"),
+    );
+    let done = run(&cp, &agent, "kafka.extract", plain(&b)).await;
+    assert_eq!(
+        done.status,
+        CompletionStatus::Succeeded,
+        "{:?}\n{}",
+        done.error,
+        agent.log()
+    );
+    assert!(
+        broker.proxy.forged("DescribeGroups") >= 1,
+        "nothing asked DescribeGroups: the attack did not happen"
+    );
+    // krawl's own client refused the answer, so librdkafka asked for the group: Tansu offers
+    // ConsumerGroupDescribe, which librdkafka 2.12 tries first and which is not forged here, so
+    // the group comes back whole. Where that too were hostile, the group would be a warning;
+    // either way it is never lost silently.
+    let described: Vec<_> = done
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::ConsumerGroup(g) if g.group_id == "hostile-g" => Some(g),
+            _ => None,
+        })
+        .collect();
+    let warned = done.records.iter().any(|r| {
+        matches!(r, Record::Warning(w) if w.subject.as_deref() == Some("hostile-g")
+            && w.code == "describe_group_failed")
+    });
+    assert!(
+        described.len() + usize::from(warned) == 1,
+        "{:?}",
+        done.records
+    );
+    if let Some(g) = described.first() {
+        assert!(g.members.is_empty(), "{g:?}");
+        assert_eq!(g.offsets.len(), 1, "{g:?}");
+        assert_eq!(g.offsets[0].committed_offset, 0, "{g:?}");
+    }
+    assert!(
+        done.records
+            .iter()
+            .any(|r| matches!(r, Record::Topic(t) if t.name == "grouped-00000")),
+        "{:?}",
+        done.records
+    );
+    // krawl's own client said why it left the group to librdkafka.
+    assert!(agent.log().contains("groups.members"), "{}", agent.log());
+    broker.proxy.clear_forgeries();
+    assert_still_serving(&cp, &agent, &b).await;
+    assert_eq!(sink.connections(), 0, "{}", sink.describe());
+}
+
 // ------------------------------------------------------------------------------------------------
 // A hostile control plane's transport
 // ------------------------------------------------------------------------------------------------
