@@ -732,7 +732,7 @@ async fn a_hostile_broker_costs_a_warning_not_the_agent() {
 /// own client that answer, never the agent: it is refused before anything is allocated and the
 /// group is left to librdkafka; the job succeeds with the topics and the group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hostile_coordinator_costs_a_group_warning_not_the_agent() {
+async fn a_hostile_coordinator_costs_its_answer_not_the_agent() {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
