@@ -92,17 +92,13 @@ impl RunningHashes {
         e.prefix.next += 1;
         e.touched = Instant::now();
         // Uploads that overtook this one: stored already, fed now.
-        loop {
-            let next = e.prefix.next;
-            let Some((encoding, body)) =
-                store.with_conn(|c| store::read_chunk_if_any(c, job_id, attempt, next))?
-            else {
-                return Ok(());
-            };
-            let chunk = store::decode_stored(encoding, &body)?;
-            e.prefix.hash.update(&chunk);
+        let e = &mut *e;
+        while store::hash_stored_chunk(store, job_id, attempt, e.prefix.next, &mut e.prefix.hash)?
+            .is_some()
+        {
             e.prefix.next += 1;
         }
+        Ok(())
     }
 
     /// The attempt's entry, created for its first chunk when there is room; `None` when it is

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use krawl_protocol::chunk::{self, Encoding};
+use krawl_protocol::chunk::{self, Encoding, StreamHash};
 use krawl_protocol::{
     AgentHeartbeat, AgentList, AgentView, AttemptView, ChunkAck, ChunkInfo, ChunkList,
     CompleteRequest, CompletionStatus, JobError, JobHeartbeat, JobHeartbeatResponse, JobLease,
@@ -179,7 +179,7 @@ impl Store {
 
     /// Runs `f` with the connection, on the calling thread: for code already on a blocking
     /// thread that takes the lock for one short step at a time (stream verification).
-    pub(crate) fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+    fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
     }
@@ -1134,16 +1134,13 @@ pub fn verify_stream(
         0
     };
     for seq in next..chunks {
-        let Some((encoding, body)) =
-            store.with_conn(|c| read_chunk_if_any(c, job_id, attempt, seq))?
-        else {
+        let Some(size) = hash_stored_chunk(store, job_id, attempt, seq, &mut hash)? else {
             // Only a finished (then pruned) job loses chunks: `complete` finds the attempt over.
             return Ok(Err(format!(
                 "chunk {seq} of attempt {attempt} disappeared while the completion was verified"
             )));
         };
-        bytes += body.len() as u64;
-        hash.update(&decode_stored(encoding, &body)?);
+        bytes += size;
         if let Some(hook) = hook {
             (hook.0)(job_id, attempt, seq);
         }
@@ -1530,8 +1527,25 @@ pub fn result_of(c: &mut Connection, job_id: &str) -> Result<ResultSummary, ApiE
     }
 }
 
+/// Feeds stored chunk `seq` of the attempt, decoded, to `hash`, the store's lock held only to
+/// read it. Its compressed size, or `None` when it is not stored.
+pub(crate) fn hash_stored_chunk(
+    store: &Store,
+    job_id: &str,
+    attempt: u32,
+    seq: u32,
+    hash: &mut StreamHash,
+) -> Result<Option<u64>, ApiError> {
+    let Some((encoding, body)) = store.with_conn(|c| read_chunk_if_any(c, job_id, attempt, seq))?
+    else {
+        return Ok(None);
+    };
+    hash.update(&decode_stored(encoding, &body)?);
+    Ok(Some(body.len() as u64))
+}
+
 /// One stored chunk, if it is there: its encoding and compressed body.
-pub(crate) fn read_chunk_if_any(
+fn read_chunk_if_any(
     c: &Connection,
     job_id: &str,
     attempt: u32,
