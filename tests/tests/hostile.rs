@@ -590,6 +590,16 @@ ca_file = "{d}/ca.pem"
 // A hostile broker
 // ------------------------------------------------------------------------------------------------
 
+/// An agent whose policy allows `bootstrap` and `env://K*` secrets: the hostile broker tests'.
+fn agent_for_broker(cp: &HostileControlPlane, bootstrap: &str) -> Agent {
+    agent(
+        cp,
+        format!(
+            "[policy]\nallowed_bootstrap_servers = [\"{bootstrap}\"]\nallowed_secret_refs = [\"env://K*\"]\n"
+        ),
+    )
+}
+
 /// ApiVersions from krawl's own DescribeLogDirs client (KIP-511 software name `krawl`), not
 /// librdkafka's.
 fn krawl_api_versions(r: &KafkaRequest<'_>) -> bool {
@@ -618,12 +628,7 @@ async fn a_hostile_broker_costs_a_warning_not_the_agent() {
     let b = broker.bootstrap();
     let sink = Sink::start().unwrap();
     let cp = HostileControlPlane::start().unwrap();
-    let agent = agent(
-        &cp,
-        format!(
-            "[policy]\nallowed_bootstrap_servers = [\"{b}\"]\nallowed_secret_refs = [\"env://K*\"]\n"
-        ),
-    );
+    let agent = agent_for_broker(&cp, &b);
     advertise_describe_log_dirs(&broker);
 
     // DescribeLogDirs answered with 0x7fffffff partitions; krawl's ApiVersions answered with
@@ -753,12 +758,7 @@ async fn a_hostile_coordinator_costs_its_answer_not_the_agent() {
     drop(consumer);
     let sink = Sink::start().unwrap();
     let cp = HostileControlPlane::start().unwrap();
-    let agent = agent(
-        &cp,
-        format!(
-            "[policy]\nallowed_bootstrap_servers = [\"{b}\"]\nallowed_secret_refs = [\"env://K*\"]\n"
-        ),
-    );
+    let agent = agent_for_broker(&cp, &b);
     broker.proxy.forge(
         "DescribeGroups",
         |r| r.api_key() == 15,
