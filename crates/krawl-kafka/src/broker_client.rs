@@ -256,7 +256,7 @@ impl<'a> BrokerClient<'a> {
         broker: i32,
         host: &str,
         port: u16,
-    ) -> Result<(Conn, ApiVersionsResponse), BrokerError> {
+    ) -> Result<Ready, BrokerError> {
         if let Some(ready) = self.idle_conn(broker, host, port) {
             return Ok(ready);
         }
@@ -264,12 +264,7 @@ impl<'a> BrokerClient<'a> {
     }
 
     /// An idle connection to `broker` at `host:port`, if one was handed back.
-    pub(crate) fn idle_conn(
-        &self,
-        broker: i32,
-        host: &str,
-        port: u16,
-    ) -> Option<(Conn, ApiVersionsResponse)> {
+    pub(crate) fn idle_conn(&self, broker: i32, host: &str, port: u16) -> Option<Ready> {
         let (mut conn, versions) = self
             .idle
             .lock()
@@ -280,9 +275,13 @@ impl<'a> BrokerClient<'a> {
         Some((conn, versions))
     }
 
-    /// Keeps a connection whose every answer was read, for the next phase
-    /// (at most [`MAX_IDLE_PER_BROKER`] per address; the rest are closed).
+    /// Keeps a connection for the next phase, unless answers were left
+    /// unread on it (at most [`MAX_IDLE_PER_BROKER`] per address; the rest
+    /// are closed).
     pub(crate) fn checkin(&self, host: &str, port: u16, conn: Conn, versions: ApiVersionsResponse) {
+        if conn.unread {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let kept = idle.entry((host.to_string(), port)).or_default();
         if kept.len() < MAX_IDLE_PER_BROKER {
@@ -408,6 +407,9 @@ pub(crate) struct Conn {
     client_id: StrBytes,
     correlation_id: i32,
     timeout: Duration,
+    /// Answers were left unread ([`Conn::pipeline`] ended early): the next
+    /// answer read would be one of them, so the connection is not kept.
+    unread: bool,
 }
 
 impl Conn {
@@ -458,6 +460,7 @@ impl Conn {
             broker,
             client_id: StrBytes::from_string(settings.client_id.clone()),
             correlation_id: 0,
+            unread: false,
             timeout: t,
         })
     }
@@ -492,8 +495,8 @@ impl Conn {
     /// its item, in send order (a broker answers one connection's requests in
     /// order). On a network with latency this costs a round trip per `depth`
     /// requests, not per request. [`Next::Done`] from `answer` ends the
-    /// pipeline early; the answers still in flight are then never read, so
-    /// the caller must not reuse the connection.
+    /// pipeline early; answers still in flight are then never read, and
+    /// [`BrokerClient::checkin`] does not keep the connection.
     pub(crate) async fn pipeline<R, T, I, B, A>(
         &mut self,
         version: i16,
@@ -522,6 +525,7 @@ impl Conn {
             };
             let body = self.recv::<R>(correlation_id, version).await?;
             if let Next::Done = answer(self, &body, item)? {
+                self.unread = !pending.is_empty();
                 return Ok(());
             }
         }
@@ -800,6 +804,24 @@ pub(crate) fn api(key: i16) -> &'static str {
     crate::api_keys::api_name(key)
 }
 
+/// The highest version of `api` from `min` to `max` that a broker's ApiVersions answer offers,
+/// or `Unsupported` naming `who` (the broker, or the bootstrap address) and the API.
+pub(crate) fn version_of(
+    versions: &ApiVersionsResponse,
+    who: impl fmt::Display,
+    api: ApiKey,
+    min: i16,
+    max: i16,
+) -> Result<i16, BrokerError> {
+    let key = api as i16;
+    versions.pick(key, min, max).ok_or_else(|| {
+        BrokerError::Unsupported(format!(
+            "{who} does not advertise {} (API key {key}) v{min} to v{max}",
+            crate::api_keys::api_name(key)
+        ))
+    })
+}
+
 // ------------------------------------------------------------------------------------------------
 // TLS
 // ------------------------------------------------------------------------------------------------
@@ -952,6 +974,36 @@ mod tests {
         assert_eq!(SENT_API_KEYS, &[18, 17, 36, 35, 3, 2, 9, 16, 15]);
         for k in SENT_API_KEYS {
             assert!(crate::api_keys::READ_ONLY_APIS.contains(k), "{k}");
+        }
+    }
+
+    /// A connection is kept for the next phase only when every answer sent
+    /// for on it was read: a pipeline that stops with answers in flight
+    /// leaves it unusable (its next read would be a stale answer).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::unwrap_used)]
+    async fn only_connections_without_unread_answers_are_kept() {
+        let n = crate::test_broker::noida();
+        let settings = crate::test_broker::plaintext();
+        let client = BrokerClient::new(&settings).unwrap();
+        let request = |_: &u32| MetadataRequest::default().with_topics(Some(Vec::new()));
+        for (depth, kept) in [(3, false), (1, true)] {
+            let (mut conn, versions) = client.checkout(-1, "127.0.0.1", n.port).await.unwrap();
+            let version = version_of(&versions, "noida", ApiKey::Metadata, 1, 12).unwrap();
+            let mut answers = 0;
+            conn.pipeline(version, depth, 0..3u32, request, |_, _, _| {
+                answers += 1;
+                Ok(Next::Done)
+            })
+            .await
+            .unwrap();
+            assert_eq!(answers, 1);
+            client.checkin("127.0.0.1", n.port, conn, versions);
+            assert_eq!(
+                client.idle_conn(-1, "127.0.0.1", n.port).is_some(),
+                kept,
+                "depth {depth}"
+            );
         }
     }
 }

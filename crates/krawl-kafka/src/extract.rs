@@ -160,9 +160,12 @@ struct ClusterMeta {
     topics: Vec<TopicMeta>,
     /// Replica and ISR broker ids of every partition (see [`PartitionMeta`]).
     nodes: Vec<i32>,
-    brokers: Vec<(i32, String, u16)>,
+    brokers: Vec<BrokerAddr>,
     log_dirs: bool,
 }
+
+/// A broker Metadata named: id, host, port.
+type BrokerAddr = (i32, String, u16);
 
 impl ClusterMeta {
     /// The index of a selected topic.
@@ -1006,7 +1009,7 @@ impl<'a> Extractor<'a> {
     }
 
     /// Whether the agent's policy lets krawl's own client contact a broker
-    /// that Metadata or DescribeGroups named (always, without a policy).
+    /// that Metadata named (always, without a policy).
     fn allowed(&self, host: &str, port: u16) -> bool {
         self.broker_check
             .as_ref()
@@ -1016,30 +1019,44 @@ impl<'a> Extractor<'a> {
     /// The selected partitions grouped by leader, for brokers Metadata
     /// named and the policy allows (the others are left to librdkafka).
     fn leaders(&self, meta: &ClusterMeta) -> Vec<offsets::Leader> {
-        let mut by_broker: BTreeMap<i32, Vec<(u32, i32)>> = BTreeMap::new();
-        for (i, t) in meta.topics.iter().enumerate() {
-            for p in &t.partitions {
-                if p.leader >= 0 {
-                    by_broker
-                        .entry(p.leader)
-                        .or_default()
-                        .push((i as u32, p.id));
+        let led = meta.topics.iter().enumerate().flat_map(|(i, t)| {
+            t.partitions
+                .iter()
+                .map(move |p| (p.leader, (i as u32, p.id)))
+        });
+        self.by_allowed_broker(meta, led)
+            .into_iter()
+            .map(|((id, host, port), mut partitions)| {
+                partitions.sort_unstable();
+                offsets::Leader {
+                    broker: *id,
+                    host: host.clone(),
+                    port: *port,
+                    partitions,
                 }
+            })
+            .collect()
+    }
+
+    /// `items` by broker id, for the brokers Metadata named (in its order)
+    /// that the policy allows; the items of any other id (-1: none, or a
+    /// broker Metadata did not name or the policy refuses) are left out, for
+    /// librdkafka.
+    fn by_allowed_broker<'m, T>(
+        &self,
+        meta: &'m ClusterMeta,
+        items: impl Iterator<Item = (i32, T)>,
+    ) -> Vec<(&'m BrokerAddr, Vec<T>)> {
+        let mut by_broker: BTreeMap<i32, Vec<T>> = BTreeMap::new();
+        for (broker, item) in items {
+            if broker >= 0 {
+                by_broker.entry(broker).or_default().push(item);
             }
         }
         meta.brokers
             .iter()
             .filter(|(_, host, port)| self.allowed(host, *port))
-            .filter_map(|(id, host, port)| {
-                let mut partitions = by_broker.remove(id)?;
-                partitions.sort_unstable();
-                Some(offsets::Leader {
-                    broker: *id,
-                    host: host.clone(),
-                    port: *port,
-                    partitions,
-                })
-            })
+            .filter_map(|b| Some((b, by_broker.remove(&b.0)?)))
             .collect()
     }
 
@@ -1266,8 +1283,6 @@ impl<'a> Extractor<'a> {
                 .filter(|g| g.listing.group_type.as_deref() != Some("Consumer"))
                 .map(|g| (g.coordinator, g.listing.group_id.as_str())),
         );
-        // Built up front: a stream that keeps the closure is not `Send`
-        // for every lifetime (rust-lang/rust#102211).
         let calls: Vec<_> = coordinators.iter().map(|c| pool.describe(c)).collect();
         self.gather("DescribeGroups", calls).await
     }
@@ -1290,14 +1305,14 @@ impl<'a> Extractor<'a> {
                     Some((c.id, d.group_id.as_str()))
                 }),
         );
-        // Built up front: a stream that keeps the closure is not `Send`
-        // for every lifetime (rust-lang/rust#102211).
         let calls: Vec<_> = coordinators.iter().map(|c| pool.fetch(c)).collect();
         self.gather("OffsetFetch", calls).await
     }
 
     /// The answers of calls to several coordinators, `MAX_CONCURRENT_BROKERS`
-    /// at a time, merged; their requests counted as `api`.
+    /// at a time, merged; their requests counted as `api`. The calls come
+    /// built: a stream that kept the closure building them would not be
+    /// `Send` for every lifetime (rust-lang/rust#102211).
     async fn gather<T, F>(&self, api: &str, calls: Vec<F>) -> HashMap<String, T>
     where
         F: Future<Output = (HashMap<String, T>, u64)>,
@@ -1322,22 +1337,13 @@ impl<'a> Extractor<'a> {
         meta: &ClusterMeta,
         groups: impl Iterator<Item = (i32, &'g str)>,
     ) -> Vec<groups::Coordinator<'g>> {
-        let mut by_broker: BTreeMap<i32, Vec<&'g str>> = BTreeMap::new();
-        for (broker, group) in groups {
-            if broker >= 0 {
-                by_broker.entry(broker).or_default().push(group);
-            }
-        }
-        meta.brokers
-            .iter()
-            .filter(|(_, host, port)| self.allowed(host, *port))
-            .filter_map(|(id, host, port)| {
-                Some(groups::Coordinator {
-                    broker: *id,
-                    host: host.clone(),
-                    port: *port,
-                    groups: by_broker.remove(id)?,
-                })
+        self.by_allowed_broker(meta, groups)
+            .into_iter()
+            .map(|((id, host, port), groups)| groups::Coordinator {
+                broker: *id,
+                host: host.clone(),
+                port: *port,
+                groups,
             })
             .collect()
     }

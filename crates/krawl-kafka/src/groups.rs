@@ -58,7 +58,9 @@ use krawl_wire::{
 };
 
 use crate::admin_ext::{CommittedOffset, GroupDescription, GroupListing, MemberDescription, Node};
-use crate::broker_client::{BrokerClient, BrokerError, Call, Conn, Next, MAX_CONCURRENT_BROKERS};
+use crate::broker_client::{
+    version_of, BrokerClient, BrokerError, Call, Conn, Next, MAX_CONCURRENT_BROKERS,
+};
 
 /// Groups per DescribeGroups and per OffsetFetch request.
 pub const GROUPS_PER_REQUEST: usize = 50;
@@ -211,7 +213,13 @@ impl<'c> CoordinatorPool<'c> {
     ) -> Result<Vec<Listed>, BrokerError> {
         let api = ApiKey::ListGroups;
         let (mut conn, versions) = self.client.checkout(broker, host, port).await?;
-        let version = pick(&versions, broker, api, LIST_GROUPS)?;
+        let version = version_of(
+            &versions,
+            format_args!("broker {broker}"),
+            api,
+            LIST_GROUPS.0,
+            LIST_GROUPS.1,
+        )?;
         let body = conn.call(&ListGroupsRequest::default(), version).await?;
         let response =
             ListGroupsResponse::parse(&body, version).map_err(|e| conn.decode_error(e))?;
@@ -377,7 +385,13 @@ impl<'c> CoordinatorPool<'c> {
             .client
             .checkout(broker, &coordinator.host, coordinator.port)
             .await?;
-        let version = pick(&versions, broker, api, range)?;
+        let version = version_of(
+            &versions,
+            format_args!("broker {broker}"),
+            api,
+            range.0,
+            range.1,
+        )?;
         Ok(Some((conn, versions, version)))
     }
 
@@ -389,21 +403,6 @@ impl<'c> CoordinatorPool<'c> {
             .unwrap_or_else(|e| e.into_inner())
             .insert((broker, api as i16));
     }
-}
-
-/// The highest version of `api` in `range` that `broker` offers.
-fn pick(
-    versions: &ApiVersionsResponse,
-    broker: i32,
-    api: ApiKey,
-    (min, max): (i16, i16),
-) -> Result<i16, BrokerError> {
-    versions.pick(api as i16, min, max).ok_or_else(|| {
-        BrokerError::Unsupported(format!(
-            "broker {broker} does not offer {} v{min} to v{max}",
-            crate::api_keys::api_name(api as i16)
-        ))
-    })
 }
 
 /// One DescribeGroups request for `groups` (authorized operations not asked).

@@ -41,7 +41,7 @@ use kafka_protocol::messages::{ApiKey, DescribeLogDirsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use krawl_wire::{shown, DescribeLogDirsResponse, LogDirPartition, LogDirsVisitor};
 
-use crate::broker_client::{kafka_error, BrokerClient, Next};
+use crate::broker_client::{kafka_error, version_of, BrokerClient, Next};
 pub use crate::broker_client::{
     BrokerError, BrokerSettings, SaslMechanism, SaslSettings, SecurityProtocol, TlsSettings,
     MAX_CONCURRENT_BROKERS, PIPELINE_DEPTH,
@@ -256,15 +256,13 @@ impl BrokerCtx<'_> {
         };
         outcome.answered_api_versions = true;
 
-        let Some(version) = versions.pick(
-            ApiKey::DescribeLogDirs as i16,
+        let version = version_of(
+            &versions,
+            format_args!("broker {broker}"),
+            ApiKey::DescribeLogDirs,
             DESCRIBE_LOG_DIRS_MIN,
             DESCRIBE_LOG_DIRS_MAX,
-        ) else {
-            return Err(BrokerError::Unsupported(format!(
-                "broker {broker} does not advertise DescribeLogDirs (API key 35) v{DESCRIBE_LOG_DIRS_MIN} or later"
-            )));
-        };
+        )?;
         outcome.advertises = true;
 
         if fresh {
@@ -272,7 +270,6 @@ impl BrokerCtx<'_> {
         }
 
         // Pipelined: up to PIPELINE_DEPTH requests in flight, answers read in order.
-        let mut ended_early = false;
         conn.pipeline(
             version,
             PIPELINE_DEPTH,
@@ -316,17 +313,13 @@ impl BrokerCtx<'_> {
                         broker,
                         "DescribeLogDirs answered beyond its request; that answer counted for all remaining topics"
                     );
-                    ended_early = true;
                     return Ok(Next::Done);
                 }
                 Ok(Next::More)
             },
         )
         .await?;
-        // Answers still in flight after an early end are never read: not reusable then.
-        if !ended_early {
-            self.client.checkin(host, port, conn, versions);
-        }
+        self.client.checkin(host, port, conn, versions);
         Ok(())
     }
 }

@@ -15,7 +15,7 @@
 use kafka_protocol::messages::{ApiKey, MetadataRequest};
 use krawl_wire::{MetadataResponse, MetadataVisitor};
 
-use crate::broker_client::{BrokerClient, BrokerError};
+use crate::broker_client::{version_of, BrokerClient, BrokerError};
 
 const METADATA_MIN: i16 = 1;
 const METADATA_MAX: i16 = 12;
@@ -47,11 +47,13 @@ async fn from_server<V: MetadataVisitor + Send>(
     visitor: &mut V,
 ) -> Result<(), BrokerError> {
     let (mut conn, versions) = client.checkout(-1, host, port).await?;
-    let Some(version) = versions.pick(ApiKey::Metadata as i16, METADATA_MIN, METADATA_MAX) else {
-        return Err(BrokerError::Unsupported(format!(
-            "{host}:{port} does not advertise Metadata (API key 3) v{METADATA_MIN}..v{METADATA_MAX}"
-        )));
-    };
+    let version = version_of(
+        &versions,
+        format_args!("{host}:{port}"),
+        ApiKey::Metadata,
+        METADATA_MIN,
+        METADATA_MAX,
+    )?;
     let request = MetadataRequest::default()
         .with_topics(None)
         .with_allow_auto_topic_creation(false);

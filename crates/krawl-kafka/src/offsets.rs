@@ -31,7 +31,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use krawl_wire::{ListOffsetsResponse, ListOffsetsVisitor};
 
-use crate::broker_client::{BrokerClient, BrokerError, Next, MAX_CONCURRENT_BROKERS};
+use crate::broker_client::{version_of, BrokerClient, BrokerError, Next, MAX_CONCURRENT_BROKERS};
 use crate::partition_table::PartitionTable;
 
 /// Partitions per ListOffsets request.
@@ -115,16 +115,13 @@ impl Ctx<'_> {
             .client
             .checkout(leader.broker, &leader.host, leader.port)
             .await?;
-        let Some(version) = versions.pick(
-            ApiKey::ListOffsets as i16,
+        let version = version_of(
+            &versions,
+            format_args!("broker {}", leader.broker),
+            ApiKey::ListOffsets,
             LIST_OFFSETS_MIN,
             LIST_OFFSETS_MAX,
-        ) else {
-            return Err(BrokerError::Unsupported(format!(
-                "broker {} does not advertise ListOffsets (API key 2) v{LIST_OFFSETS_MIN} or later",
-                leader.broker
-            )));
-        };
+        )?;
         let timeout_ms = i32::try_from(self.client.timeout().as_millis()).unwrap_or(i32::MAX);
         // (batch, slot) in send order: each batch asked for earliest, then latest.
         let items = leader
